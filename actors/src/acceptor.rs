@@ -1,0 +1,87 @@
+//! The acceptor's logic: the memory of Paxos. Inputs in, effects out.
+
+use crate::message::{Accept, Accepted, Batch, Effects, PeerMsg, Prepare, Promise};
+use crate::{Ballot, NodeId, Slot};
+use std::collections::BTreeMap;
+
+/// How many executed slots an acceptor keeps after its node executed them,
+/// so a leader that is slightly behind still finds recent values.
+pub const ACCEPTOR_KEEP_SLOTS: Slot = 1024;
+
+/// Promised ballot and accepted values per slot.
+#[derive(Debug, Default)]
+pub struct Acceptor {
+    promised: Ballot,
+    accepted: BTreeMap<Slot, (Ballot, Batch)>,
+    trimmed_below: Slot,
+}
+
+impl Acceptor {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn promised(&self) -> Ballot {
+        self.promised
+    }
+
+    pub fn accepted_len(&self) -> usize {
+        self.accepted.len()
+    }
+
+    pub fn on_prepare(&mut self, from: NodeId, prepare: Prepare, fx: &mut Effects) {
+        if prepare.ballot > self.promised {
+            self.promised = prepare.ballot;
+        }
+        let accepted = if self.promised == prepare.ballot {
+            self.accepted
+                .range(prepare.from_slot..)
+                .map(|(slot, (ballot, batch))| (*slot, *ballot, batch.clone()))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        fx.send(
+            from,
+            PeerMsg::Promise(Promise {
+                ballot: self.promised,
+                accepted,
+                trimmed_below: self.trimmed_below,
+            }),
+        );
+    }
+
+    pub fn on_accept(&mut self, from: NodeId, accept: Accept, fx: &mut Effects) {
+        if accept.ballot >= self.promised && accept.slot >= self.trimmed_below {
+            self.promised = accept.ballot;
+            self.accepted
+                .insert(accept.slot, (accept.ballot, accept.batch));
+        }
+        fx.send(
+            from,
+            PeerMsg::Accepted(Accepted {
+                ballot: self.promised,
+                slot: accept.slot,
+            }),
+        );
+    }
+
+    /// The local replica has executed every slot below `executed`: values far
+    /// enough below it can be forgotten (the replica's log or snapshot has them).
+    pub fn on_progress(&mut self, executed: Slot) {
+        let below = executed.saturating_sub(ACCEPTOR_KEEP_SLOTS);
+        if below > self.trimmed_below {
+            self.trimmed_below = below;
+            self.accepted = self.accepted.split_off(&below);
+        }
+    }
+
+    pub fn handle(&mut self, from: NodeId, msg: PeerMsg, fx: &mut Effects) {
+        match msg {
+            PeerMsg::Prepare(p) => self.on_prepare(from, p, fx),
+            PeerMsg::Accept(a) => self.on_accept(from, a, fx),
+            PeerMsg::Progress(p) => self.on_progress(p.executed),
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,524 @@
+//! The leader's logic: phase 1 once per ballot, then phase 2 for a window of
+//! slots, each carrying a batch of commands. Inputs in, effects out.
+//!
+//! The scout and commanders of "Paxos Made Moderately Complex" live here as
+//! state (`promised_by`, `inflight`) rather than as one actor per slot.
+
+use crate::config::{is_majority, ConfigHistory, WINDOW_SLOTS};
+use crate::message::{
+    Accept, Accepted, Batch, Command, Decision, Effects, Heartbeat, PeerMsg, Prepare, Progress,
+    Promise,
+};
+use crate::{Ballot, NodeId, Slot};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+
+/// Timing and size limits of a leader. Times are in milliseconds of whatever
+/// clock drives `tick` (real or simulated).
+#[derive(Clone, Debug)]
+pub struct LeaderConfig {
+    pub heartbeat_interval_ms: u64,
+    /// A follower that hears no heartbeat for between this and twice this
+    /// starts an election; the jitter keeps candidates from duelling.
+    pub election_timeout_ms: u64,
+    /// Unanswered Prepare and Accept messages are resent after this.
+    pub retry_ms: u64,
+    /// Slots carrying new commands that may be in phase 2 at once; commands
+    /// arriving meanwhile queue up and go out together as the next batch.
+    pub max_inflight_slots: usize,
+    pub max_batch_commands: usize,
+    pub max_batch_bytes: usize,
+    /// Commands waiting for a slot; beyond this a request is refused as busy.
+    pub max_pending_commands: usize,
+}
+
+impl Default for LeaderConfig {
+    fn default() -> Self {
+        LeaderConfig {
+            heartbeat_interval_ms: 50,
+            election_timeout_ms: 300,
+            retry_ms: 100,
+            max_inflight_slots: 4,
+            max_batch_commands: 1024,
+            max_batch_bytes: 1 << 20,
+            max_pending_commands: 100_000,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeaderState {
+    Follower,
+    Candidate,
+    Active,
+}
+
+/// Why a request was not taken.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NotAccepted {
+    /// This node is not the active leader; the hint names who may be.
+    NotLeader(Option<NodeId>),
+    /// The queue of commands waiting for a slot is full.
+    Busy,
+}
+
+struct Inflight {
+    batch: Batch,
+    acks: BTreeSet<NodeId>,
+    sent_ms: u64,
+}
+
+/// A leader: candidate, active, or following whoever sends heartbeats.
+pub struct Leader {
+    me: NodeId,
+    config: LeaderConfig,
+    state: LeaderState,
+    ballot: Ballot,
+    max_seen: Ballot,
+    promised_by: BTreeSet<NodeId>,
+    prepare_sent_ms: u64,
+    /// Values found in phase 1 (and gaps, as no-ops) still to be proposed.
+    to_repropose: BTreeMap<Slot, (Ballot, Batch)>,
+    max_trimmed: Slot,
+    inflight: BTreeMap<Slot, Inflight>,
+    next_slot: Slot,
+    pending: VecDeque<Command>,
+    executed: Slot,
+    configs: ConfigHistory,
+    leader_hint: Option<NodeId>,
+    election_deadline_ms: u64,
+    last_heartbeat_ms: u64,
+    rng: u64,
+    now_ms: u64,
+    leader_changes: u64,
+}
+
+impl Leader {
+    pub fn new(me: NodeId, configs: ConfigHistory, config: LeaderConfig, seed: u64) -> Self {
+        let mut leader = Leader {
+            me,
+            config,
+            state: LeaderState::Follower,
+            ballot: Ballot::ZERO,
+            max_seen: Ballot::ZERO,
+            promised_by: BTreeSet::new(),
+            prepare_sent_ms: 0,
+            to_repropose: BTreeMap::new(),
+            max_trimmed: 0,
+            inflight: BTreeMap::new(),
+            next_slot: 0,
+            pending: VecDeque::new(),
+            executed: 0,
+            configs,
+            leader_hint: None,
+            election_deadline_ms: 0,
+            last_heartbeat_ms: 0,
+            rng: seed ^ me.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
+            now_ms: 0,
+            leader_changes: 0,
+        };
+        leader.reset_election_deadline();
+        leader
+    }
+
+    pub fn state(&self) -> LeaderState {
+        self.state
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.state == LeaderState::Active
+    }
+
+    pub fn ballot(&self) -> Ballot {
+        self.ballot.max(self.max_seen)
+    }
+
+    /// Who this node believes leads: itself when active, else the latest heartbeat's sender.
+    pub fn leader_hint(&self) -> Option<NodeId> {
+        if self.is_active() {
+            Some(self.me)
+        } else {
+            self.leader_hint
+        }
+    }
+
+    pub fn next_slot(&self) -> Slot {
+        self.next_slot
+    }
+
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Slots in phase 2 and how many acceptors accepted each (for status and tests).
+    pub fn inflight_acks(&self) -> Vec<(Slot, usize)> {
+        self.inflight
+            .iter()
+            .map(|(s, f)| (*s, f.acks.len()))
+            .collect()
+    }
+
+    pub fn leader_changes(&self) -> u64 {
+        self.leader_changes
+    }
+
+    fn random_below(&mut self, bound: u64) -> u64 {
+        // xorshift64*: deterministic per seed, which the simulator relies on.
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D) % bound.max(1)
+    }
+
+    fn reset_election_deadline(&mut self) {
+        let timeout = self.config.election_timeout_ms;
+        self.election_deadline_ms = self.now_ms + timeout + self.random_below(timeout);
+    }
+
+    fn is_member(&self) -> bool {
+        self.configs.members_from(self.executed).contains(&self.me)
+    }
+
+    /// Takes a client command if this node is the active leader.
+    pub fn on_request(&mut self, command: Command, fx: &mut Effects) -> Result<(), NotAccepted> {
+        if !self.is_active() {
+            return Err(NotAccepted::NotLeader(self.leader_hint));
+        }
+        if self.pending.len() >= self.config.max_pending_commands {
+            return Err(NotAccepted::Busy);
+        }
+        self.pending.push_back(command);
+        self.try_propose(fx);
+        Ok(())
+    }
+
+    pub fn handle(&mut self, from: NodeId, msg: PeerMsg, fx: &mut Effects) {
+        match msg {
+            PeerMsg::Promise(p) => self.on_promise(from, p, fx),
+            PeerMsg::Accepted(a) => self.on_accepted(from, a, fx),
+            PeerMsg::Heartbeat(h) => self.on_heartbeat(from, h, fx),
+            PeerMsg::Progress(p) => self.on_progress(p, fx),
+            _ => {}
+        }
+    }
+
+    /// Advances the clock: heartbeats, retries and elections happen here.
+    pub fn tick(&mut self, now_ms: u64, fx: &mut Effects) {
+        self.now_ms = self.now_ms.max(now_ms);
+        match self.state {
+            LeaderState::Active => {
+                if self.now_ms >= self.last_heartbeat_ms + self.config.heartbeat_interval_ms {
+                    self.send_heartbeats(fx);
+                }
+                self.retry_accepts(fx);
+                if self.now_ms >= self.prepare_sent_ms + self.config.retry_ms {
+                    self.send_prepares(fx);
+                }
+            }
+            LeaderState::Candidate => {
+                if self.now_ms >= self.election_deadline_ms {
+                    self.start_election(fx);
+                } else if self.now_ms >= self.prepare_sent_ms + self.config.retry_ms {
+                    self.send_prepares(fx);
+                }
+            }
+            LeaderState::Follower => {
+                if self.now_ms >= self.election_deadline_ms && self.is_member() {
+                    self.start_election(fx);
+                }
+            }
+        }
+    }
+
+    fn start_election(&mut self, fx: &mut Effects) {
+        self.ballot = self.max_seen.max(self.ballot).next_for(self.me);
+        self.max_seen = self.ballot;
+        self.state = LeaderState::Candidate;
+        self.promised_by.clear();
+        self.to_repropose.clear();
+        self.max_trimmed = 0;
+        self.inflight.clear();
+        self.reset_election_deadline();
+        log::debug!("node {:x}: election with ballot {}", self.me, self.ballot);
+        self.send_prepares(fx);
+    }
+
+    fn send_prepares(&mut self, fx: &mut Effects) {
+        self.prepare_sent_ms = self.now_ms;
+        for id in self.configs.members_from(self.executed) {
+            if !self.promised_by.contains(&id) {
+                fx.send(
+                    id,
+                    PeerMsg::Prepare(Prepare {
+                        ballot: self.ballot,
+                        from_slot: self.executed,
+                    }),
+                );
+            }
+        }
+    }
+
+    fn on_promise(&mut self, from: NodeId, promise: Promise, fx: &mut Effects) {
+        if promise.ballot > self.ballot {
+            self.preempted(promise.ballot);
+            return;
+        }
+        if promise.ballot != self.ballot || self.state == LeaderState::Follower {
+            return;
+        }
+        if !self.promised_by.insert(from) {
+            return;
+        }
+        self.max_trimmed = self.max_trimmed.max(promise.trimmed_below);
+        let already_proposed_below = if self.is_active() { self.next_slot } else { 0 };
+        for (slot, ballot, batch) in promise.accepted {
+            if slot < already_proposed_below || slot < self.executed {
+                continue;
+            }
+            match self.to_repropose.get(&slot) {
+                Some((known, _)) if *known >= ballot => {}
+                _ => {
+                    self.to_repropose.insert(slot, (ballot, batch));
+                }
+            }
+        }
+        if self.state == LeaderState::Candidate {
+            let prepared = self
+                .configs
+                .configs_from(self.executed)
+                .iter()
+                .all(|members| is_majority(members, &self.promised_by));
+            if prepared {
+                self.become_active(fx);
+            }
+        } else {
+            self.fill_gaps();
+            self.try_propose(fx);
+        }
+    }
+
+    fn become_active(&mut self, fx: &mut Effects) {
+        self.state = LeaderState::Active;
+        self.leader_changes += 1;
+        self.leader_hint = Some(self.me);
+        log::info!("node {:x}: leading with ballot {}", self.me, self.ballot);
+        let start = self.executed.max(self.max_trimmed);
+        self.to_repropose = self.to_repropose.split_off(&start);
+        self.next_slot = start;
+        self.fill_gaps();
+        if self.max_trimmed > self.executed {
+            fx.send(
+                self.me,
+                PeerMsg::CommitPoint {
+                    source: self.me,
+                    executed: self.max_trimmed,
+                },
+            );
+        }
+        self.send_heartbeats(fx);
+        self.try_propose(fx);
+    }
+
+    /// Slots nobody accepted may hide between found values: fill them with
+    /// no-ops so the log has no holes and later slots can execute.
+    fn fill_gaps(&mut self) {
+        let Some(end) = self.to_repropose.keys().next_back().map(|s| s + 1) else {
+            return;
+        };
+        let noop: Batch = Arc::new(vec![Command::Noop]);
+        for slot in self.next_slot..end {
+            self.to_repropose
+                .entry(slot)
+                .or_insert((Ballot::ZERO, noop.clone()));
+        }
+        self.next_slot = self.next_slot.max(end);
+    }
+
+    fn preempted(&mut self, by: Ballot) {
+        if by > self.max_seen {
+            self.max_seen = by;
+        }
+        if self.state != LeaderState::Follower {
+            log::info!(
+                "node {:x}: preempted by ballot {} (had {})",
+                self.me,
+                by,
+                self.ballot
+            );
+        }
+        self.state = LeaderState::Follower;
+        self.leader_hint = Some(by.node).filter(|n| *n != self.me);
+        self.inflight.clear();
+        self.to_repropose.clear();
+        // Waiting clients resend to whoever leads now; their ids keep it exactly-once.
+        self.pending.clear();
+        self.reset_election_deadline();
+    }
+
+    fn on_heartbeat(&mut self, from: NodeId, hb: Heartbeat, fx: &mut Effects) {
+        if hb.ballot < self.max_seen {
+            return;
+        }
+        self.max_seen = hb.ballot;
+        if hb.ballot > self.ballot && self.state != LeaderState::Follower {
+            self.preempted(hb.ballot);
+        }
+        if self.state == LeaderState::Follower {
+            self.leader_hint = Some(from);
+            self.reset_election_deadline();
+        }
+        fx.send(
+            self.me,
+            PeerMsg::CommitPoint {
+                source: from,
+                executed: hb.executed,
+            },
+        );
+    }
+
+    fn on_accepted(&mut self, from: NodeId, accepted: Accepted, fx: &mut Effects) {
+        if accepted.ballot > self.ballot {
+            self.preempted(accepted.ballot);
+            return;
+        }
+        if accepted.ballot != self.ballot || !self.is_active() {
+            return;
+        }
+        let Some(flight) = self.inflight.get_mut(&accepted.slot) else {
+            return;
+        };
+        flight.acks.insert(from);
+        if !is_majority(self.configs.at(accepted.slot), &flight.acks) {
+            return;
+        }
+        let flight = self
+            .inflight
+            .remove(&accepted.slot)
+            .expect("present: looked up above");
+        for id in self.configs.members_from(accepted.slot.min(self.executed)) {
+            fx.send(
+                id,
+                PeerMsg::Decision(Decision {
+                    slot: accepted.slot,
+                    batch: flight.batch.clone(),
+                }),
+            );
+        }
+        self.try_propose(fx);
+    }
+
+    fn on_progress(&mut self, progress: Progress, fx: &mut Effects) {
+        self.executed = self.executed.max(progress.executed);
+        self.configs = progress.configs;
+        if self.is_active() {
+            // Members a new membership brings must promise before we use them.
+            let missing = self
+                .configs
+                .members_from(self.executed)
+                .iter()
+                .any(|id| !self.promised_by.contains(id));
+            if missing && self.now_ms >= self.prepare_sent_ms + self.config.retry_ms {
+                self.send_prepares(fx);
+            }
+            self.try_propose(fx);
+        }
+    }
+
+    fn can_use_slot(&self, slot: Slot) -> bool {
+        slot < self.executed + WINDOW_SLOTS && is_majority(self.configs.at(slot), &self.promised_by)
+    }
+
+    fn try_propose(&mut self, fx: &mut Effects) {
+        if !self.is_active() {
+            return;
+        }
+        while let Some((&slot, _)) = self.to_repropose.first_key_value() {
+            if !self.can_use_slot(slot) {
+                return;
+            }
+            let (_, batch) = self.to_repropose.remove(&slot).expect("first key exists");
+            self.propose(slot, batch, fx);
+        }
+        while !self.pending.is_empty()
+            && self.inflight.len() < self.config.max_inflight_slots
+            && self.can_use_slot(self.next_slot)
+        {
+            let mut bytes = 0;
+            let mut batch = Vec::new();
+            while let Some(command) = self.pending.front() {
+                let size = command.size_hint();
+                if !batch.is_empty()
+                    && (batch.len() >= self.config.max_batch_commands
+                        || bytes + size > self.config.max_batch_bytes)
+                {
+                    break;
+                }
+                bytes += size;
+                batch.push(self.pending.pop_front().expect("front exists"));
+            }
+            let slot = self.next_slot;
+            self.next_slot += 1;
+            self.propose(slot, Arc::new(batch), fx);
+        }
+    }
+
+    fn propose(&mut self, slot: Slot, batch: Batch, fx: &mut Effects) {
+        self.next_slot = self.next_slot.max(slot + 1);
+        for member in self.configs.at(slot) {
+            fx.send(
+                member.id,
+                PeerMsg::Accept(Accept {
+                    ballot: self.ballot,
+                    slot,
+                    batch: batch.clone(),
+                }),
+            );
+        }
+        self.inflight.insert(
+            slot,
+            Inflight {
+                batch,
+                acks: BTreeSet::new(),
+                sent_ms: self.now_ms,
+            },
+        );
+    }
+
+    fn retry_accepts(&mut self, fx: &mut Effects) {
+        let now = self.now_ms;
+        let retry = self.config.retry_ms;
+        for (slot, flight) in self.inflight.iter_mut() {
+            if now < flight.sent_ms + retry {
+                continue;
+            }
+            flight.sent_ms = now;
+            for member in self.configs.at(*slot) {
+                if !flight.acks.contains(&member.id) {
+                    fx.send(
+                        member.id,
+                        PeerMsg::Accept(Accept {
+                            ballot: self.ballot,
+                            slot: *slot,
+                            batch: flight.batch.clone(),
+                        }),
+                    );
+                }
+            }
+        }
+    }
+
+    fn send_heartbeats(&mut self, fx: &mut Effects) {
+        self.last_heartbeat_ms = self.now_ms;
+        for id in self.configs.members_from(self.executed) {
+            if id != self.me {
+                fx.send(
+                    id,
+                    PeerMsg::Heartbeat(Heartbeat {
+                        ballot: self.ballot,
+                        executed: self.executed,
+                    }),
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,249 @@
+//! The messages of the protocol, one type per Paxos phase, and the commands
+//! the log orders.
+
+use crate::config::{ConfigHistory, Member};
+use crate::{Ballot, NodeId, Slot};
+use concoord_objects::{CommandId, Reply};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// One entry of a batch: what clients and operators ask the group to do.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    /// A method call. `ack_below`: the client has every reply below this
+    /// sequence number, so the client table may forget them.
+    Call {
+        id: CommandId,
+        method: String,
+        #[serde(with = "serde_bytes_vec")]
+        args: Vec<u8>,
+        ack_below: u64,
+    },
+    /// The caller's deadline passed: cancel `id` if it is still parked.
+    Cancel { id: CommandId },
+    /// Add a member (replacing any old member at the same address).
+    AddMember(Member),
+    /// Remove a member.
+    RemoveMember(NodeId),
+    /// Fills a slot a new leader found empty.
+    Noop,
+}
+
+impl Command {
+    /// The command id whose caller waits for this command's outcome.
+    pub fn id(&self) -> Option<CommandId> {
+        match self {
+            Command::Call { id, .. } | Command::Cancel { id } => Some(*id),
+            _ => None,
+        }
+    }
+
+    /// Rough wire size, for bounding batches.
+    pub fn size_hint(&self) -> usize {
+        match self {
+            Command::Call { method, args, .. } => 32 + method.len() + args.len(),
+            Command::AddMember(m) => 16 + m.addr.len(),
+            _ => 16,
+        }
+    }
+}
+
+/// The commands decided in one slot, shared between the roles of a node.
+pub type Batch = Arc<Vec<Command>>;
+
+/// Phase 1a: leader → acceptors.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Prepare {
+    pub ballot: Ballot,
+    /// Report accepted values from this slot on.
+    pub from_slot: Slot,
+}
+
+/// Phase 1b: acceptor → leader. `ballot` is the acceptor's promise: if it is
+/// not the prepared ballot the leader has been preempted.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Promise {
+    pub ballot: Ballot,
+    pub accepted: Vec<(Slot, Ballot, Batch)>,
+    /// Slots below this were decided and executed on the acceptor's node and
+    /// forgotten by the acceptor.
+    pub trimmed_below: Slot,
+}
+
+/// Phase 2a: leader → acceptors.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Accept {
+    pub ballot: Ballot,
+    pub slot: Slot,
+    pub batch: Batch,
+}
+
+/// Phase 2b: acceptor → leader; a ballot above the leader's preempts it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Accepted {
+    pub ballot: Ballot,
+    pub slot: Slot,
+}
+
+/// A chosen value: leader → replicas.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    pub slot: Slot,
+    pub batch: Batch,
+}
+
+/// The active leader is alive: leader → every member's leader.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub ballot: Ballot,
+    /// The leader's replica has executed every slot below this.
+    pub executed: Slot,
+}
+
+/// A replica's request for what it missed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CatchUpRequest {
+    pub from_slot: Slot,
+    /// A newcomer has no state at all and needs a snapshot first.
+    pub needs_snapshot: bool,
+}
+
+/// Consecutive decisions for a lagging replica.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CatchUp {
+    pub decisions: Vec<(Slot, Batch)>,
+}
+
+/// One client's entry in the replicated client table.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClientRecord {
+    pub ack_below: u64,
+    pub results: std::collections::BTreeMap<u64, CommandState>,
+}
+
+/// Where one command stands in the client table.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum CommandState {
+    Parked,
+    Done(Reply),
+}
+
+/// The whole replicated state at a slot: what a newcomer or a lagging replica
+/// installs before applying the decisions after it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Every slot below this is reflected in the state.
+    pub executed: Slot,
+    pub object_name: String,
+    #[serde(with = "serde_bytes_vec")]
+    pub object_state: Vec<u8>,
+    pub clients: Vec<(u64, ClientRecord)>,
+    pub configs: ConfigHistory,
+}
+
+/// Everything nodes say to each other, addressed to one role.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum PeerMsg {
+    Prepare(Prepare),
+    Accept(Accept),
+    Promise(Promise),
+    Accepted(Accepted),
+    Heartbeat(Heartbeat),
+    Decision(Decision),
+    CatchUpRequest(CatchUpRequest),
+    CatchUp(CatchUp),
+    Snapshot(Box<Snapshot>),
+    /// Replica → its own node's leader and acceptor: progress and membership.
+    Progress(Progress),
+    /// Leader → its own replica: someone has executed up to `executed`.
+    CommitPoint {
+        source: NodeId,
+        executed: Slot,
+    },
+}
+
+/// What the local replica tells its node's other roles after executing.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    pub executed: Slot,
+    pub configs: ConfigHistory,
+}
+
+/// The role a message is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Acceptor,
+    Leader,
+    Replica,
+}
+
+impl PeerMsg {
+    /// The roles that handle this message on the receiving node.
+    pub fn roles(&self) -> &'static [Role] {
+        match self {
+            PeerMsg::Prepare(_) | PeerMsg::Accept(_) => &[Role::Acceptor],
+            PeerMsg::Promise(_) | PeerMsg::Accepted(_) | PeerMsg::Heartbeat(_) => &[Role::Leader],
+            PeerMsg::Decision(_)
+            | PeerMsg::CatchUpRequest(_)
+            | PeerMsg::CatchUp(_)
+            | PeerMsg::Snapshot(_)
+            | PeerMsg::CommitPoint { .. } => &[Role::Replica],
+            PeerMsg::Progress(_) => &[Role::Leader, Role::Acceptor],
+        }
+    }
+}
+
+/// Byte vectors as MessagePack bin, not arrays of integers.
+pub(crate) mod serde_bytes_vec {
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(bytes)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Vec<u8>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+                Ok(v.to_vec())
+            }
+            fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+                Ok(v)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Vec<u8>, A::Error> {
+                let mut out = Vec::new();
+                while let Some(b) = seq.next_element::<u8>()? {
+                    out.push(b);
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_bytes(Visitor)
+    }
+}
+
+/// What a role asks its node to do.
+#[derive(Debug, Default)]
+pub struct Effects {
+    /// Messages for nodes (possibly this one).
+    pub sends: Vec<(NodeId, PeerMsg)>,
+    /// Outcomes of commands, for whichever session waits for them.
+    pub replies: Vec<(CommandId, Reply)>,
+}
+
+impl Effects {
+    pub fn send(&mut self, to: NodeId, msg: PeerMsg) {
+        self.sends.push((to, msg));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sends.is_empty() && self.replies.is_empty()
+    }
+}

@@ -1,0 +1,409 @@
+//! The replica's logic: executes decided batches strictly in slot order on
+//! the object, keeps the client table that makes every command id take effect
+//! once, and brings lagging or new replicas up to date. Inputs in, effects out.
+
+use crate::config::{ConfigHistory, Member};
+use crate::message::{
+    Batch, CatchUp, CatchUpRequest, ClientRecord, Command, CommandState, Decision, Effects,
+    PeerMsg, Progress, Snapshot,
+};
+use crate::{NodeId, Slot};
+use concoord_objects::{
+    CallContext, ClientId, CommandId, ObjectError, Outcome, Reply, StateMachine,
+};
+use std::collections::BTreeMap;
+
+/// Executed batches a replica keeps to serve catch-up; older ones are only
+/// available inside a snapshot.
+pub const REPLICA_LOG_KEEP_SLOTS: Slot = 4096;
+/// Decisions sent in one catch-up message.
+pub const CATCH_UP_MAX_SLOTS: usize = 256;
+
+/// The error a call gets when its cancel was ordered before it.
+pub const CANCELLED_KIND: &str = "Cancelled";
+
+/// A replica of one object.
+pub struct Replica {
+    me: NodeId,
+    object: Box<dyn StateMachine>,
+    /// Every slot below this has been executed.
+    executed: Slot,
+    /// Decided, not yet executed.
+    decisions: BTreeMap<Slot, Batch>,
+    /// Executed batches kept for catch-up, from `log_start`.
+    log: BTreeMap<Slot, Batch>,
+    log_start: Slot,
+    clients: BTreeMap<ClientId, ClientRecord>,
+    configs: ConfigHistory,
+    /// A newcomer has no state until it installs a snapshot.
+    has_state: bool,
+    executed_at_last_commit_point: Slot,
+    /// For tests: per slot, a digest of the batch executed there, and the
+    /// command ids whose calls actually ran on the object, in order.
+    pub trace: Option<ReplicaTrace>,
+}
+
+/// What a replica executed, recorded only when a test asks for it.
+#[derive(Debug, Default, Clone)]
+pub struct ReplicaTrace {
+    pub slot_digests: BTreeMap<Slot, u64>,
+    pub applied: Vec<CommandId>,
+}
+
+impl Replica {
+    /// A founding member: the group's first membership is known and the state is fresh.
+    pub fn founding(me: NodeId, object: Box<dyn StateMachine>, configs: ConfigHistory) -> Self {
+        Replica {
+            me,
+            object,
+            executed: 0,
+            decisions: BTreeMap::new(),
+            log: BTreeMap::new(),
+            log_start: 0,
+            clients: BTreeMap::new(),
+            configs,
+            has_state: true,
+            executed_at_last_commit_point: 0,
+            trace: None,
+        }
+    }
+
+    /// A newcomer that will get its state from a snapshot.
+    pub fn joining(me: NodeId, object: Box<dyn StateMachine>, bootstrap: Vec<Member>) -> Self {
+        let mut replica = Self::founding(me, object, ConfigHistory::genesis(bootstrap));
+        replica.has_state = false;
+        replica
+    }
+
+    pub fn executed(&self) -> Slot {
+        self.executed
+    }
+
+    /// Decided slots waiting for an earlier one.
+    pub fn waiting_slots(&self) -> Vec<Slot> {
+        self.decisions.keys().copied().collect()
+    }
+
+    pub fn has_state(&self) -> bool {
+        self.has_state
+    }
+
+    pub fn configs(&self) -> &ConfigHistory {
+        &self.configs
+    }
+
+    pub fn client_count(&self) -> usize {
+        self.clients.len()
+    }
+
+    pub fn parked_count(&self) -> usize {
+        self.object.parked_count()
+    }
+
+    pub fn snapshot_slot(&self) -> Slot {
+        self.log_start
+    }
+
+    pub fn object_name(&self) -> &'static str {
+        self.object.name()
+    }
+
+    /// The cached outcome of a command, if it has one.
+    pub fn cached(&self, id: CommandId) -> Option<&CommandState> {
+        self.clients.get(&id.client)?.results.get(&id.seq)
+    }
+
+    /// Tells the node's other roles where this replica stands; call once at start.
+    pub fn announce(&self, fx: &mut Effects) {
+        fx.send(
+            self.me,
+            PeerMsg::Progress(Progress {
+                executed: self.executed,
+                configs: self.configs.clone(),
+            }),
+        );
+    }
+
+    pub fn handle(&mut self, from: NodeId, msg: PeerMsg, fx: &mut Effects) {
+        match msg {
+            PeerMsg::Decision(d) => self.on_decision(d, fx),
+            PeerMsg::CatchUpRequest(r) => self.on_catch_up_request(from, r, fx),
+            PeerMsg::CatchUp(c) => {
+                for (slot, batch) in c.decisions {
+                    self.on_decision(Decision { slot, batch }, fx);
+                }
+            }
+            PeerMsg::Snapshot(s) => self.on_snapshot(*s, fx),
+            PeerMsg::CommitPoint { source, executed } => self.on_commit_point(source, executed, fx),
+            _ => {}
+        }
+    }
+
+    pub fn on_decision(&mut self, decision: Decision, fx: &mut Effects) {
+        if decision.slot < self.executed {
+            return;
+        }
+        if let Some(known) = self.decisions.get(&decision.slot) {
+            assert_eq!(
+                known, &decision.batch,
+                "slot {} decided twice with different values",
+                decision.slot
+            );
+            return;
+        }
+        self.decisions.insert(decision.slot, decision.batch);
+        self.execute_ready(fx);
+    }
+
+    fn execute_ready(&mut self, fx: &mut Effects) {
+        if !self.has_state {
+            return;
+        }
+        let before = self.executed;
+        while let Some(batch) = self.decisions.remove(&self.executed) {
+            let slot = self.executed;
+            for command in batch.iter() {
+                self.execute(slot, command, fx);
+            }
+            if let Some(trace) = &mut self.trace {
+                trace.slot_digests.insert(slot, digest(&batch));
+            }
+            self.log.insert(slot, batch);
+            self.executed += 1;
+        }
+        if self.executed != before {
+            while self.executed - self.log_start > REPLICA_LOG_KEEP_SLOTS {
+                self.log.remove(&self.log_start);
+                self.log_start += 1;
+            }
+            self.configs.forget_before(self.log_start);
+            self.announce(fx);
+        }
+    }
+
+    fn execute(&mut self, slot: Slot, command: &Command, fx: &mut Effects) {
+        match command {
+            Command::Call {
+                id,
+                method,
+                args,
+                ack_below,
+            } => self.execute_call(slot, *id, method, args, *ack_below, fx),
+            Command::Cancel { id } => self.execute_cancel(slot, *id, fx),
+            Command::AddMember(member) => {
+                let mut members: Vec<Member> = self
+                    .configs
+                    .latest()
+                    .iter()
+                    .filter(|m| m.addr != member.addr && m.id != member.id)
+                    .cloned()
+                    .collect();
+                members.push(member.clone());
+                log::info!(
+                    "slot {slot}: member {:x} at {} joins",
+                    member.id,
+                    member.addr
+                );
+                self.configs.change(slot, members);
+            }
+            Command::RemoveMember(id) => {
+                let members = self
+                    .configs
+                    .latest()
+                    .iter()
+                    .filter(|m| m.id != *id)
+                    .cloned()
+                    .collect();
+                log::info!("slot {slot}: member {id:x} leaves");
+                self.configs.change(slot, members);
+            }
+            Command::Noop => {}
+        }
+    }
+
+    fn execute_call(
+        &mut self,
+        slot: Slot,
+        id: CommandId,
+        method: &str,
+        args: &[u8],
+        ack_below: u64,
+        fx: &mut Effects,
+    ) {
+        let record = self.clients.entry(id.client).or_default();
+        if ack_below > record.ack_below {
+            record.ack_below = ack_below;
+            // The client holds these replies; a parked one stays until answered.
+            record
+                .results
+                .retain(|seq, state| *seq >= ack_below || *state == CommandState::Parked);
+        }
+        if id.seq < record.ack_below && !record.results.contains_key(&id.seq) {
+            return; // an old duplicate whose reply the client already has
+        }
+        match record.results.get(&id.seq) {
+            Some(CommandState::Done(reply)) => {
+                fx.replies.push((id, reply.clone()));
+                return;
+            }
+            Some(CommandState::Parked) => return,
+            None => {}
+        }
+        let mut wakes = Vec::new();
+        let outcome = {
+            let mut ctx = CallContext::new(id, slot, &mut wakes);
+            self.object.apply(method, args, &mut ctx)
+        };
+        if let Some(trace) = &mut self.trace {
+            trace.applied.push(id);
+        }
+        let state = match outcome {
+            Outcome::Reply(reply) => {
+                fx.replies.push((id, reply.clone()));
+                CommandState::Done(reply)
+            }
+            Outcome::Park => CommandState::Parked,
+        };
+        self.clients
+            .entry(id.client)
+            .or_default()
+            .results
+            .insert(id.seq, state);
+        self.deliver_wakes(wakes, fx);
+    }
+
+    fn execute_cancel(&mut self, slot: Slot, id: CommandId, fx: &mut Effects) {
+        let record = self.clients.entry(id.client).or_default();
+        if id.seq < record.ack_below && !record.results.contains_key(&id.seq) {
+            return;
+        }
+        match record.results.get(&id.seq) {
+            Some(CommandState::Done(reply)) => fx.replies.push((id, reply.clone())),
+            Some(CommandState::Parked) => {
+                let mut wakes = Vec::new();
+                let reply = {
+                    let mut ctx = CallContext::new(id, slot, &mut wakes);
+                    self.object.cancel(id, &mut ctx)
+                };
+                if let Some(reply) = reply {
+                    wakes.insert(0, (id, reply));
+                }
+                self.deliver_wakes(wakes, fx);
+            }
+            None => {
+                // Ordered before the call itself: the call, if it ever comes, is void.
+                let reply: Reply = Err(ObjectError::new(
+                    CANCELLED_KIND,
+                    "the call was cancelled before it was ordered",
+                ));
+                record
+                    .results
+                    .insert(id.seq, CommandState::Done(reply.clone()));
+                fx.replies.push((id, reply));
+            }
+        }
+    }
+
+    fn deliver_wakes(&mut self, wakes: Vec<(CommandId, Reply)>, fx: &mut Effects) {
+        for (id, reply) in wakes {
+            let record = self.clients.entry(id.client).or_default();
+            if record.results.get(&id.seq) == Some(&CommandState::Parked) {
+                record
+                    .results
+                    .insert(id.seq, CommandState::Done(reply.clone()));
+                fx.replies.push((id, reply));
+            } else {
+                log::warn!("object woke {id}, which was not parked; ignored");
+            }
+        }
+    }
+
+    fn on_commit_point(&mut self, source: NodeId, executed: Slot, fx: &mut Effects) {
+        let stalled = self.executed == self.executed_at_last_commit_point;
+        self.executed_at_last_commit_point = self.executed;
+        if source == self.me || executed <= self.executed {
+            return;
+        }
+        if !self.has_state || stalled {
+            fx.send(
+                source,
+                PeerMsg::CatchUpRequest(CatchUpRequest {
+                    from_slot: self.executed,
+                    needs_snapshot: !self.has_state,
+                }),
+            );
+        }
+    }
+
+    fn on_catch_up_request(&mut self, from: NodeId, request: CatchUpRequest, fx: &mut Effects) {
+        if !self.has_state || request.from_slot >= self.executed {
+            return;
+        }
+        if request.needs_snapshot || request.from_slot < self.log_start {
+            fx.send(from, PeerMsg::Snapshot(Box::new(self.snapshot())));
+            return;
+        }
+        let decisions = self
+            .log
+            .range(request.from_slot..)
+            .take(CATCH_UP_MAX_SLOTS)
+            .map(|(slot, batch)| (*slot, batch.clone()))
+            .collect();
+        fx.send(from, PeerMsg::CatchUp(CatchUp { decisions }));
+    }
+
+    /// The whole replicated state as of `executed`.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            executed: self.executed,
+            object_name: self.object.name().to_string(),
+            object_state: self.object.snapshot(),
+            clients: self
+                .clients
+                .iter()
+                .map(|(id, record)| (*id, record.clone()))
+                .collect(),
+            configs: self.configs.clone(),
+        }
+    }
+
+    fn on_snapshot(&mut self, snapshot: Snapshot, fx: &mut Effects) {
+        if self.has_state && snapshot.executed <= self.executed {
+            return;
+        }
+        if snapshot.object_name != self.object.name() {
+            log::error!(
+                "refusing a snapshot of {} for a replica of {}",
+                snapshot.object_name,
+                self.object.name()
+            );
+            return;
+        }
+        if let Err(e) = self.object.restore(&snapshot.object_state) {
+            log::error!("cannot install snapshot at slot {}: {e}", snapshot.executed);
+            return;
+        }
+        log::info!("installed snapshot at slot {}", snapshot.executed);
+        self.executed = snapshot.executed;
+        self.executed_at_last_commit_point = snapshot.executed;
+        self.clients = snapshot.clients.into_iter().collect();
+        self.configs = snapshot.configs;
+        self.has_state = true;
+        self.log.clear();
+        self.log_start = snapshot.executed;
+        self.decisions = self.decisions.split_off(&snapshot.executed);
+        if let Some(trace) = &mut self.trace {
+            trace.slot_digests.clear();
+        }
+        self.announce(fx);
+        self.execute_ready(fx);
+    }
+}
+
+fn digest(batch: &Batch) -> u64 {
+    let bytes = rmp_serde::to_vec(&**batch).expect("batches serialize");
+    // FNV-1a: stable across processes, unlike std's randomized hasher.
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ *b as u64).wrapping_mul(0x100_0000_01b3)
+    })
+}

@@ -1,0 +1,385 @@
+//! Multi-Paxos under a faulty in-memory network, deterministically simulated.
+//!
+//! Every scenario runs many seeds (`CONCOORD_SIM_SEEDS`, default 200); a failure
+//! names its seed, and `CONCOORD_SIM_SEED=N` replays exactly that run.
+
+use concoord_actors::sim::{Sim, SimConfig};
+use concoord_objects::{rmpv, ObjectError};
+use std::collections::BTreeSet;
+
+const DEFAULT_SEEDS: u64 = 200;
+/// Simulated time every run must finish in.
+const RUN_DEADLINE_MS: u64 = 120_000;
+/// After a fault heals, some client must be answered within this much simulated time.
+const RECOVERY_BOUND_MS: u64 = 5_000;
+
+fn seeds() -> Vec<u64> {
+    if let Ok(seed) = std::env::var("CONCOORD_SIM_SEED") {
+        return vec![seed.parse().expect("CONCOORD_SIM_SEED is a number")];
+    }
+    let count = std::env::var("CONCOORD_SIM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(DEFAULT_SEEDS);
+    (1..=count).collect()
+}
+
+/// Runs `scenario` for every seed and reports every failing one with how to replay it.
+fn for_each_seed(name: &str, scenario: impl Fn(u64) -> Result<(), String>) {
+    let mut failures = Vec::new();
+    for seed in seeds() {
+        if let Err(why) = scenario(seed) {
+            failures.push(format!("seed {seed}: {why}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{name}: {} failing seed(s); replay one with CONCOORD_SIM_SEED=N cargo test --test sim_paxos {name}\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+fn config(seed: u64, nodes: usize) -> SimConfig {
+    SimConfig {
+        seed,
+        nodes,
+        clients: 4,
+        ops_per_client: 12,
+        ..SimConfig::default()
+    }
+}
+
+fn counter_value(sim: &Sim, node: usize) -> Result<i64, String> {
+    let state = sim.nodes[node].replica.snapshot().object_state;
+    let value = rmpv::decode::read_value(&mut &state[..]).map_err(|e| e.to_string())?;
+    value[0]
+        .as_i64()
+        .ok_or_else(|| format!("counter state is not [value]: {value}"))
+}
+
+/// Drives the run to the end and checks what every scenario must hold.
+fn finish_and_check(sim: &mut Sim) -> Result<(), String> {
+    if !sim.run_until_done(RUN_DEADLINE_MS) {
+        let progress: Vec<_> = sim.clients.iter().map(|c| (c.acked, c.ops)).collect();
+        return Err(format!(
+            "clients did not finish by {RUN_DEADLINE_MS} ms: (acked, ops) = {progress:?}"
+        ));
+    }
+    // Let every live replica learn the last decisions.
+    let settle = sim.now_ms + 2_000;
+    sim.run_until(settle);
+    let alive: Vec<usize> = (0..sim.nodes.len())
+        .filter(|i| sim.nodes[*i].alive)
+        .collect();
+
+    // Same commands in the same slots everywhere.
+    for a in 0..sim.nodes.len() {
+        for b in a + 1..sim.nodes.len() {
+            let (ta, tb) = (sim.trace(a), sim.trace(b));
+            for (slot, digest) in &ta.slot_digests {
+                if let Some(other) = tb.slot_digests.get(slot) {
+                    if other != digest {
+                        return Err(format!(
+                            "nodes {a} and {b} executed different batches in slot {slot}"
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    let executed: BTreeSet<u64> = alive
+        .iter()
+        .map(|i| sim.nodes[*i].replica.executed())
+        .collect();
+    if executed.len() != 1 {
+        return Err(format!(
+            "live replicas stopped at different slots: {executed:?}"
+        ));
+    }
+    // Each command id ran on the object at most once, in one order everywhere.
+    let reference = &sim.trace(alive[0]).applied;
+    for node in 0..sim.nodes.len() {
+        let applied = &sim.trace(node).applied;
+        let distinct: BTreeSet<_> = applied.iter().collect();
+        if distinct.len() != applied.len() {
+            return Err(format!("node {node} applied some command twice"));
+        }
+        let common = applied.len().min(reference.len());
+        if applied[..common] != reference[..common] {
+            return Err(format!("node {node} applied commands in another order"));
+        }
+    }
+    // Final value: every acknowledged increment exactly once (no client is left in doubt).
+    let acked: u64 = sim.clients.iter().map(|c| c.acked).sum();
+    for &node in &alive {
+        let value = counter_value(sim, node)?;
+        if value != acked as i64 {
+            return Err(format!(
+                "node {node} counts {value}, clients were acknowledged {acked}"
+            ));
+        }
+    }
+    for d in &sim.deliveries {
+        if let Err(e) = &d.reply {
+            return Err(format!("increment {} failed: {e}", d.id));
+        }
+    }
+    Ok(())
+}
+
+/// After `healed_ms`, some client must be answered within the recovery bound.
+fn check_recovery(sim: &Sim, healed_ms: u64) -> Result<(), String> {
+    let first = sim
+        .deliveries
+        .iter()
+        .find(|d| d.at_ms >= healed_ms)
+        .map(|d| d.at_ms);
+    match first {
+        Some(at) if at - healed_ms <= RECOVERY_BOUND_MS => Ok(()),
+        Some(at) => Err(format!("first reply {} ms after healing", at - healed_ms)),
+        None => Err("no reply after healing".into()),
+    }
+}
+
+/// Nodes cut off in `[from_ms, to_ms)` must not answer any command first sent then.
+fn check_minority_silent(
+    sim: &Sim,
+    minority: &[usize],
+    from_ms: u64,
+    to_ms: u64,
+) -> Result<(), String> {
+    for d in &sim.deliveries {
+        if minority.contains(&d.node)
+            && d.at_ms >= from_ms
+            && d.at_ms < to_ms
+            && d.first_sent_ms >= from_ms
+        {
+            return Err(format!(
+                "minority node {} answered {} at {} ms during the partition",
+                d.node, d.id, d.at_ms
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn elect(sim: &mut Sim) -> Result<usize, String> {
+    for _ in 0..100 {
+        if let Some(leader) = sim.leader() {
+            return Ok(leader);
+        }
+        let next = sim.now_ms + 100;
+        sim.run_until(next);
+    }
+    Err("no leader elected in 10 s".into())
+}
+
+fn leader_crash(seed: u64, nodes: usize) -> Result<(), String> {
+    let mut sim = Sim::new(config(seed, nodes));
+    sim.run_until(400);
+    let leader = elect(&mut sim)?;
+    sim.crash(leader);
+    let crashed_at = sim.now_ms;
+    finish_and_check(&mut sim)?;
+    check_recovery(&sim, crashed_at)
+}
+
+fn leader_isolated(seed: u64, nodes: usize) -> Result<(), String> {
+    let mut sim = Sim::new(config(seed, nodes));
+    sim.run_until(400);
+    let leader = elect(&mut sim)?;
+    sim.partition(&[leader]);
+    let cut_at = sim.now_ms;
+    sim.run_until(cut_at + 1_500);
+    sim.heal();
+    let healed_at = sim.now_ms;
+    finish_and_check(&mut sim)?;
+    check_minority_silent(&sim, &[leader], cut_at, healed_at)?;
+    check_recovery(&sim, cut_at)
+}
+
+fn minority_partitioned(seed: u64, nodes: usize) -> Result<(), String> {
+    let mut cfg = config(seed, nodes);
+    cfg.clients = 5;
+    let mut sim = Sim::new(cfg);
+    sim.run_until(400);
+    let leader = elect(&mut sim)?;
+    // The minority: followers only, so the leader keeps serving the majority side.
+    let minority: Vec<usize> = (0..nodes)
+        .filter(|n| *n != leader)
+        .take((nodes - 1) / 2)
+        .collect();
+    sim.clients[0].pinned = Some(minority[0]);
+    sim.partition(&minority);
+    let cut_at = sim.now_ms;
+    sim.run_until(cut_at + 2_000);
+    sim.heal();
+    // A real client follows redirects; the pinned one only stayed to watch the minority.
+    sim.clients[0].pinned = None;
+    let healed_at = sim.now_ms;
+    finish_and_check(&mut sim)?;
+    check_minority_silent(&sim, &minority, cut_at, healed_at)?;
+    // The pinned client waited for the minority side and is served after healing.
+    let pinned_after = sim
+        .deliveries
+        .iter()
+        .find(|d| d.client == 0 && d.at_ms >= healed_at);
+    match pinned_after {
+        Some(d) if d.at_ms - healed_at <= RECOVERY_BOUND_MS => Ok(()),
+        Some(d) => Err(format!(
+            "pinned client answered {} ms after healing",
+            d.at_ms - healed_at
+        )),
+        None if sim.clients[0].acked == sim.clients[0].ops => Ok(()),
+        None => Err("pinned client never answered after healing".into()),
+    }
+}
+
+fn lossy_network(seed: u64, nodes: usize) -> Result<(), String> {
+    let mut cfg = config(seed, nodes);
+    cfg.delay_max_ms = 25; // wide delays reorder messages
+    let mut sim = Sim::new(cfg);
+    sim.net.drop_percent = 20;
+    sim.net.duplicate_percent = 10;
+    sim.run_until(3_000);
+    sim.net.drop_percent = 0;
+    sim.net.duplicate_percent = 0;
+    let healed_at = sim.now_ms;
+    finish_and_check(&mut sim)?;
+    if sim.clients.iter().any(|c| c.acked < c.ops) {
+        check_recovery(&sim, healed_at)?;
+    }
+    Ok(())
+}
+
+#[test]
+fn leader_crash_3() {
+    for_each_seed("leader_crash_3", |seed| leader_crash(seed, 3));
+}
+
+#[test]
+fn leader_crash_5() {
+    for_each_seed("leader_crash_5", |seed| leader_crash(seed, 5));
+}
+
+#[test]
+fn leader_isolated_3() {
+    for_each_seed("leader_isolated_3", |seed| leader_isolated(seed, 3));
+}
+
+#[test]
+fn leader_isolated_5() {
+    for_each_seed("leader_isolated_5", |seed| leader_isolated(seed, 5));
+}
+
+#[test]
+fn minority_partitioned_3() {
+    for_each_seed("minority_partitioned_3", |seed| {
+        minority_partitioned(seed, 3)
+    });
+}
+
+#[test]
+fn minority_partitioned_5() {
+    for_each_seed("minority_partitioned_5", |seed| {
+        minority_partitioned(seed, 5)
+    });
+}
+
+#[test]
+fn lossy_duplicating_reordering_network_3() {
+    for_each_seed("lossy_duplicating_reordering_network_3", |seed| {
+        lossy_network(seed, 3)
+    });
+}
+
+#[test]
+fn lossy_duplicating_reordering_network_5() {
+    for_each_seed("lossy_duplicating_reordering_network_5", |seed| {
+        lossy_network(seed, 5)
+    });
+}
+
+#[test]
+fn same_seed_replays_the_same_run() {
+    let run = |seed| {
+        let mut sim = Sim::new(config(seed, 3));
+        sim.net.drop_percent = 10;
+        sim.run_until_done(RUN_DEADLINE_MS);
+        (
+            sim.events_processed,
+            sim.trace(0).slot_digests.clone(),
+            sim.now_ms,
+        )
+    };
+    assert_eq!(run(7), run(7), "two runs of seed 7 differ");
+    assert_ne!(
+        run(7).0,
+        run(8).0,
+        "different seeds should give different schedules"
+    );
+}
+
+#[test]
+fn resent_commands_take_effect_once() {
+    // Very short client timeouts make clients resend each command to several nodes.
+    for_each_seed("resent_commands_take_effect_once", |seed| {
+        let mut cfg = config(seed, 3);
+        cfg.client_timeout_ms = 15;
+        cfg.delay_max_ms = 12;
+        let mut sim = Sim::new(cfg);
+        finish_and_check(&mut sim)?;
+        let resends: u64 = sim.clients.iter().map(|c| c.resends).sum();
+        if resends == 0 {
+            return Err("no command was resent; the scenario tests nothing".into());
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn bad_calls_fail_alike_everywhere_and_change_nothing() {
+    use concoord_actors::Command;
+    use concoord_objects::CommandId;
+    let mut cfg = config(3, 3);
+    cfg.clients = 0;
+    let mut sim = Sim::new(cfg);
+    let leader = elect(&mut sim).expect("a leader");
+    let bad = [
+        ("no_such_method", concoord_objects::encode_args::<i64>(&[])),
+        ("increment", vec![0xc1]), // 0xc1 is never valid MessagePack
+        ("increment", concoord_objects::encode_args(&[1, 2])),
+    ];
+    for (seq, (method, args)) in bad.iter().enumerate() {
+        let call = Command::Call {
+            id: CommandId::new(99, seq as u64 + 1),
+            method: method.to_string(),
+            args: args.clone(),
+            ack_below: 0,
+        };
+        sim.submit(leader, call).expect("the leader takes requests");
+    }
+    sim.run_until(sim.now_ms + 1_000);
+    let expected = [
+        ObjectError::UNKNOWN_METHOD,
+        ObjectError::BAD_ARGUMENTS,
+        ObjectError::BAD_ARGUMENTS,
+    ];
+    for node in 0..3 {
+        assert_eq!(
+            counter_value(&sim, node),
+            Ok(0),
+            "node {node}: a bad call changed the state"
+        );
+        for (seq, kind) in expected.iter().enumerate() {
+            let id = CommandId::new(99, seq as u64 + 1);
+            match sim.nodes[node].replica.cached(id) {
+                Some(concoord_actors::message::CommandState::Done(Err(e))) => {
+                    assert_eq!(&e.kind, kind, "node {node}, call {id}: {e}")
+                }
+                other => panic!("node {node}, call {id}: expected a {kind} error, found {other:?}"),
+            }
+        }
+    }
+}
