@@ -17,21 +17,56 @@
 //! ```
 
 mod args;
+mod bank;
+mod barrier;
+mod binary_tree;
 mod command;
+mod condition;
 mod counter;
 mod error;
+mod event;
+mod job_manager;
+mod lock;
+mod log;
+mod membership;
+mod mesh_membership;
+mod nameserver_coord;
 mod object;
+mod queue;
 mod registry;
+mod rlock;
+mod semaphore;
+mod stack;
+#[cfg(test)]
+mod testkit;
+mod util;
 mod value;
+mod wait_queue;
 
 pub use args::{encode_args, encode_value, Args};
+pub use bank::Bank;
+pub use barrier::Barrier;
+pub use binary_tree::BinaryTree;
 pub use command::{ClientId, CommandId};
+pub use condition::Condition;
 pub use counter::Counter;
 pub use error::ObjectError;
+pub use event::Event;
+pub use job_manager::JobManager;
+pub use lock::Lock;
+pub use log::Log;
+pub use membership::Membership;
+pub use mesh_membership::MeshMembership;
+pub use nameserver_coord::NameserverCoord;
 pub use object::{
     reply, CallContext, Hosted, Outcome, ReplicatedObject, Reply, StateMachine, INIT_METHOD,
 };
+pub use queue::Queue;
 pub use registry::{builtin, builtin_names};
+pub use rlock::RLock;
+pub use semaphore::{BoundedSemaphore, Semaphore};
+pub use stack::Stack;
 pub use value::Value;
+pub use wait_queue::WaitQueue;
 
 pub use rmpv;

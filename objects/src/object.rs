@@ -77,6 +77,11 @@ pub trait ReplicatedObject: Default + Serialize + DeserializeOwned + Send + 'sta
     /// A replicated cancel (the caller's deadline passed) of a command that may
     /// be parked here. Returns the reply for that command if it was parked, and
     /// must then have removed it from every wait queue.
+    ///
+    /// `None` means there is nothing to answer now: the command is not parked
+    /// (its grant was ordered first), or it stays parked because it must first
+    /// re-acquire a lock (a timed-out `Condition.wait`), in which case its
+    /// reply arrives later through [`CallContext::wake`].
     fn cancel(&mut self, _id: CommandId, _ctx: &mut CallContext<'_>) -> Option<Reply> {
         None
     }

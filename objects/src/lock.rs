@@ -1,0 +1,179 @@
+use crate::util::lock_acquire_args;
+use crate::wait_queue::WaitQueue;
+use crate::{reply, Args, CallContext, CommandId, ObjectError, Outcome, ReplicatedObject, Reply};
+use serde::{Deserialize, Serialize};
+
+/// Python's `threading.Lock` across machines (ConCoord's `DLock`):
+/// `acquire(blocking=True, timeout=-1) -> bool`, `release()`, `locked()`.
+///
+/// As in Python, any client may release it. A release with waiters hands the
+/// lock straight to the longest-waiting one, so the lock never looks free
+/// while someone is parked (no barging past the queue).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Lock {
+    locked: bool,
+    waiters: WaitQueue,
+}
+
+impl Lock {
+    fn dispatch(
+        &mut self,
+        method: &str,
+        args: &Args,
+        ctx: &mut CallContext<'_>,
+    ) -> Result<Outcome, ObjectError> {
+        match method {
+            "acquire" => {
+                let may_park = lock_acquire_args(args)?;
+                if !self.locked {
+                    self.locked = true;
+                    Ok(reply(&true))
+                } else if may_park {
+                    self.waiters.push(ctx.id, ());
+                    Ok(Outcome::Park)
+                } else {
+                    Ok(reply(&false))
+                }
+            }
+            "release" => {
+                args.at_most(0)?;
+                if !self.locked {
+                    return Err(ObjectError::runtime("release unlocked lock"));
+                }
+                match self.waiters.pop() {
+                    Some((next, ())) => ctx.wake_with(next, &true),
+                    None => self.locked = false,
+                }
+                Ok(reply(&()))
+            }
+            "locked" => {
+                args.at_most(0)?;
+                Ok(reply(&self.locked))
+            }
+            _ => Err(ObjectError::unknown_method(Self::NAME, method)),
+        }
+    }
+}
+
+impl ReplicatedObject for Lock {
+    const NAME: &'static str = "Lock";
+
+    fn call(&mut self, method: &str, args: &Args, ctx: &mut CallContext<'_>) -> Outcome {
+        self.dispatch(method, args, ctx)
+            .unwrap_or_else(|e| Outcome::Reply(Err(e)))
+    }
+
+    fn cancel(&mut self, id: CommandId, _ctx: &mut CallContext<'_>) -> Option<Reply> {
+        self.waiters
+            .remove(id)
+            .map(|()| Ok(crate::encode_value(&false)))
+    }
+
+    fn parked(&self) -> Vec<CommandId> {
+        self.waiters.ids().collect()
+    }
+
+    fn is_read_only(method: &str) -> bool {
+        method == "locked"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::*;
+
+    #[test]
+    fn acquire_release_locked() {
+        let mut h = Harness::<Lock>::new();
+        assert!(!h.ok::<bool>(1, "locked", &[]));
+        assert!(h.ok::<bool>(1, "acquire", &[]));
+        assert!(h.ok::<bool>(1, "locked", &[]));
+        // Non-blocking and zero-timeout attempts fail at once.
+        assert!(!h.ok::<bool>(2, "acquire", &[v(false)]));
+        assert!(!h.ok::<bool>(2, "acquire", &[v(0)]));
+        assert!(!h.ok::<bool>(2, "acquire", &[v(true), v(0)]));
+        // Any client may release a Lock, as any Python thread may.
+        h.ok::<()>(2, "release", &[]);
+        assert!(!h.ok::<bool>(1, "locked", &[]));
+    }
+
+    #[test]
+    fn errors() {
+        let mut h = Harness::<Lock>::new();
+        let e = h.err(1, "release", &[]);
+        assert_eq!(
+            (e.kind.as_str(), e.message.as_str()),
+            ("RuntimeError", "release unlocked lock")
+        );
+        let e = h.err(1, "acquire", &[v(false), v(1.0)]);
+        assert_eq!(e.message, "can't specify a timeout for a non-blocking call");
+        let e = h.err(1, "acquire", &[v(true), v(-2)]);
+        assert_eq!(e.message, "timeout value must be a non-negative number");
+        assert_eq!(
+            h.err(1, "acquire", &[v(true), v(1), v(3)]).kind,
+            ObjectError::BAD_ARGUMENTS
+        );
+        assert_eq!(
+            h.err(1, "acquire", &[v("x")]).kind,
+            ObjectError::BAD_ARGUMENTS
+        );
+        assert_eq!(h.err(1, "locked", &[v(1)]).kind, ObjectError::BAD_ARGUMENTS);
+        assert_eq!(
+            h.err(1, "frobnicate", &[]).kind,
+            ObjectError::UNKNOWN_METHOD
+        );
+    }
+
+    #[test]
+    fn release_wakes_waiters_in_fifo_order() {
+        let mut h = Harness::<Lock>::new();
+        assert!(h.ok::<bool>(1, "acquire", &[]));
+        let (a, b, c) = (id(2, 1), id(3, 1), id(4, 1));
+        assert!(parked(&h.call_id(a, "acquire", &[]).0));
+        assert!(parked(&h.call_id(b, "acquire", &[v(true), v(5)]).0));
+        assert!(parked(&h.call_id(c, "acquire", &[]).0));
+        // A resent parked command is not queued twice.
+        assert!(parked(&h.call_id(a, "acquire", &[]).0));
+        assert_eq!(h.parked(), vec![a, b, c]);
+        h.round_trip();
+        for next in [a, b, c] {
+            let (out, wakes) = h.call_as(9, "release", &[]);
+            assert_eq!(value::<()>(out), ());
+            assert_eq!(woke::<bool>(wakes), vec![(next, true)]);
+            assert!(h.ok::<bool>(9, "locked", &[]), "handed over, never free");
+        }
+        h.ok::<()>(9, "release", &[]);
+        assert!(!h.ok::<bool>(9, "locked", &[]));
+    }
+
+    #[test]
+    fn cancel_removes_the_waiter_and_never_grants_it() {
+        let mut h = Harness::<Lock>::new();
+        assert!(h.ok::<bool>(1, "acquire", &[]));
+        let (a, b) = (id(2, 1), id(3, 1));
+        assert!(parked(&h.call_id(a, "acquire", &[v(true), v(0.5)]).0));
+        assert!(parked(&h.call_id(b, "acquire", &[]).0));
+        let (r, wakes) = h.cancel(a);
+        assert!(!cancelled::<bool>(r));
+        assert!(wakes.is_empty());
+        assert_eq!(h.cancel(a).0, None, "no longer parked");
+        let (_, wakes) = h.call_as(1, "release", &[]);
+        assert_eq!(woke::<bool>(wakes), vec![(b, true)]);
+        // Cancel after the grant was ordered: not parked, the grant stands.
+        assert_eq!(h.cancel(b).0, None);
+        assert!(h.ok::<bool>(1, "locked", &[]));
+    }
+
+    #[test]
+    fn reinit_answers_parked_calls() {
+        let mut h = Harness::<Lock>::new();
+        assert!(h.ok::<bool>(1, "acquire", &[]));
+        let a = id(2, 1);
+        assert!(parked(&h.call_id(a, "acquire", &[]).0));
+        let (_, wakes) = h.call_as(1, "concoord_init", &[]);
+        assert_eq!(wakes.len(), 1);
+        assert_eq!(wakes[0].1.as_ref().unwrap_err().kind, "RuntimeError");
+        assert!(!h.ok::<bool>(1, "locked", &[]));
+    }
+}

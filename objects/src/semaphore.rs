@@ -1,0 +1,268 @@
+use crate::util::{flag, may_wait, opt_timeout};
+use crate::wait_queue::WaitQueue;
+use crate::{reply, Args, CallContext, CommandId, ObjectError, Outcome, ReplicatedObject, Reply};
+use serde::{Deserialize, Serialize};
+
+/// The counter and wait queue behind both semaphores.
+///
+/// `release` hands permits straight to parked commands (FIFO), so `value`
+/// is only ever positive while nobody is parked: a newcomer cannot take a
+/// permit meant for a waiter, and a cancelled waiter holds none.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Core {
+    value: u64,
+    initial: u64,
+    waiters: WaitQueue,
+}
+
+impl Core {
+    fn new(args: &Args) -> Result<Core, ObjectError> {
+        args.at_most(1)?;
+        let value: i64 = args.get_or(0, "value", 1)?;
+        let value = u64::try_from(value)
+            .map_err(|_| ObjectError::value("semaphore initial value must be >= 0"))?;
+        Ok(Core {
+            value,
+            initial: value,
+            waiters: WaitQueue::default(),
+        })
+    }
+
+    fn dispatch(
+        &mut self,
+        name: &str,
+        bounded: bool,
+        method: &str,
+        args: &Args,
+        ctx: &mut CallContext<'_>,
+    ) -> Result<Outcome, ObjectError> {
+        match method {
+            // Python: acquire(blocking=True, timeout=None)
+            "acquire" => {
+                args.at_most(2)?;
+                let blocking = flag(args, 0, "blocking", true)?;
+                let timeout = opt_timeout(args, 1)?;
+                if !blocking && timeout.is_some() {
+                    return Err(ObjectError::value(
+                        "can't specify timeout for non-blocking acquire",
+                    ));
+                }
+                if self.value > 0 {
+                    self.value -= 1;
+                    Ok(reply(&true))
+                } else if blocking && may_wait(timeout) {
+                    self.waiters.push(ctx.id, ());
+                    Ok(Outcome::Park)
+                } else {
+                    Ok(reply(&false))
+                }
+            }
+            "release" => {
+                args.at_most(1)?;
+                let n: i64 = args.get_or(0, "n", 1)?;
+                if n < 1 {
+                    return Err(ObjectError::value("n must be one or more"));
+                }
+                let n = n as u64;
+                // Python checks the bound before any waiter takes a permit.
+                let total = self.value.checked_add(n).ok_or_else(|| {
+                    ObjectError::new("OverflowError", "semaphore value too large")
+                })?;
+                if bounded && total > self.initial {
+                    return Err(ObjectError::value("Semaphore released too many times"));
+                }
+                let woken = n.min(self.waiters.len() as u64);
+                for _ in 0..woken {
+                    let (id, ()) = self.waiters.pop().expect("counted above");
+                    ctx.wake_with(id, &true);
+                }
+                self.value = total - woken;
+                Ok(reply(&()))
+            }
+            _ => Err(ObjectError::unknown_method(name, method)),
+        }
+    }
+
+    fn cancel(&mut self, id: CommandId) -> Option<Reply> {
+        self.waiters
+            .remove(id)
+            .map(|()| Ok(crate::encode_value(&false)))
+    }
+}
+
+impl Default for Core {
+    fn default() -> Self {
+        Core {
+            value: 1,
+            initial: 1,
+            waiters: WaitQueue::default(),
+        }
+    }
+}
+
+/// Python's `threading.Semaphore(value=1)` across machines (ConCoord's
+/// `DSemaphore`): `acquire(blocking=True, timeout=None) -> bool`, `release(n=1)`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Semaphore {
+    core: Core,
+}
+
+/// Python's `threading.BoundedSemaphore(value=1)`: a [`Semaphore`] whose
+/// `release` refuses to go above the initial value.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct BoundedSemaphore {
+    core: Core,
+}
+
+macro_rules! semaphore_object {
+    ($ty:ident, $name:literal, $bounded:expr) => {
+        impl ReplicatedObject for $ty {
+            const NAME: &'static str = $name;
+
+            fn call(&mut self, method: &str, args: &Args, ctx: &mut CallContext<'_>) -> Outcome {
+                self.core
+                    .dispatch(Self::NAME, $bounded, method, args, ctx)
+                    .unwrap_or_else(|e| Outcome::Reply(Err(e)))
+            }
+
+            fn init(args: &Args) -> Result<Self, ObjectError> {
+                Ok($ty {
+                    core: Core::new(args)?,
+                })
+            }
+
+            fn cancel(&mut self, id: CommandId, _ctx: &mut CallContext<'_>) -> Option<Reply> {
+                self.core.cancel(id)
+            }
+
+            fn parked(&self) -> Vec<CommandId> {
+                self.core.waiters.ids().collect()
+            }
+        }
+    };
+}
+
+semaphore_object!(Semaphore, "Semaphore", false);
+semaphore_object!(BoundedSemaphore, "BoundedSemaphore", true);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::*;
+    use crate::{Hosted, StateMachine};
+
+    #[test]
+    fn counts_permits() {
+        let mut h = Harness::<Semaphore>::init(&[v(2)]);
+        assert!(h.ok::<bool>(1, "acquire", &[]));
+        assert!(h.ok::<bool>(2, "acquire", &[]));
+        assert!(!h.ok::<bool>(3, "acquire", &[v(false)]));
+        assert!(!h.ok::<bool>(3, "acquire", &[v(true), v(0)]));
+        assert!(!h.ok::<bool>(3, "acquire", &[v(true), v(-1.0)]));
+        // An unbounded semaphore may go above its initial value.
+        h.ok::<()>(4, "release", &[v(3)]);
+        assert_eq!(h.hosted.object.core.value, 3);
+        let def = Harness::<Semaphore>::new();
+        assert_eq!(def.hosted.object.core.value, 1);
+    }
+
+    #[test]
+    fn errors() {
+        let mut h = Harness::<Semaphore>::new();
+        let e = h.err(1, "release", &[v(0)]);
+        assert_eq!(
+            (e.kind.as_str(), e.message.as_str()),
+            ("ValueError", "n must be one or more")
+        );
+        let e = h.err(1, "acquire", &[v(false), v(1)]);
+        assert_eq!(e.message, "can't specify timeout for non-blocking acquire");
+        assert_eq!(
+            h.err(1, "acquire", &[v(true), v(f64::NAN)]).kind,
+            "ValueError"
+        );
+        assert_eq!(
+            h.err(1, "acquire", &[v(true), v(1), v(1)]).kind,
+            ObjectError::BAD_ARGUMENTS
+        );
+        assert_eq!(h.err(1, "locked", &[]).kind, ObjectError::UNKNOWN_METHOD);
+        let mut wakes = Vec::new();
+        let mut ctx = CallContext::new(id(1, 1), 0, &mut wakes);
+        let bad =
+            Hosted::<Semaphore>::default().apply("concoord_init", &encode(&[v(-1)]), &mut ctx);
+        assert_eq!(
+            bad,
+            Outcome::Reply(Err(ObjectError::value(
+                "semaphore initial value must be >= 0"
+            )))
+        );
+        let e = Semaphore::init(&Args::from_values(vec![v(1), v(2)])).unwrap_err();
+        assert_eq!(e.kind, ObjectError::BAD_ARGUMENTS);
+    }
+
+    #[test]
+    fn bounded_refuses_release_above_initial() {
+        let mut h = Harness::<BoundedSemaphore>::init(&[v(2)]);
+        let e = h.err(1, "release", &[]);
+        assert_eq!(
+            (e.kind.as_str(), e.message.as_str()),
+            ("ValueError", "Semaphore released too many times")
+        );
+        assert!(h.ok::<bool>(1, "acquire", &[]));
+        assert_eq!(
+            h.err(1, "release", &[v(2)]).message,
+            "Semaphore released too many times"
+        );
+        h.ok::<()>(1, "release", &[]);
+        // With waiters parked the bound still counts permits in hand.
+        let mut h = Harness::<BoundedSemaphore>::init(&[v(1)]);
+        assert!(h.ok::<bool>(1, "acquire", &[]));
+        let a = id(2, 1);
+        assert!(parked(&h.call_id(a, "acquire", &[]).0));
+        assert_eq!(h.err(1, "release", &[v(2)]).kind, "ValueError");
+        let (_, wakes) = h.call_as(1, "release", &[]);
+        assert_eq!(woke::<bool>(wakes), vec![(a, true)]);
+    }
+
+    #[test]
+    fn release_n_wakes_up_to_n_fifo() {
+        let mut h = Harness::<Semaphore>::init(&[v(0)]);
+        let ids: Vec<_> = (1..=4).map(|c| id(c, 1)).collect();
+        for &w in &ids {
+            assert!(parked(&h.call_id(w, "acquire", &[]).0));
+        }
+        h.round_trip();
+        assert_eq!(h.parked(), ids);
+        let (_, wakes) = h.call_as(9, "release", &[v(3)]);
+        assert_eq!(
+            woke::<bool>(wakes),
+            vec![(ids[0], true), (ids[1], true), (ids[2], true)]
+        );
+        assert_eq!(h.hosted.object.core.value, 0);
+        let (_, wakes) = h.call_as(9, "release", &[v(2)]);
+        assert_eq!(woke::<bool>(wakes), vec![(ids[3], true)]);
+        assert_eq!(h.hosted.object.core.value, 1);
+        assert!(h.parked().is_empty());
+    }
+
+    #[test]
+    fn cancel_never_leaks_a_permit() {
+        let mut h = Harness::<Semaphore>::new();
+        assert!(h.ok::<bool>(1, "acquire", &[]));
+        let b = id(2, 1);
+        assert!(parked(&h.call_id(b, "acquire", &[v(true), v(1.5)]).0));
+        let (r, wakes) = h.cancel(b);
+        assert!(!cancelled::<bool>(r));
+        assert!(wakes.is_empty());
+        let (_, wakes) = h.call_as(1, "release", &[]);
+        assert!(wakes.is_empty(), "cancelled waiter gets nothing");
+        assert_eq!(h.hosted.object.core.value, 1);
+        // Cancel that loses the race to a grant: the grant stands.
+        assert!(h.ok::<bool>(1, "acquire", &[]));
+        let c = id(3, 1);
+        assert!(parked(&h.call_id(c, "acquire", &[v(true), v(1)]).0));
+        let (_, wakes) = h.call_as(1, "release", &[]);
+        assert_eq!(woke::<bool>(wakes), vec![(c, true)]);
+        assert_eq!(h.cancel(c).0, None);
+        assert_eq!(h.hosted.object.core.value, 0);
+    }
+}
