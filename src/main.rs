@@ -1,1 +1,335 @@
-fn main() {}
+//! The `concoord` command: run a replica, call it, inspect it.
+
+use clap::{Parser, Subcommand};
+use concoord::actors::client::fetch_status;
+use concoord::actors::node::NodeOptions;
+use concoord::json::{encode_args, parse_each, parse_json_args, result_to_json};
+use concoord::{BlockingClient, ClientError, ClientOptions, ReplicaOptions};
+use std::io::{BufRead, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "concoord",
+    version,
+    about = "Fault-tolerant replicated objects and distributed locks over Multi-Paxos",
+    long_about = "Fault-tolerant replicated objects and distributed locks over Multi-Paxos.\n\n\
+Start a group: `concoord replica -o Counter -p 14000`, then add members with\n\
+`concoord replica -o Counter -p 14001 -b 127.0.0.1:14000`. Call it with\n\
+`concoord call -r 127.0.0.1:14000 increment`."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a replica of a built-in object.
+    Replica(ReplicaArgs),
+    /// Make one call and print its result as JSON.
+    Call(CallArgs),
+    /// Read `METHOD [ARG...]` lines from stdin; print one JSON reply per line.
+    Shell(ShellArgs),
+    /// Print each replica's view of the group as a JSON array.
+    Status(StatusArgs),
+}
+
+#[derive(Parser)]
+struct ReplicaArgs {
+    /// The object: a built-in short name (Counter, Lock, Semaphore, ...) or
+    /// ConCoord's dotted path (concoord.object.counter.Counter).
+    #[arg(short = 'o', long = "object")]
+    object: String,
+    /// Address to listen on.
+    #[arg(short = 'a', long = "addr", default_value = "127.0.0.1")]
+    addr: String,
+    /// Port to listen on; 0 lets the OS pick one (printed as `listening on HOST:PORT`).
+    #[arg(short = 'p', long = "port", default_value_t = 14000)]
+    port: u16,
+    /// Join the group these replicas belong to (HOST:PORT[,HOST:PORT...]).
+    #[arg(short = 'b', long = "bootstrap")]
+    bootstrap: Option<String>,
+    /// Shared security token; peers and clients without it are refused.
+    #[arg(short = 't', long = "token", default_value = "")]
+    token: String,
+    /// Send log records to a network logger (not available yet).
+    #[arg(short = 'l', long = "logger")]
+    logger: Option<String>,
+    /// Durable mode: write acceptor state to disk (not available yet).
+    #[arg(short = 'w', long = "writetodisk")]
+    write_to_disk: bool,
+    /// Verbose logging.
+    #[arg(short = 'd', long = "debug")]
+    debug: bool,
+    /// Constructor arguments as JSON values (e.g. `--init 3` for Semaphore(3)).
+    #[arg(long = "init", num_args = 1.., allow_hyphen_values = true)]
+    init: Vec<String>,
+}
+
+#[derive(Parser)]
+struct CallArgs {
+    /// Replica addresses, HOST:PORT[,HOST:PORT...]; one live member is enough.
+    #[arg(short = 'r', long = "replicas")]
+    replicas: String,
+    #[arg(short = 't', long = "token", default_value = "")]
+    token: String,
+    /// Give up after this many seconds.
+    #[arg(long = "timeout", default_value_t = 30.0)]
+    timeout: f64,
+    /// The method to call.
+    method: String,
+    /// Arguments, each a JSON value (strings in quotes: '"text"').
+    #[arg(allow_hyphen_values = true)]
+    args: Vec<String>,
+}
+
+#[derive(Parser)]
+struct ShellArgs {
+    #[arg(short = 'r', long = "replicas")]
+    replicas: String,
+    #[arg(short = 't', long = "token", default_value = "")]
+    token: String,
+    /// Give up on one call after this many seconds.
+    #[arg(long = "timeout", default_value_t = 30.0)]
+    timeout: f64,
+}
+
+#[derive(Parser)]
+struct StatusArgs {
+    #[arg(short = 'r', long = "replicas")]
+    replicas: String,
+    #[arg(short = 't', long = "token", default_value = "")]
+    token: String,
+    #[arg(long = "timeout", default_value_t = 2.0)]
+    timeout: f64,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let debug = matches!(&cli.command, Cmd::Replica(r) if r.debug);
+    let default_level = if debug {
+        "debug"
+    } else {
+        "warn,concoord_actors=info"
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level))
+        .format_timestamp_millis()
+        .target(env_logger::Target::Stderr)
+        .init();
+    match cli.command {
+        Cmd::Replica(args) => run_replica(args),
+        Cmd::Call(args) => run_call(args),
+        Cmd::Shell(args) => run_shell(args),
+        Cmd::Status(args) => run_status(args),
+    }
+}
+
+fn fail(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("concoord: {message}");
+    ExitCode::from(2)
+}
+
+fn run_replica(args: ReplicaArgs) -> ExitCode {
+    let Some(mut object) = concoord::builtin(&args.object) else {
+        return fail(format!(
+            "unknown object {:?}; built-in objects: {}",
+            args.object,
+            concoord::objects::builtin_names().join(", ")
+        ));
+    };
+    if args.write_to_disk {
+        return fail("-w (durable mode) is not available yet; run without it (state lives in memory, as in ConCoord)");
+    }
+    if args.logger.is_some() {
+        return fail("-l (network logging) is not available yet; use RUST_LOG for console logging");
+    }
+    let listen: SocketAddr = match (args.addr.as_str(), args.port).to_socket_addrs() {
+        Ok(mut addrs) => match addrs.next() {
+            Some(a) => a,
+            None => return fail(format!("cannot resolve {}", args.addr)),
+        },
+        Err(e) => return fail(format!("bad address {}:{}: {e}", args.addr, args.port)),
+    };
+    let bootstrap = match &args.bootstrap {
+        Some(b) => match concoord::actors::client::parse_addresses(b) {
+            Ok(a) => a,
+            Err(e) => return fail(format!("-b: {}", e.message())),
+        },
+        None => Vec::new(),
+    };
+    if !args.init.is_empty() {
+        let values = match parse_each(&args.init) {
+            Ok(v) => v,
+            Err(e) => return fail(format!("--init: {e}")),
+        };
+        let mut wakes = Vec::new();
+        let mut ctx = concoord::CallContext::new(concoord::CommandId::new(0, 0), 0, &mut wakes);
+        if let concoord::Outcome::Reply(Err(e)) = object.apply(
+            concoord::objects::INIT_METHOD,
+            &encode_args(&values),
+            &mut ctx,
+        ) {
+            return fail(format!("--init: {e}"));
+        }
+    }
+    let system = actix::System::new();
+    let result = system.block_on(async move {
+        let options = ReplicaOptions {
+            listen,
+            bootstrap,
+            token: args.token,
+            node: NodeOptions::default(),
+        };
+        let replica = concoord::start_replica(object, options).await?;
+        println!("listening on {}", replica.local_addr);
+        let _ = std::io::stdout().flush();
+        wait_for_termination().await;
+        log::info!("shutting down");
+        replica.shutdown();
+        // Let sessions flush what they were writing.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        Ok::<(), concoord::StartError>(())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    }
+}
+
+async fn wait_for_termination() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn client_options(token: &str, timeout_s: f64) -> Result<ClientOptions, String> {
+    if !(timeout_s.is_finite() && timeout_s > 0.0) {
+        return Err(format!(
+            "--timeout must be a positive number of seconds, got {timeout_s}"
+        ));
+    }
+    Ok(ClientOptions {
+        token: token.to_string(),
+        deadline: Duration::from_secs_f64(timeout_s),
+        ..ClientOptions::default()
+    })
+}
+
+fn error_json(e: &ClientError) -> serde_json::Value {
+    serde_json::json!({"error": {"kind": e.kind(), "message": e.message()}})
+}
+
+fn run_call(args: CallArgs) -> ExitCode {
+    let options = match client_options(&args.token, args.timeout) {
+        Ok(o) => o,
+        Err(e) => return fail(e),
+    };
+    let values = match parse_each(&args.args) {
+        Ok(v) => v,
+        Err(e) => return fail(e),
+    };
+    let client = match BlockingClient::new(&args.replicas, options) {
+        Ok(c) => c,
+        Err(e) => return fail(format!("-r: {}", e.message())),
+    };
+    match client.call_raw(&args.method, encode_args(&values)) {
+        Ok(bytes) => match result_to_json(&bytes) {
+            Ok(json) => {
+                println!("{json}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
+        Err(e) => {
+            eprintln!("{}", error_json(&e));
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run_shell(args: ShellArgs) -> ExitCode {
+    let options = match client_options(&args.token, args.timeout) {
+        Ok(o) => o,
+        Err(e) => return fail(e),
+    };
+    let client = match BlockingClient::new(&args.replicas, options) {
+        Ok(c) => c,
+        Err(e) => return fail(format!("-r: {}", e.message())),
+    };
+    let stdin = std::io::stdin();
+    let mut stdout = std::io::stdout();
+    for line in stdin.lock().lines() {
+        let Ok(line) = line else { break };
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (method, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
+        let out = match parse_json_args(rest) {
+            Err(e) => serde_json::json!({"error": {"kind": "BadArguments", "message": e}}),
+            Ok(values) => match client.call_raw(method, encode_args(&values)) {
+                Ok(bytes) => result_to_json(&bytes).unwrap_or_else(
+                    |e| serde_json::json!({"error": {"kind": "Invalid", "message": e}}),
+                ),
+                Err(e) => error_json(&e),
+            },
+        };
+        if writeln!(stdout, "{out}")
+            .and_then(|_| stdout.flush())
+            .is_err()
+        {
+            break;
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn run_status(args: StatusArgs) -> ExitCode {
+    let addrs = match concoord::actors::client::parse_addresses(&args.replicas) {
+        Ok(a) => a,
+        Err(e) => return fail(format!("-r: {}", e.message())),
+    };
+    if !(args.timeout.is_finite() && args.timeout > 0.0) {
+        return fail("--timeout must be a positive number of seconds");
+    }
+    let timeout = Duration::from_secs_f64(args.timeout);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(format!("cannot start a runtime: {e}")),
+    };
+    let entries: Vec<serde_json::Value> = runtime.block_on(async {
+        let mut out = Vec::new();
+        for addr in &addrs {
+            out.push(match fetch_status(addr, &args.token, timeout).await {
+                Ok(s) => serde_json::json!({
+                    "address": addr,
+                    "id": format!("{:x}", s.id),
+                    "role": s.role,
+                    "leader": s.leader,
+                    "ballot": [s.ballot.round, format!("{:x}", s.ballot.node)],
+                    "members": s.members,
+                    "next_slot": s.next_slot,
+                    "executed_slot": s.executed_slot,
+                    "snapshot_slot": s.snapshot_slot,
+                    "clients": s.clients,
+                    "parked": s.parked,
+                    "uptime_s": s.uptime_s,
+                    "object": s.object,
+                }),
+                Err(e) => serde_json::json!({"address": addr, "error": e.to_string()}),
+            });
+        }
+        out
+    });
+    println!("{}", serde_json::Value::Array(entries));
+    ExitCode::SUCCESS
+}

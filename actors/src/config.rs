@@ -75,11 +75,33 @@ impl ConfigHistory {
         out
     }
 
+    /// The slot from which the newest membership holds, if it is later than `slot`.
+    pub fn pending_from(&self, slot: Slot) -> Option<Slot> {
+        self.entries
+            .last()
+            .map(|(from, _)| *from)
+            .filter(|from| *from > slot)
+    }
+
     /// Drops entries that no slot at or after `slot` can use.
     pub fn forget_before(&mut self, slot: Slot) {
         while self.entries.len() > 1 && self.entries[1].0 <= slot {
             self.entries.remove(0);
         }
+    }
+
+    /// Every member named anywhere in the history (newest address wins).
+    pub fn all_members(&self) -> Vec<Member> {
+        let mut seen = BTreeSet::new();
+        let mut out = Vec::new();
+        for (_, members) in self.entries.iter().rev() {
+            for m in members {
+                if seen.insert(m.id) {
+                    out.push(m.clone());
+                }
+            }
+        }
+        out
     }
 
     pub fn addr_of(&self, id: NodeId) -> Option<&str> {

@@ -142,6 +142,10 @@ impl Leader {
         }
     }
 
+    pub fn configs(&self) -> &ConfigHistory {
+        &self.configs
+    }
+
     pub fn next_slot(&self) -> Slot {
         self.next_slot
     }
@@ -438,6 +442,16 @@ impl Leader {
             }
             let (_, batch) = self.to_repropose.remove(&slot).expect("first key exists");
             self.propose(slot, batch, fx);
+        }
+        // A membership change holds only from a window after its slot: an idle
+        // group fills the window with no-ops so the change takes effect now.
+        if self.pending.is_empty() {
+            if let Some(from) = self.configs.pending_from(self.executed) {
+                while self.next_slot < from && self.can_use_slot(self.next_slot) {
+                    let slot = self.next_slot;
+                    self.propose(slot, Arc::new(vec![Command::Noop]), fx);
+                }
+            }
         }
         while !self.pending.is_empty()
             && self.inflight.len() < self.config.max_inflight_slots

@@ -4,11 +4,15 @@
 
 pub mod acceptor;
 pub mod ballot;
+pub mod client;
 pub mod config;
 pub mod leader;
 pub mod message;
+pub mod node;
 pub mod replica;
 pub mod sim;
+pub mod tcp;
+pub mod wire;
 
 pub use acceptor::Acceptor;
 pub use ballot::{Ballot, NodeId, Slot};

@@ -191,6 +191,9 @@ impl Replica {
             } => self.execute_call(slot, *id, method, args, *ack_below, fx),
             Command::Cancel { id } => self.execute_cancel(slot, *id, fx),
             Command::AddMember(member) => {
+                if self.configs.latest().contains(member) {
+                    return; // a resent join
+                }
                 let mut members: Vec<Member> = self
                     .configs
                     .latest()

@@ -1,0 +1,429 @@
+//! The actix side of a node: one actor per Paxos role, each a thin shell that
+//! feeds messages to its protocol struct and carries out the effects.
+//! All actors of a node live on one arbiter (a cross-thread hop costs a wake-up).
+
+use crate::config::{ConfigHistory, Member};
+use crate::leader::{LeaderConfig, NotAccepted};
+use crate::message::{Command, Effects, PeerMsg, Role};
+use crate::wire::StatusInfo;
+use crate::{Acceptor, Leader, NodeId, Replica};
+use actix::prelude::*;
+use concoord_objects::{CommandId, Reply, StateMachine};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How peer messages leave a node: TCP in production, an in-memory network in tests.
+pub trait Transport: Send + Sync + 'static {
+    /// Sends `msg` to node `to`; may silently drop it (Paxos retries).
+    fn send(&self, from: NodeId, to: NodeId, msg: PeerMsg);
+    /// The group's members as the replica knows them (for addressing).
+    fn learn(&self, _members: &[Member]) {}
+}
+
+/// A reply for a client session.
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "()")]
+pub struct SessionReply {
+    pub id: CommandId,
+    pub reply: Reply,
+}
+
+/// A peer message for one of the node's roles.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Deliver {
+    pub from: NodeId,
+    pub msg: PeerMsg,
+}
+
+/// A client command for the leader; `session` gets the outcome.
+#[derive(Message)]
+#[rtype(result = "Result<(), NotAccepted>")]
+pub struct Submit {
+    pub command: Command,
+    pub session: Option<Recipient<SessionReply>>,
+}
+
+/// Stops an actor (a crash, in tests; shutdown otherwise).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Stop;
+
+#[derive(Message)]
+#[rtype(result = "LeaderView")]
+pub struct GetLeaderView;
+
+#[derive(Message)]
+#[rtype(result = "ReplicaView")]
+pub struct GetReplicaView;
+
+/// What the leader role says about itself.
+#[derive(Clone, Debug)]
+pub struct LeaderView {
+    pub active: bool,
+    pub ballot: crate::Ballot,
+    pub leader_hint: Option<NodeId>,
+    pub next_slot: u64,
+}
+
+/// What the replica role says about itself.
+#[derive(Clone, Debug)]
+pub struct ReplicaView {
+    pub executed: u64,
+    pub snapshot_slot: u64,
+    pub members: Vec<Member>,
+    pub clients: usize,
+    pub parked: usize,
+    pub object: String,
+    pub has_state: bool,
+}
+
+/// Tunables of a node.
+#[derive(Clone, Debug)]
+pub struct NodeOptions {
+    pub leader: LeaderConfig,
+    pub tick_ms: u64,
+    /// Seeds the election jitter.
+    pub seed: u64,
+}
+
+impl Default for NodeOptions {
+    fn default() -> Self {
+        NodeOptions {
+            leader: LeaderConfig {
+                election_timeout_ms: 500,
+                ..LeaderConfig::default()
+            },
+            tick_ms: 10,
+            seed: 0,
+        }
+    }
+}
+
+struct Shared {
+    me: NodeId,
+    addr: String,
+    transport: Arc<dyn Transport>,
+    sessions: Mutex<BTreeMap<CommandId, Vec<Recipient<SessionReply>>>>,
+    started: Instant,
+}
+
+/// A running node: the addresses of its role actors.
+#[derive(Clone)]
+pub struct NodeHandle {
+    pub acceptor: Addr<AcceptorActor>,
+    pub leader: Addr<LeaderActor>,
+    pub replica: Addr<ReplicaActor>,
+    shared: Arc<Shared>,
+}
+
+impl NodeHandle {
+    /// Starts a node's actors on the current arbiter. `founding` members found
+    /// a new group; `None` makes a newcomer that waits for a snapshot.
+    pub fn start(
+        me: Member,
+        object: Box<dyn StateMachine>,
+        founding: Option<Vec<Member>>,
+        transport: Arc<dyn Transport>,
+        options: NodeOptions,
+    ) -> NodeHandle {
+        let shared = Arc::new(Shared {
+            me: me.id,
+            addr: me.addr.clone(),
+            transport,
+            sessions: Mutex::new(BTreeMap::new()),
+            started: Instant::now(),
+        });
+        let (replica, configs) = match founding {
+            Some(members) => {
+                let configs = ConfigHistory::genesis(members);
+                (Replica::founding(me.id, object, configs.clone()), configs)
+            }
+            None => {
+                let configs = ConfigHistory::genesis(Vec::new());
+                (Replica::joining(me.id, object, Vec::new()), configs)
+            }
+        };
+        let acceptor_ctx = Context::<AcceptorActor>::new();
+        let leader_ctx = Context::<LeaderActor>::new();
+        let replica_ctx = Context::<ReplicaActor>::new();
+        let handle = NodeHandle {
+            acceptor: acceptor_ctx.address(),
+            leader: leader_ctx.address(),
+            replica: replica_ctx.address(),
+            shared,
+        };
+        let mut fx = Effects::default();
+        replica.announce(&mut fx);
+        acceptor_ctx.run(AcceptorActor {
+            logic: Acceptor::new(),
+            node: handle.clone(),
+        });
+        leader_ctx.run(LeaderActor {
+            logic: Leader::new(me.id, configs, options.leader.clone(), options.seed),
+            node: handle.clone(),
+            tick_ms: options.tick_ms,
+        });
+        replica_ctx.run(ReplicaActor {
+            logic: replica,
+            node: handle.clone(),
+        });
+        handle.carry_out(fx);
+        handle
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.shared.me
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.shared.addr
+    }
+
+    /// Hands a peer message to the roles it is for.
+    pub fn deliver(&self, from: NodeId, msg: PeerMsg) {
+        let roles = msg.roles();
+        for role in roles {
+            let msg = msg.clone();
+            match role {
+                Role::Acceptor => self.acceptor.do_send(Deliver { from, msg }),
+                Role::Leader => self.leader.do_send(Deliver { from, msg }),
+                Role::Replica => self.replica.do_send(Deliver { from, msg }),
+            }
+        }
+    }
+
+    fn carry_out(&self, fx: Effects) {
+        for (to, msg) in fx.sends {
+            if let PeerMsg::Progress(p) = &msg {
+                self.shared.transport.learn(&p.configs.all_members());
+            }
+            if to == self.shared.me {
+                self.deliver(to, msg);
+            } else {
+                self.shared.transport.send(self.shared.me, to, msg);
+            }
+        }
+        if fx.replies.is_empty() {
+            return;
+        }
+        let mut sessions = self.shared.sessions.lock().expect("session table lock");
+        for (id, reply) in fx.replies {
+            if let Some(waiting) = sessions.remove(&id) {
+                for session in waiting {
+                    session.do_send(SessionReply {
+                        id,
+                        reply: reply.clone(),
+                    });
+                }
+            }
+        }
+    }
+
+    fn register(&self, id: CommandId, session: Recipient<SessionReply>) {
+        let mut sessions = self.shared.sessions.lock().expect("session table lock");
+        let waiting = sessions.entry(id).or_default();
+        if !waiting.contains(&session) {
+            waiting.push(session);
+        }
+    }
+
+    /// Forgets sessions that went away (their replies would go nowhere).
+    pub fn forget_session(&self, session: &Recipient<SessionReply>) {
+        let mut sessions = self.shared.sessions.lock().expect("session table lock");
+        sessions.retain(|_, waiting| {
+            waiting.retain(|s| s != session);
+            !waiting.is_empty()
+        });
+    }
+
+    /// Submits a command; the outcome goes to `session`.
+    pub async fn submit(
+        &self,
+        command: Command,
+        session: Option<Recipient<SessionReply>>,
+    ) -> Result<(), NotAccepted> {
+        self.leader
+            .send(Submit { command, session })
+            .await
+            .unwrap_or(Err(NotAccepted::NotLeader(None)))
+    }
+
+    /// The node's status as `concoord status` shows it.
+    pub async fn status(&self) -> Option<StatusInfo> {
+        let leader = self.leader.send(GetLeaderView).await.ok()?;
+        let replica = self.replica.send(GetReplicaView).await.ok()?;
+        let addr_of = |id: NodeId| {
+            replica
+                .members
+                .iter()
+                .find(|m| m.id == id)
+                .map(|m| m.addr.clone())
+        };
+        Some(StatusInfo {
+            id: self.shared.me,
+            address: self.shared.addr.clone(),
+            role: if leader.active {
+                "leader".into()
+            } else if replica.has_state {
+                "follower".into()
+            } else {
+                "joining".into()
+            },
+            leader: leader.leader_hint.and_then(addr_of),
+            ballot: leader.ballot,
+            members: replica.members.iter().map(|m| m.addr.clone()).collect(),
+            next_slot: leader.next_slot.max(replica.executed),
+            executed_slot: replica.executed,
+            snapshot_slot: replica.snapshot_slot,
+            clients: replica.clients,
+            parked: replica.parked,
+            uptime_s: self.shared.started.elapsed().as_secs(),
+            object: replica.object,
+        })
+    }
+
+    /// Stops every role actor (a crash, as far as the group can tell).
+    pub fn stop(&self) {
+        self.acceptor.do_send(Stop);
+        self.leader.do_send(Stop);
+        self.replica.do_send(Stop);
+    }
+}
+
+/// The acceptor role.
+pub struct AcceptorActor {
+    logic: Acceptor,
+    node: NodeHandle,
+}
+
+impl Actor for AcceptorActor {
+    type Context = Context<Self>;
+}
+
+impl Handler<Deliver> for AcceptorActor {
+    type Result = ();
+    fn handle(&mut self, m: Deliver, _: &mut Context<Self>) {
+        let mut fx = Effects::default();
+        self.logic.handle(m.from, m.msg, &mut fx);
+        self.node.carry_out(fx);
+    }
+}
+
+impl Handler<Stop> for AcceptorActor {
+    type Result = ();
+    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+/// The leader role, ticking for heartbeats, retries and elections.
+pub struct LeaderActor {
+    logic: Leader,
+    node: NodeHandle,
+    tick_ms: u64,
+}
+
+impl Actor for LeaderActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let started = Instant::now();
+        ctx.run_interval(Duration::from_millis(self.tick_ms), move |actor, _| {
+            let mut fx = Effects::default();
+            actor
+                .logic
+                .tick(started.elapsed().as_millis() as u64, &mut fx);
+            actor.node.carry_out(fx);
+        });
+    }
+}
+
+impl Handler<Deliver> for LeaderActor {
+    type Result = ();
+    fn handle(&mut self, m: Deliver, _: &mut Context<Self>) {
+        let mut fx = Effects::default();
+        self.logic.handle(m.from, m.msg, &mut fx);
+        self.node.carry_out(fx);
+    }
+}
+
+impl Handler<Submit> for LeaderActor {
+    type Result = Result<(), NotAccepted>;
+    fn handle(&mut self, m: Submit, _: &mut Context<Self>) -> Self::Result {
+        let id = m.command.id();
+        if !self.logic.is_active() {
+            return Err(NotAccepted::NotLeader(self.logic.leader_hint()));
+        }
+        // Register first: the reply may be produced while this call is still running.
+        if let (Some(id), Some(session)) = (id, m.session) {
+            self.node.register(id, session);
+        }
+        let mut fx = Effects::default();
+        let taken = self.logic.on_request(m.command, &mut fx);
+        self.node.carry_out(fx);
+        taken
+    }
+}
+
+impl Handler<GetLeaderView> for LeaderActor {
+    type Result = MessageResult<GetLeaderView>;
+    fn handle(&mut self, _: GetLeaderView, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(LeaderView {
+            active: self.logic.is_active(),
+            ballot: self.logic.ballot(),
+            leader_hint: self.logic.leader_hint(),
+            next_slot: self.logic.next_slot(),
+        })
+    }
+}
+
+impl Handler<Stop> for LeaderActor {
+    type Result = ();
+    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+/// The replica role.
+pub struct ReplicaActor {
+    logic: Replica,
+    node: NodeHandle,
+}
+
+impl Actor for ReplicaActor {
+    type Context = Context<Self>;
+}
+
+impl Handler<Deliver> for ReplicaActor {
+    type Result = ();
+    fn handle(&mut self, m: Deliver, _: &mut Context<Self>) {
+        let mut fx = Effects::default();
+        self.logic.handle(m.from, m.msg, &mut fx);
+        self.node.carry_out(fx);
+    }
+}
+
+impl Handler<GetReplicaView> for ReplicaActor {
+    type Result = MessageResult<GetReplicaView>;
+    fn handle(&mut self, _: GetReplicaView, _: &mut Context<Self>) -> Self::Result {
+        let executed = self.logic.executed();
+        MessageResult(ReplicaView {
+            executed,
+            snapshot_slot: self.logic.snapshot_slot(),
+            members: self.logic.configs().latest().to_vec(),
+            clients: self.logic.client_count(),
+            parked: self.logic.parked_count(),
+            object: self.logic.object_name().to_string(),
+            has_state: self.logic.has_state(),
+        })
+    }
+}
+
+impl Handler<Stop> for ReplicaActor {
+    type Result = ();
+    fn handle(&mut self, _: Stop, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}

@@ -1,0 +1,703 @@
+//! The TCP side: a replica's listener (peer and client connections), the
+//! outbound peer links behind [`Transport`], and each client connection as a
+//! [`ClientSession`] actor.
+
+use crate::config::Member;
+use crate::leader::NotAccepted;
+use crate::message::{Command, PeerMsg};
+use crate::node::{NodeHandle, NodeOptions, SessionReply, Transport};
+use crate::wire::{Frame, FrameCodec, HelloRole, WireError, PROTOCOL_VERSION};
+use crate::NodeId;
+use actix::prelude::*;
+use concoord_objects::StateMachine;
+use futures::{SinkExt, StreamExt};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_util::codec::{FramedRead, FramedWrite};
+
+/// Messages queued for one peer; beyond this they are dropped (Paxos resends).
+pub const PEER_QUEUE_MAX: usize = 65_536;
+/// Frames queued for one client connection before it is considered stuck.
+pub const SESSION_QUEUE_MAX: usize = 65_536;
+const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(20);
+const RECONNECT_BACKOFF_MAX: Duration = Duration::from_millis(1_000);
+/// A connection must say hello within this long.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a replica could not start.
+#[derive(Debug)]
+pub enum StartError {
+    AddrInUse(String),
+    Bind(String, std::io::Error),
+    Join(String),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::AddrInUse(addr) => write!(
+                f,
+                "address {addr} is in use; pick another port with -p, or -p 0 to let the OS choose one"
+            ),
+            StartError::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
+            StartError::Join(why) => write!(f, "cannot join the group: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// How a TCP replica starts.
+pub struct ReplicaOptions {
+    pub listen: SocketAddr,
+    /// Members of the group to join; empty founds a group of one.
+    pub bootstrap: Vec<String>,
+    pub token: String,
+    pub node: NodeOptions,
+}
+
+/// A replica serving on TCP.
+pub struct RunningReplica {
+    pub node: NodeHandle,
+    pub local_addr: SocketAddr,
+    shutdown: tokio::sync::watch::Sender<bool>,
+}
+
+impl RunningReplica {
+    /// Stops accepting, closes client connections and stops the node's actors.
+    pub fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+        self.node.stop();
+    }
+}
+
+fn random_id() -> u64 {
+    // A process-unique id; not inside any object, so it may be random.
+    use std::collections::hash_map::RandomState;
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.write_u32(std::process::id());
+    h.finish() | 1
+}
+
+/// A random non-zero id for a node or a client.
+pub fn fresh_id() -> u64 {
+    random_id()
+}
+
+/// Binds, starts the node's actors on the current arbiter, joins the group
+/// if `bootstrap` names one, and serves peers and clients.
+pub async fn start_replica(
+    object: Box<dyn StateMachine>,
+    options: ReplicaOptions,
+) -> Result<RunningReplica, StartError> {
+    let listener = TcpListener::bind(options.listen).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            StartError::AddrInUse(options.listen.to_string())
+        } else {
+            StartError::Bind(options.listen.to_string(), e)
+        }
+    })?;
+    let local_addr = listener
+        .local_addr()
+        .map_err(|e| StartError::Bind(options.listen.to_string(), e))?;
+    let me = Member {
+        id: random_id(),
+        addr: local_addr.to_string(),
+    };
+    let transport = Arc::new(TcpTransport::new(me.clone(), options.token.clone()));
+    let founding = options.bootstrap.is_empty().then(|| vec![me.clone()]);
+    let mut node_options = options.node.clone();
+    node_options.seed ^= me.id;
+    let node = NodeHandle::start(
+        me.clone(),
+        object,
+        founding,
+        transport.clone(),
+        node_options,
+    );
+    let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
+    actix::spawn(accept_loop(
+        listener,
+        node.clone(),
+        transport.clone(),
+        options.token.clone(),
+        shutdown_rx.clone(),
+    ));
+    if !options.bootstrap.is_empty() {
+        actix::spawn(join_group(
+            me.clone(),
+            options.bootstrap.clone(),
+            options.token.clone(),
+            node.clone(),
+        ));
+    }
+    log::info!("replica {:x} serving {} on {}", me.id, "object", local_addr);
+    Ok(RunningReplica {
+        node,
+        local_addr,
+        shutdown,
+    })
+}
+
+/// Asks members to add `me` until the group has sent this replica its state.
+async fn join_group(me: Member, bootstrap: Vec<String>, token: String, node: NodeHandle) {
+    let mut targets: Vec<String> = bootstrap.clone();
+    let mut i = 0;
+    loop {
+        if node.status().await.is_some_and(|s| s.role != "joining") {
+            log::info!("joined the group");
+            return;
+        }
+        let target = targets[i % targets.len()].clone();
+        i += 1;
+        match ask_to_join(&target, &me, &token).await {
+            Ok(JoinAnswer::Joined(members)) => {
+                log::info!("join ordered by {target}; members {members:?}");
+                // Give the group time to send its state before asking again.
+                tokio::time::sleep(Duration::from_millis(1_000)).await;
+            }
+            Ok(JoinAnswer::Redirect(leader, members)) => {
+                for m in members {
+                    if !targets.contains(&m) && m != me.addr {
+                        targets.push(m);
+                    }
+                }
+                if let Some(leader) = leader.filter(|l| *l != me.addr) {
+                    targets.insert(0, leader);
+                    i = 0;
+                    continue;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(why) => {
+                log::warn!("join via {target} failed: {why}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+enum JoinAnswer {
+    Joined(Vec<String>),
+    Redirect(Option<String>, Vec<String>),
+}
+
+async fn ask_to_join(target: &str, me: &Member, token: &str) -> Result<JoinAnswer, String> {
+    let stream = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(target))
+        .await
+        .map_err(|_| "connect timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    let _ = stream.set_nodelay(true);
+    let (read, write) = stream.into_split();
+    let mut reader = FramedRead::new(read, FrameCodec::default());
+    let mut writer = FramedWrite::new(write, FrameCodec::default());
+    let exchange = async {
+        writer
+            .send(Frame::Hello {
+                version: PROTOCOL_VERSION,
+                role: HelloRole::Client(me.id),
+                token: token.to_string(),
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        writer
+            .send(Frame::Join(me.clone()))
+            .await
+            .map_err(|e| e.to_string())?;
+        loop {
+            match reader.next().await {
+                Some(Ok(Frame::Welcome { .. })) => continue,
+                Some(Ok(Frame::Joined { members })) => return Ok(JoinAnswer::Joined(members)),
+                Some(Ok(Frame::Redirect {
+                    leader, members, ..
+                })) => return Ok(JoinAnswer::Redirect(leader, members)),
+                Some(Ok(Frame::Refused { kind, message })) => {
+                    return Err(format!("{kind}: {message}"))
+                }
+                Some(Ok(other)) => return Err(format!("unexpected answer {other:?}")),
+                Some(Err(e)) => return Err(e.to_string()),
+                None => return Err("connection closed".into()),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(3), exchange)
+        .await
+        .map_err(|_| "no answer".to_string())?
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    node: NodeHandle,
+    transport: Arc<TcpTransport>,
+    token: String,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.changed() => return,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                actix::spawn(serve_connection(
+                    stream,
+                    peer,
+                    node.clone(),
+                    transport.clone(),
+                    token.clone(),
+                    shutdown.clone(),
+                ));
+            }
+            Err(e) => {
+                log::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn refuse(
+    writer: &mut FramedWrite<tokio::net::tcp::OwnedWriteHalf, FrameCodec>,
+    kind: &str,
+    message: String,
+) {
+    log::warn!("refusing a connection: {kind}: {message}");
+    let _ = writer
+        .send(Frame::Refused {
+            kind: kind.into(),
+            message,
+        })
+        .await;
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    node: NodeHandle,
+    transport: Arc<TcpTransport>,
+    token: String,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let (read, write) = stream.into_split();
+    let mut reader = FramedRead::new(read, FrameCodec::default());
+    let mut writer = FramedWrite::new(write, FrameCodec::default());
+    let hello = match tokio::time::timeout(HELLO_TIMEOUT, reader.next()).await {
+        Err(_) => return refuse(&mut writer, "ProtocolError", "no hello within 5 s".into()).await,
+        Ok(None) => return,
+        Ok(Some(Err(e))) => return refuse(&mut writer, wire_error_kind(&e), e.to_string()).await,
+        Ok(Some(Ok(frame))) => frame,
+    };
+    let Frame::Hello {
+        version,
+        role,
+        token: offered,
+    } = hello
+    else {
+        return refuse(
+            &mut writer,
+            "ProtocolError",
+            "the first frame must be Hello".into(),
+        )
+        .await;
+    };
+    if version != PROTOCOL_VERSION {
+        return refuse(
+            &mut writer,
+            "VersionMismatch",
+            format!("protocol version {version} is not supported; this replica speaks {PROTOCOL_VERSION}"),
+        )
+        .await;
+    }
+    if offered != token {
+        return refuse(&mut writer, "Refused", "wrong security token".into()).await;
+    }
+    match role {
+        HelloRole::Peer(member) => {
+            transport.learn(std::slice::from_ref(&member));
+            serve_peer(reader, node, member).await
+        }
+        HelloRole::Client(_) => {
+            let members = node.status().await.map(|s| s.members).unwrap_or_default();
+            if writer
+                .send(Frame::Welcome {
+                    node: node.id(),
+                    members,
+                })
+                .await
+                .is_err()
+            {
+                return;
+            }
+            let (tx, rx) = mpsc::channel(SESSION_QUEUE_MAX);
+            actix::spawn(write_frames(writer, rx));
+            let session = ClientSession {
+                node: node.clone(),
+                out: tx,
+                peer,
+            };
+            ClientSession::create(move |ctx| {
+                ctx.add_stream(reader);
+                let mut shutdown = shutdown;
+                ctx.add_stream(futures::stream::once(async move {
+                    let _ = shutdown.wait_for(|stop| *stop).await;
+                    ShutdownSignal
+                }));
+                session
+            });
+        }
+    }
+}
+
+fn wire_error_kind(e: &WireError) -> &'static str {
+    match e {
+        WireError::FrameTooLarge { .. } => "FrameTooLarge",
+        WireError::Malformed(_) => "Malformed",
+        WireError::Io(_) => "Io",
+    }
+}
+
+async fn serve_peer(
+    mut reader: FramedRead<tokio::net::tcp::OwnedReadHalf, FrameCodec>,
+    node: NodeHandle,
+    member: Member,
+) {
+    while let Some(frame) = reader.next().await {
+        match frame {
+            Ok(Frame::Peer { from, to, msg }) => {
+                if to == node.id() {
+                    node.deliver(from, msg);
+                }
+            }
+            Ok(other) => {
+                log::warn!(
+                    "peer {} sent a non-peer frame {other:?}; closing",
+                    member.addr
+                );
+                return;
+            }
+            Err(e) => {
+                log::warn!("peer {}: {e}; closing", member.addr);
+                return;
+            }
+        }
+    }
+}
+
+/// Writes queued frames, many per syscall when they queue up.
+async fn write_frames(
+    mut writer: FramedWrite<tokio::net::tcp::OwnedWriteHalf, FrameCodec>,
+    mut rx: mpsc::Receiver<Frame>,
+) {
+    while let Some(frame) = rx.recv().await {
+        if writer.feed(frame).await.is_err() {
+            return;
+        }
+        while let Ok(frame) = rx.try_recv() {
+            if writer.feed(frame).await.is_err() {
+                return;
+            }
+        }
+        if writer.flush().await.is_err() {
+            return;
+        }
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct ShutdownSignal;
+
+/// One client connection: frames in, replies and redirects out.
+pub struct ClientSession {
+    node: NodeHandle,
+    out: mpsc::Sender<Frame>,
+    peer: SocketAddr,
+}
+
+impl Actor for ClientSession {
+    type Context = Context<Self>;
+
+    fn stopped(&mut self, ctx: &mut Context<Self>) {
+        self.node.forget_session(&ctx.address().recipient());
+    }
+}
+
+impl ClientSession {
+    fn send(&self, ctx: &mut Context<Self>, frame: Frame) {
+        if self.out.try_send(frame).is_err() {
+            log::warn!("client {} is not reading its replies; closing", self.peer);
+            ctx.stop();
+        }
+    }
+
+    fn submit(&mut self, command: Command, ctx: &mut Context<Self>) {
+        let id = command.id().expect("client commands have ids");
+        let node = self.node.clone();
+        let me = ctx.address().recipient();
+        let fut = async move { node.submit(command, Some(me)).await };
+        ctx.spawn(
+            fut.into_actor(self)
+                .map(move |taken, act, ctx| match taken {
+                    Ok(()) => {}
+                    Err(NotAccepted::NotLeader(hint)) => {
+                        let node = act.node.clone();
+                        let out = act.out.clone();
+                        ctx.spawn(
+                            async move {
+                                let status = node.status().await;
+                                let members = status
+                                    .as_ref()
+                                    .map(|s| s.members.clone())
+                                    .unwrap_or_default();
+                                let leader = status.and_then(|s| s.leader);
+                                let _ = hint;
+                                let _ = out.try_send(Frame::Redirect {
+                                    id,
+                                    leader,
+                                    members,
+                                });
+                            }
+                            .into_actor(act),
+                        );
+                    }
+                    Err(NotAccepted::Busy) => act.send(
+                        ctx,
+                        Frame::Refused {
+                            kind: "Busy".into(),
+                            message: "the leader's queue is full; retry later".into(),
+                        },
+                    ),
+                }),
+        );
+    }
+}
+
+impl StreamHandler<Result<Frame, WireError>> for ClientSession {
+    fn handle(&mut self, frame: Result<Frame, WireError>, ctx: &mut Context<Self>) {
+        match frame {
+            Ok(Frame::Call {
+                id,
+                method,
+                args,
+                ack_below,
+            }) => self.submit(
+                Command::Call {
+                    id,
+                    method,
+                    args,
+                    ack_below,
+                },
+                ctx,
+            ),
+            Ok(Frame::Cancel { id }) => self.submit(Command::Cancel { id }, ctx),
+            Ok(Frame::StatusRequest) => {
+                let node = self.node.clone();
+                let out = self.out.clone();
+                ctx.spawn(
+                    async move {
+                        if let Some(status) = node.status().await {
+                            let _ = out.try_send(Frame::Status(Box::new(status)));
+                        }
+                    }
+                    .into_actor(self),
+                );
+            }
+            Ok(Frame::Join(member)) => {
+                let node = self.node.clone();
+                let out = self.out.clone();
+                ctx.spawn(
+                    async move {
+                        let taken = node.submit(Command::AddMember(member), None).await;
+                        let status = node.status().await.unwrap_or_default();
+                        let frame = match taken {
+                            Ok(()) => Frame::Joined {
+                                members: status.members,
+                            },
+                            Err(_) => Frame::Redirect {
+                                id: concoord_objects::CommandId::new(0, 0),
+                                leader: status.leader,
+                                members: status.members,
+                            },
+                        };
+                        let _ = out.try_send(frame);
+                    }
+                    .into_actor(self),
+                );
+            }
+            Ok(other) => {
+                self.send(
+                    ctx,
+                    Frame::Refused {
+                        kind: "ProtocolError".into(),
+                        message: format!("a client may not send {}", frame_name(&other)),
+                    },
+                );
+                ctx.stop();
+            }
+            Err(e) => {
+                log::warn!("client {}: {e}; closing", self.peer);
+                self.send(
+                    ctx,
+                    Frame::Refused {
+                        kind: wire_error_kind(&e).into(),
+                        message: e.to_string(),
+                    },
+                );
+                ctx.stop();
+            }
+        }
+    }
+}
+
+fn frame_name(frame: &Frame) -> &'static str {
+    match frame {
+        Frame::Hello { .. } => "Hello",
+        Frame::Welcome { .. } => "Welcome",
+        Frame::Refused { .. } => "Refused",
+        Frame::Peer { .. } => "Peer",
+        Frame::Call { .. } => "Call",
+        Frame::Cancel { .. } => "Cancel",
+        Frame::Reply { .. } => "Reply",
+        Frame::Redirect { .. } => "Redirect",
+        Frame::StatusRequest => "StatusRequest",
+        Frame::Status(_) => "Status",
+        Frame::Join(_) => "Join",
+        Frame::Joined { .. } => "Joined",
+    }
+}
+
+impl StreamHandler<ShutdownSignal> for ClientSession {
+    fn handle(&mut self, _: ShutdownSignal, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+
+    fn finished(&mut self, _: &mut Context<Self>) {}
+}
+
+impl Handler<SessionReply> for ClientSession {
+    type Result = ();
+    fn handle(&mut self, m: SessionReply, ctx: &mut Context<Self>) {
+        self.send(
+            ctx,
+            Frame::Reply {
+                id: m.id,
+                reply: m.reply,
+            },
+        );
+    }
+}
+
+/// Outbound links to peers, one per member, each with its own queue.
+pub struct TcpTransport {
+    me: Member,
+    token: String,
+    links: Mutex<BTreeMap<NodeId, (String, mpsc::Sender<Frame>)>>,
+}
+
+impl TcpTransport {
+    pub fn new(me: Member, token: String) -> Self {
+        TcpTransport {
+            me,
+            token,
+            links: Mutex::new(BTreeMap::new()),
+        }
+    }
+}
+
+impl Transport for TcpTransport {
+    fn send(&self, from: NodeId, to: NodeId, msg: PeerMsg) {
+        let links = self.links.lock().expect("links lock");
+        if let Some((_, tx)) = links.get(&to) {
+            // A full queue means the peer is down or slow: dropping is safe, Paxos resends.
+            let _ = tx.try_send(Frame::Peer { from, to, msg });
+        }
+    }
+
+    fn learn(&self, members: &[Member]) {
+        let mut links = self.links.lock().expect("links lock");
+        for member in members {
+            if member.id == self.me.id {
+                continue;
+            }
+            if links
+                .get(&member.id)
+                .is_some_and(|(addr, _)| *addr == member.addr)
+            {
+                continue;
+            }
+            let (tx, rx) = mpsc::channel(PEER_QUEUE_MAX);
+            links.insert(member.id, (member.addr.clone(), tx));
+            actix::spawn(peer_link(
+                self.me.clone(),
+                self.token.clone(),
+                member.addr.clone(),
+                rx,
+            ));
+        }
+    }
+}
+
+/// Keeps one connection to a peer, reconnecting with backoff; messages queued
+/// while it is down are dropped (they would be stale).
+async fn peer_link(me: Member, token: String, addr: String, mut rx: mpsc::Receiver<Frame>) {
+    let mut backoff = RECONNECT_BACKOFF_MIN;
+    loop {
+        let stream = match TcpStream::connect(&addr).await {
+            Ok(s) => s,
+            Err(_) => {
+                while rx.try_recv().is_ok() {}
+                if rx.is_closed() {
+                    return;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(RECONNECT_BACKOFF_MAX);
+                continue;
+            }
+        };
+        backoff = RECONNECT_BACKOFF_MIN;
+        let _ = stream.set_nodelay(true);
+        let (read, write) = stream.into_split();
+        let mut writer = FramedWrite::new(write, FrameCodec::default());
+        let hello = Frame::Hello {
+            version: PROTOCOL_VERSION,
+            role: HelloRole::Peer(me.clone()),
+            token: token.clone(),
+        };
+        if writer.send(hello).await.is_err() {
+            continue;
+        }
+        // The peer only ever writes to us to refuse; watch for that and for close.
+        let mut reader = FramedRead::new(read, FrameCodec::default());
+        loop {
+            tokio::select! {
+                frame = rx.recv() => {
+                    let Some(frame) = frame else { return };
+                    if writer.feed(frame).await.is_err() { break; }
+                    while let Ok(frame) = rx.try_recv() {
+                        if writer.feed(frame).await.is_err() { break; }
+                    }
+                    if writer.flush().await.is_err() { break; }
+                }
+                answer = reader.next() => {
+                    if let Some(Ok(Frame::Refused { kind, message })) = answer {
+                        log::error!("peer {addr} refused us: {kind}: {message}");
+                        tokio::time::sleep(RECONNECT_BACKOFF_MAX).await;
+                    }
+                    break;
+                }
+            }
+        }
+    }
+}

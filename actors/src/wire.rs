@@ -1,0 +1,180 @@
+//! The wire protocol: MessagePack frames inside tokio-util's length-delimited
+//! codec, opened by a versioned [`Frame::Hello`] that carries the role and the
+//! security token.
+
+use crate::config::Member;
+use crate::message::PeerMsg;
+use crate::{Ballot, NodeId, Slot};
+use bytes::{Bytes, BytesMut};
+use concoord_objects::{ClientId, CommandId, Reply};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
+
+/// Bumped on any incompatible change of [`Frame`].
+pub const PROTOCOL_VERSION: u32 = 1;
+/// Frames above this are refused, and the connection that sent them closed.
+pub const MAX_FRAME_BYTES: usize = 16 << 20;
+
+/// Who opens a connection.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum HelloRole {
+    Peer(Member),
+    Client(ClientId),
+}
+
+/// One replica's view of itself and its group, for `concoord status`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StatusInfo {
+    pub id: NodeId,
+    pub address: String,
+    pub role: String,
+    pub leader: Option<String>,
+    pub ballot: Ballot,
+    pub members: Vec<String>,
+    pub next_slot: Slot,
+    pub executed_slot: Slot,
+    pub snapshot_slot: Slot,
+    pub clients: usize,
+    pub parked: usize,
+    pub uptime_s: u64,
+    pub object: String,
+}
+
+/// Everything that travels on a connection.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Frame {
+    Hello {
+        version: u32,
+        role: HelloRole,
+        token: String,
+    },
+    /// The server took the hello; `members` are the group's addresses.
+    Welcome {
+        node: NodeId,
+        members: Vec<String>,
+    },
+    /// The server refuses this connection or request; the kind says why.
+    Refused {
+        kind: String,
+        message: String,
+    },
+    /// A protocol message for node `to` (a restarted replica has a new id and drops
+    /// messages meant for its previous incarnation).
+    Peer {
+        from: NodeId,
+        to: NodeId,
+        msg: PeerMsg,
+    },
+    /// A method call (or `concoord_init`). The client has every reply below `ack_below`.
+    Call {
+        id: CommandId,
+        method: String,
+        #[serde(with = "crate::message::serde_bytes_vec")]
+        args: Vec<u8>,
+        ack_below: u64,
+    },
+    /// The caller's deadline passed: cancel the parked call `id`.
+    Cancel {
+        id: CommandId,
+    },
+    Reply {
+        id: CommandId,
+        reply: Reply,
+    },
+    /// This replica does not lead; try `leader`, or any of `members`.
+    Redirect {
+        id: CommandId,
+        leader: Option<String>,
+        members: Vec<String>,
+    },
+    StatusRequest,
+    Status(Box<StatusInfo>),
+    /// A new replica asks to be added to the group.
+    Join(Member),
+    /// The join was ordered; the group will send state.
+    Joined {
+        members: Vec<String>,
+    },
+}
+
+/// Why bytes from the network could not become a frame.
+#[derive(Debug)]
+pub enum WireError {
+    Io(std::io::Error),
+    FrameTooLarge { limit: usize },
+    Malformed(String),
+}
+
+impl fmt::Display for WireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WireError::Io(e) => write!(f, "connection error: {e}"),
+            WireError::FrameTooLarge { limit } => {
+                write!(f, "frame larger than the {limit}-byte limit")
+            }
+            WireError::Malformed(why) => write!(f, "malformed frame: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for WireError {}
+
+impl From<std::io::Error> for WireError {
+    fn from(e: std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::InvalidData {
+            // LengthDelimitedCodec reports an oversized frame this way.
+            WireError::FrameTooLarge {
+                limit: MAX_FRAME_BYTES,
+            }
+        } else {
+            WireError::Io(e)
+        }
+    }
+}
+
+/// Encodes a frame's payload.
+pub fn encode_frame(frame: &Frame) -> Vec<u8> {
+    rmp_serde::to_vec(frame).expect("frames serialize into a Vec")
+}
+
+/// Decodes one frame's payload; never panics on hostile input.
+pub fn decode_frame(bytes: &[u8]) -> Result<Frame, WireError> {
+    rmp_serde::from_slice(bytes).map_err(|e| WireError::Malformed(e.to_string()))
+}
+
+/// Length-delimited MessagePack frames.
+pub struct FrameCodec {
+    inner: LengthDelimitedCodec,
+}
+
+impl Default for FrameCodec {
+    fn default() -> Self {
+        FrameCodec {
+            inner: LengthDelimitedCodec::builder()
+                .max_frame_length(MAX_FRAME_BYTES)
+                .new_codec(),
+        }
+    }
+}
+
+impl Decoder for FrameCodec {
+    type Item = Frame;
+    type Error = WireError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, WireError> {
+        match self.inner.decode(src)? {
+            Some(bytes) => decode_frame(&bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+impl Encoder<Frame> for FrameCodec {
+    type Error = WireError;
+
+    fn encode(&mut self, frame: Frame, dst: &mut BytesMut) -> Result<(), WireError> {
+        let payload = Bytes::from(encode_frame(&frame));
+        self.inner.encode(payload, dst).map_err(WireError::from)
+    }
+}
