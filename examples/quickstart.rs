@@ -53,8 +53,7 @@ fn wait_for_group(addrs: &[String]) {
 }
 
 fn main() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
-        .init();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     println!("starting 3 replicas of Counter on loopback...");
     let counter = || concoord::builtin("Counter").expect("Counter is built in");
     let start = |bootstrap: Vec<String>| {
@@ -146,9 +145,15 @@ fn main() {
     println!("summary");
     println!("  clients                 {CLIENTS}");
     println!("  run time                {:.1} s", elapsed.as_secs_f64());
-    println!("  increments acknowledged {acked} ({:.0}/s)", acked as f64 / elapsed.as_secs_f64());
+    println!(
+        "  increments acknowledged {acked} ({:.0}/s)",
+        acked as f64 / elapsed.as_secs_f64()
+    );
     println!("  increments failed       {failed}");
-    println!("  slowest call            {} ms (the failover)", worst_ms.load(Ordering::Relaxed));
+    println!(
+        "  slowest call            {} ms (the failover)",
+        worst_ms.load(Ordering::Relaxed)
+    );
     println!("  killed leader           {leader_addr}");
     println!("  new leader              {new_leader}");
     println!("  counter value           {value}");

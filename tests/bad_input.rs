@@ -1,7 +1,9 @@
 //! Hostile and malformed input over TCP: each gets a clear error to that one
 //! connection, and the replica keeps serving everyone else with its state unchanged.
 
-use concoord::actors::wire::{decode_frame, Frame, FrameCodec, HelloRole, MAX_FRAME_BYTES, PROTOCOL_VERSION};
+use concoord::actors::wire::{
+    decode_frame, Frame, FrameCodec, HelloRole, MAX_FRAME_BYTES, PROTOCOL_VERSION,
+};
 use concoord::{BlockingClient, ClientError, ClientOptions, LocalReplica};
 use proptest::prelude::*;
 use std::io::{Read, Write};
@@ -11,8 +13,12 @@ use std::time::Duration;
 const TOKEN: &str = "s3cret";
 
 fn replica() -> LocalReplica {
-    LocalReplica::start(concoord::builtin("Counter").expect("built in"), Vec::new(), TOKEN)
-        .expect("a loopback replica starts")
+    LocalReplica::start(
+        concoord::builtin("Counter").expect("built in"),
+        Vec::new(),
+        TOKEN,
+    )
+    .expect("a loopback replica starts")
 }
 
 fn client(addr: &str) -> BlockingClient {
@@ -35,7 +41,9 @@ fn frame_bytes(frame: &Frame) -> Vec<u8> {
 /// replica answers with, if any, before it closes the connection.
 fn exchange(addr: &str, bytes: &[u8]) -> Option<Frame> {
     let mut stream = TcpStream::connect(addr).expect("the replica listens");
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let _ = stream.write_all(bytes);
     // Closing our side makes a truncated frame visible at once.
     let _ = stream.shutdown(std::net::Shutdown::Write);
@@ -93,7 +101,9 @@ fn malformed_frames_are_refused_and_the_replica_keeps_serving() {
     let mut bytes = frame_bytes(&hello(PROTOCOL_VERSION, TOKEN));
     bytes.extend(frame_bytes(&Frame::Joined { members: vec![] }));
     let mut stream = TcpStream::connect(r.addr()).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     stream.write_all(&bytes).unwrap();
     let mut answer = Vec::new();
     let _ = stream.read_to_end(&mut answer);
@@ -105,7 +115,9 @@ fn malformed_frames_are_refused_and_the_replica_keeps_serving() {
         frames.push(f);
     }
     assert!(
-        frames.iter().any(|f| matches!(f, Frame::Refused { kind, .. } if kind == "ProtocolError")),
+        frames
+            .iter()
+            .any(|f| matches!(f, Frame::Refused { kind, .. } if kind == "ProtocolError")),
         "expected a ProtocolError refusal, got {frames:?}"
     );
 
@@ -117,7 +129,10 @@ fn malformed_frames_are_refused_and_the_replica_keeps_serving() {
 fn wrong_version_and_wrong_token_are_refused_with_the_reason() {
     let r = replica();
     assert_eq!(
-        refused_kind(exchange(r.addr(), &frame_bytes(&hello(PROTOCOL_VERSION + 1, TOKEN)))),
+        refused_kind(exchange(
+            r.addr(),
+            &frame_bytes(&hello(PROTOCOL_VERSION + 1, TOKEN))
+        )),
         "VersionMismatch"
     );
     match exchange(r.addr(), &frame_bytes(&hello(PROTOCOL_VERSION, "wrong"))) {
@@ -190,12 +205,7 @@ proptest! {
         let mut buf = bytes::BytesMut::new();
         for chunk in chunks {
             buf.extend_from_slice(&chunk);
-            loop {
-                match codec.decode(&mut buf) {
-                    Ok(Some(_)) => continue,
-                    Ok(None) | Err(_) => break,
-                }
-            }
+            while let Ok(Some(_)) = codec.decode(&mut buf) {}
         }
     }
 

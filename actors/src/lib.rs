@@ -7,6 +7,7 @@ pub mod ballot;
 pub mod client;
 pub mod config;
 pub mod leader;
+pub mod memnet;
 pub mod message;
 pub mod node;
 pub mod replica;
