@@ -21,8 +21,8 @@ pub use concoord_actors as actors;
 pub use concoord_objects as objects;
 
 pub use concoord_actors::client::{BlockingClient, Client, ClientError, ClientOptions};
-pub use local::LocalReplica;
 pub use concoord_actors::tcp::{start_replica, ReplicaOptions, RunningReplica, StartError};
 pub use concoord_objects::{
     builtin, Args, CallContext, CommandId, ObjectError, Outcome, ReplicatedObject,
 };
+pub use local::LocalReplica;
