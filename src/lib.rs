@@ -14,6 +14,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod bench;
 pub mod json;
 pub mod local;
 

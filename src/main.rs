@@ -35,6 +35,37 @@ enum Cmd {
     Shell(ShellArgs),
     /// Print each replica's view of the group as a JSON array.
     Status(StatusArgs),
+    /// Closed-loop load: ops/s and latency percentiles.
+    Bench(BenchArgs),
+}
+
+#[derive(Parser)]
+struct BenchArgs {
+    #[arg(short = 'r', long = "replicas")]
+    replicas: String,
+    #[arg(short = 't', long = "token", default_value = "")]
+    token: String,
+    /// Concurrent clients, each with its own connection.
+    #[arg(long = "clients", default_value_t = 1)]
+    clients: usize,
+    /// Total operations (split over the clients).
+    #[arg(long = "ops", conflicts_with = "duration")]
+    ops: Option<u64>,
+    /// Run for this many seconds instead of a number of operations.
+    #[arg(long = "duration")]
+    duration: Option<f64>,
+    /// Calls each client keeps outstanding.
+    #[arg(long = "pipeline", default_value_t = 1)]
+    pipeline: usize,
+    /// Print one JSON object instead of text.
+    #[arg(long = "json")]
+    json: bool,
+    /// The method to call.
+    #[arg(long = "method", default_value = "increment")]
+    method: String,
+    /// Arguments, each a JSON value.
+    #[arg(allow_hyphen_values = true)]
+    args: Vec<String>,
 }
 
 #[derive(Parser)]
@@ -124,6 +155,7 @@ fn main() -> ExitCode {
         Cmd::Call(args) => run_call(args),
         Cmd::Shell(args) => run_shell(args),
         Cmd::Status(args) => run_status(args),
+        Cmd::Bench(args) => run_bench(args),
     }
 }
 
@@ -332,4 +364,62 @@ fn run_status(args: StatusArgs) -> ExitCode {
     });
     println!("{}", serde_json::Value::Array(entries));
     ExitCode::SUCCESS
+}
+
+fn run_bench(args: BenchArgs) -> ExitCode {
+    if args.clients == 0 || args.pipeline == 0 {
+        return fail("--clients and --pipeline must be at least 1");
+    }
+    let duration = match (args.ops, args.duration) {
+        (Some(_), _) => None,
+        (None, Some(d)) if d.is_finite() && d > 0.0 => Some(Duration::from_secs_f64(d)),
+        (None, Some(d)) => {
+            return fail(format!(
+                "--duration must be a positive number of seconds, got {d}"
+            ))
+        }
+        (None, None) => Some(Duration::from_secs(10)),
+    };
+    let values = match parse_each(&args.args) {
+        Ok(v) => v,
+        Err(e) => return fail(e),
+    };
+    if let Err(e) = concoord::actors::client::parse_addresses(&args.replicas) {
+        return fail(format!("-r: {}", e.message()));
+    }
+    let long_run = duration.is_some_and(|d| d > Duration::from_secs(3))
+        || args.ops.is_some_and(|o| o > 200_000);
+    let config = concoord::bench::BenchConfig {
+        replicas: args.replicas,
+        token: args.token,
+        clients: args.clients,
+        pipeline: args.pipeline,
+        ops: args.ops,
+        duration,
+        method: args.method,
+        args: encode_args(&values),
+        progress: long_run,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(format!("cannot start a runtime: {e}")),
+    };
+    match runtime.block_on(concoord::bench::run(config)) {
+        Ok(report) => {
+            if args.json {
+                println!("{}", report.to_json());
+            } else {
+                println!("{}", report.to_text());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{}", error_json(&e));
+            ExitCode::from(1)
+        }
+    }
 }

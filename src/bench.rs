@@ -1,0 +1,181 @@
+//! `concoord bench`: a closed-loop load generator on the async client runtime.
+
+use crate::{Client, ClientError, ClientOptions};
+use hdrhistogram::Histogram;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct BenchConfig {
+    pub replicas: String,
+    pub token: String,
+    pub clients: usize,
+    /// Commands each client keeps outstanding.
+    pub pipeline: usize,
+    /// Total operations, split over the clients; or run for `duration`.
+    pub ops: Option<u64>,
+    pub duration: Option<Duration>,
+    pub method: String,
+    pub args: Vec<u8>,
+    pub progress: bool,
+}
+
+/// What a run measured.
+#[derive(Clone, Debug)]
+pub struct BenchReport {
+    pub ops: u64,
+    pub errors: u64,
+    pub elapsed: Duration,
+    pub latency_us: Histogram<u64>,
+    pub first_error: Option<String>,
+}
+
+impl BenchReport {
+    pub fn ops_per_sec(&self) -> f64 {
+        self.ops as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        let q = |p: f64| self.latency_us.value_at_quantile(p);
+        serde_json::json!({
+            "ops": self.ops,
+            "errors": self.errors,
+            "elapsed_s": self.elapsed.as_secs_f64(),
+            "ops_per_sec": self.ops_per_sec(),
+            "latency_us": {
+                "p50": q(0.50),
+                "p90": q(0.90),
+                "p99": q(0.99),
+                "p999": q(0.999),
+                "max": self.latency_us.max(),
+            },
+        })
+    }
+
+    pub fn to_text(&self) -> String {
+        let q = |p: f64| self.latency_us.value_at_quantile(p);
+        let mut s = format!(
+            "{} ops in {:.2} s: {:.0} ops/s, {} errors\nlatency µs: p50 {} p90 {} p99 {} p999 {} max {}",
+            self.ops,
+            self.elapsed.as_secs_f64(),
+            self.ops_per_sec(),
+            self.errors,
+            q(0.50),
+            q(0.90),
+            q(0.99),
+            q(0.999),
+            self.latency_us.max()
+        );
+        if let Some(e) = &self.first_error {
+            s.push_str(&format!("\nfirst error: {e}"));
+        }
+        s
+    }
+}
+
+fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("static histogram bounds are valid")
+}
+
+/// Runs the load and returns the measurements.
+pub async fn run(config: BenchConfig) -> Result<BenchReport, ClientError> {
+    let options = ClientOptions {
+        token: config.token.clone(),
+        deadline: Duration::from_secs(30),
+        ..ClientOptions::default()
+    };
+    let clients: Vec<Client> = (0..config.clients.max(1))
+        .map(|_| Client::new(&config.replicas, options.clone()))
+        .collect::<Result<_, _>>()?;
+    // Connect and find the leader before the clock starts.
+    for c in &clients {
+        c.status().await?;
+    }
+    let workers = clients.len() * config.pipeline.max(1);
+    let remaining = Arc::new(AtomicU64::new(config.ops.unwrap_or(u64::MAX)));
+    let stop = Arc::new(AtomicBool::new(false));
+    let done_ops = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(workers);
+    for w in 0..workers {
+        let client = clients[w % clients.len()].clone();
+        let (remaining, stop, done_ops) = (remaining.clone(), stop.clone(), done_ops.clone());
+        let (method, args) = (config.method.clone(), config.args.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut hist = new_histogram();
+            let mut errors = 0u64;
+            let mut first_error = None;
+            while !stop.load(Ordering::Relaxed) {
+                if remaining
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| r.checked_sub(1))
+                    .is_err()
+                {
+                    break;
+                }
+                let t = Instant::now();
+                match client.call_raw(&method, args.clone()).await {
+                    Ok(_) => {
+                        let _ = hist.record((t.elapsed().as_micros() as u64).max(1));
+                        done_ops.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        errors += 1;
+                        first_error.get_or_insert_with(|| e.to_string());
+                    }
+                }
+            }
+            (hist, errors, first_error)
+        }));
+    }
+    let progress = if config.progress {
+        let (stop, done_ops) = (stop.clone(), done_ops.clone());
+        Some(tokio::spawn(async move {
+            let mut last = 0;
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.tick().await;
+            while !stop.load(Ordering::Relaxed) {
+                tick.tick().await;
+                let now = done_ops.load(Ordering::Relaxed);
+                eprintln!(
+                    "[{:>4.0} s] {} ops, {} ops/s",
+                    started.elapsed().as_secs_f64(),
+                    now,
+                    now - last
+                );
+                last = now;
+            }
+        }))
+    } else {
+        None
+    };
+    if let Some(d) = config.duration {
+        tokio::time::sleep(d).await;
+        stop.store(true, Ordering::Relaxed);
+    }
+    let mut report = BenchReport {
+        ops: 0,
+        errors: 0,
+        elapsed: Duration::ZERO,
+        latency_us: new_histogram(),
+        first_error: None,
+    };
+    for t in tasks {
+        let (hist, errors, first_error) = t
+            .await
+            .map_err(|e| ClientError::Invalid(format!("a bench worker failed: {e}")))?;
+        report.latency_us.add(&hist).expect("same bounds");
+        report.errors += errors;
+        if report.first_error.is_none() {
+            report.first_error = first_error;
+        }
+    }
+    report.elapsed = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    if let Some(p) = progress {
+        p.abort();
+    }
+    report.ops = report.latency_us.len();
+    Ok(report)
+}
