@@ -17,6 +17,7 @@
 pub mod bench;
 pub mod json;
 pub mod local;
+pub mod threading;
 
 pub use concoord_actors as actors;
 pub use concoord_objects as objects;

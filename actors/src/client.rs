@@ -258,6 +258,9 @@ struct Pending {
     deadline: Instant,
     cancel_at_deadline: bool,
     cancel_sent: bool,
+    /// The replica told us the call waits in a queue: no point resending it
+    /// while this connection lives.
+    parked: bool,
     last_sent: Option<Instant>,
     done: oneshot::Sender<Result<Vec<u8>, ClientError>>,
 }
@@ -296,6 +299,7 @@ impl Core {
                         last_progress = Instant::now();
                         for p in self.pending.values_mut() {
                             p.last_sent = None;
+                            p.parked = false;
                         }
                         self.status_requested = false;
                     }
@@ -339,7 +343,8 @@ impl Core {
                 _ = ticker.tick() => {
                     self.expire();
                     let stale = self.pending.values().any(|p| {
-                        p.last_sent.is_some_and(|t| t.elapsed() >= self.options.resend_after)
+                        !p.parked
+                            && p.last_sent.is_some_and(|t| t.elapsed() >= self.options.resend_after)
                     });
                     if stale && last_progress.elapsed() >= self.options.resend_after {
                         // The replica we talk to is not getting our calls through: try another.
@@ -373,6 +378,7 @@ impl Core {
                         deadline,
                         cancel_at_deadline,
                         cancel_sent: false,
+                        parked: false,
                         last_sent: None,
                         done,
                     },
@@ -430,6 +436,16 @@ impl Core {
                 }
                 None
             }
+            Frame::Parked { id } => {
+                if let Some(p) = self
+                    .pending
+                    .get_mut(&id.seq)
+                    .filter(|_| id.client == self.id)
+                {
+                    p.parked = true;
+                }
+                None
+            }
             Frame::Redirect {
                 leader, members, ..
             } => {
@@ -475,6 +491,7 @@ impl Core {
             let p = self.pending.get_mut(&seq).expect("listed above");
             if p.cancel_at_deadline && !p.cancel_sent {
                 p.cancel_sent = true;
+                p.parked = false;
                 p.last_sent = None;
                 p.deadline = now + CANCEL_GRACE;
                 continue;

@@ -236,6 +236,8 @@ pub struct Effects {
     pub sends: Vec<(NodeId, PeerMsg)>,
     /// Outcomes of commands, for whichever session waits for them.
     pub replies: Vec<(CommandId, Reply)>,
+    /// Commands now waiting in an object's queue (their callers should stop resending).
+    pub parked: Vec<CommandId>,
 }
 
 impl Effects {

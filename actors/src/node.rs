@@ -21,12 +21,13 @@ pub trait Transport: Send + Sync + 'static {
     fn learn(&self, _members: &[Member]) {}
 }
 
-/// A reply for a client session.
+/// The outcome of a command for a client session: its reply, or `None` when
+/// it is parked in a wait queue (the reply comes later).
 #[derive(Message, Clone, Debug)]
 #[rtype(result = "()")]
 pub struct SessionReply {
     pub id: CommandId,
-    pub reply: Reply,
+    pub reply: Option<Reply>,
 }
 
 /// A peer message for one of the node's roles.
@@ -205,16 +206,21 @@ impl NodeHandle {
                 self.shared.transport.send(self.shared.me, to, msg);
             }
         }
-        if fx.replies.is_empty() {
+        if fx.replies.is_empty() && fx.parked.is_empty() {
             return;
         }
         let mut sessions = self.shared.sessions.lock().expect("session table lock");
+        for id in fx.parked {
+            for session in sessions.get(&id).into_iter().flatten() {
+                session.do_send(SessionReply { id, reply: None });
+            }
+        }
         for (id, reply) in fx.replies {
             if let Some(waiting) = sessions.remove(&id) {
                 for session in waiting {
                     session.do_send(SessionReply {
                         id,
-                        reply: reply.clone(),
+                        reply: Some(reply.clone()),
                     });
                 }
             }

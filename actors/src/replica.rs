@@ -249,7 +249,10 @@ impl Replica {
                 fx.replies.push((id, reply.clone()));
                 return;
             }
-            Some(CommandState::Parked) => return,
+            Some(CommandState::Parked) => {
+                fx.parked.push(id);
+                return;
+            }
             None => {}
         }
         let mut wakes = Vec::new();
@@ -265,7 +268,10 @@ impl Replica {
                 fx.replies.push((id, reply.clone()));
                 CommandState::Done(reply)
             }
-            Outcome::Park => CommandState::Parked,
+            Outcome::Park => {
+                fx.parked.push(id);
+                CommandState::Parked
+            }
         };
         self.clients
             .entry(id.client)

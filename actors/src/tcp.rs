@@ -570,6 +570,7 @@ fn frame_name(frame: &Frame) -> &'static str {
         Frame::Call { .. } => "Call",
         Frame::Cancel { .. } => "Cancel",
         Frame::Reply { .. } => "Reply",
+        Frame::Parked { .. } => "Parked",
         Frame::Redirect { .. } => "Redirect",
         Frame::StatusRequest => "StatusRequest",
         Frame::Status(_) => "Status",
@@ -589,13 +590,11 @@ impl StreamHandler<ShutdownSignal> for ClientSession {
 impl Handler<SessionReply> for ClientSession {
     type Result = ();
     fn handle(&mut self, m: SessionReply, ctx: &mut Context<Self>) {
-        self.send(
-            ctx,
-            Frame::Reply {
-                id: m.id,
-                reply: m.reply,
-            },
-        );
+        let frame = match m.reply {
+            Some(reply) => Frame::Reply { id: m.id, reply },
+            None => Frame::Parked { id: m.id },
+        };
+        self.send(ctx, frame);
     }
 }
 

@@ -82,6 +82,10 @@ pub enum Frame {
         id: CommandId,
         reply: Reply,
     },
+    /// The call waits in the object's queue; its reply comes when it is woken.
+    Parked {
+        id: CommandId,
+    },
     /// This replica does not lead; try `leader`, or any of `members`.
     Redirect {
         id: CommandId,

@@ -1,0 +1,419 @@
+//! Typed proxies for the distributed threading objects, with Python's
+//! `threading` semantics across machines.
+//!
+//! Blocking calls park in the object's wait queue under their command id; a
+//! timed call becomes a replicated cancel when its time is up, so a timeout
+//! never leaks a permit. Each proxy has an async face (this module) and a
+//! blocking face ([`blocking`]).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), concoord::ClientError> {
+//! use concoord::threading::Lock;
+//! let lock = Lock::new("127.0.0.1:14000", Default::default())?;
+//! if lock.acquire_timeout(std::time::Duration::from_secs(2)).await? {
+//!     // ... the critical section ...
+//!     lock.release().await?;
+//! }
+//! # Ok(()) }
+//! ```
+
+use crate::{Client, ClientError, ClientOptions};
+use concoord_actors::client::{decode_result, encode_positional};
+use concoord_actors::replica::CANCELLED_KIND;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::time::Duration;
+
+/// How long an untimed blocking call may wait: as good as forever.
+const FOREVER: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// What a timed call returned: its result, or nothing because its cancel was
+/// ordered before it could proceed.
+enum Timed<R> {
+    Done(R),
+    TimedOut,
+}
+
+async fn call<A: Serialize, R: DeserializeOwned>(
+    client: &Client,
+    method: &str,
+    args: A,
+) -> Result<R, ClientError> {
+    client.call(method, args).await
+}
+
+/// A call that may park: waits `timeout` (or forever), then cancels it.
+async fn call_parking<A: Serialize, R: DeserializeOwned>(
+    client: &Client,
+    method: &str,
+    args: A,
+    timeout: Option<Duration>,
+) -> Result<Timed<R>, ClientError> {
+    let bytes = encode_positional(&args)?;
+    let deadline = timeout.unwrap_or(FOREVER);
+    match client.call_raw_with(method, bytes, deadline, true).await {
+        Ok(bytes) => decode_result(&bytes).map(Timed::Done),
+        Err(ClientError::Object(e)) if e.kind == CANCELLED_KIND => Ok(Timed::TimedOut),
+        Err(e) => Err(e),
+    }
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+macro_rules! proxy_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone)]
+        pub struct $name {
+            client: Client,
+        }
+
+        impl $name {
+            /// Connects to the group replicating this object ("HOST:PORT,...").
+            pub fn new(bootstrap: &str, options: ClientOptions) -> Result<Self, ClientError> {
+                Ok($name { client: Client::new(bootstrap, options)? })
+            }
+
+            /// Uses an existing client (and its connection).
+            pub fn from_client(client: Client) -> Self {
+                $name { client }
+            }
+
+            pub fn client(&self) -> &Client {
+                &self.client
+            }
+        }
+    };
+}
+
+/// Shared by Lock, RLock, Semaphore, BoundedSemaphore and Condition.
+macro_rules! acquire_methods {
+    () => {
+        /// Blocks until acquired; returns true.
+        pub async fn acquire(&self) -> Result<bool, ClientError> {
+            match call_parking(&self.client, "acquire", (true,), None).await? {
+                Timed::Done(b) => Ok(b),
+                Timed::TimedOut => Ok(false),
+            }
+        }
+
+        /// Acquires if free now, without waiting (`acquire(blocking=False)`).
+        pub async fn try_acquire(&self) -> Result<bool, ClientError> {
+            call(&self.client, "acquire", (false,)).await
+        }
+
+        /// Waits at most `timeout`; false if it was not acquired in time.
+        pub async fn acquire_timeout(&self, timeout: Duration) -> Result<bool, ClientError> {
+            match call_parking(
+                &self.client,
+                "acquire",
+                (true, secs(timeout)),
+                Some(timeout),
+            )
+            .await?
+            {
+                Timed::Done(b) => Ok(b),
+                Timed::TimedOut => Ok(false),
+            }
+        }
+    };
+}
+
+proxy_type!(
+    /// A distributed `threading.Lock`: any client may release it.
+    Lock
+);
+
+impl Lock {
+    acquire_methods!();
+
+    /// Releases; `RuntimeError` if it is not locked.
+    pub async fn release(&self) -> Result<(), ClientError> {
+        call(&self.client, "release", ()).await
+    }
+
+    pub async fn locked(&self) -> Result<bool, ClientError> {
+        call(&self.client, "locked", ()).await
+    }
+}
+
+proxy_type!(
+    /// A distributed `threading.RLock`: owned by the client that acquired it, re-entrant.
+    RLock
+);
+
+impl RLock {
+    acquire_methods!();
+
+    /// Releases one level; `RuntimeError` if this client does not own it.
+    pub async fn release(&self) -> Result<(), ClientError> {
+        call(&self.client, "release", ()).await
+    }
+}
+
+proxy_type!(
+    /// A distributed `threading.Semaphore`.
+    Semaphore
+);
+
+impl Semaphore {
+    acquire_methods!();
+
+    /// Releases `n` permits (`ValueError` if n < 1).
+    pub async fn release(&self, n: u64) -> Result<(), ClientError> {
+        call(&self.client, "release", (n,)).await
+    }
+}
+
+proxy_type!(
+    /// A distributed `threading.BoundedSemaphore`: over-release is a `ValueError`.
+    BoundedSemaphore
+);
+
+impl BoundedSemaphore {
+    acquire_methods!();
+
+    pub async fn release(&self, n: u64) -> Result<(), ClientError> {
+        call(&self.client, "release", (n,)).await
+    }
+}
+
+proxy_type!(
+    /// A distributed `threading.Condition` with its own re-entrant lock.
+    Condition
+);
+
+impl Condition {
+    acquire_methods!();
+
+    pub async fn release(&self) -> Result<(), ClientError> {
+        call(&self.client, "release", ()).await
+    }
+
+    /// Waits for a notification (holding the lock); re-acquires it before returning.
+    pub async fn wait(&self) -> Result<bool, ClientError> {
+        self.wait_inner(None).await
+    }
+
+    /// Like [`Condition::wait`]; false if not notified within `timeout`
+    /// (the lock is held again either way).
+    pub async fn wait_timeout(&self, timeout: Duration) -> Result<bool, ClientError> {
+        self.wait_inner(Some(timeout)).await
+    }
+
+    async fn wait_inner(&self, timeout: Option<Duration>) -> Result<bool, ClientError> {
+        let args = (timeout.map(secs),);
+        match call_parking(&self.client, "wait", args, timeout).await? {
+            Timed::Done(b) => Ok(b),
+            Timed::TimedOut => Ok(false),
+        }
+    }
+
+    pub async fn notify(&self, n: u64) -> Result<(), ClientError> {
+        call(&self.client, "notify", (n,)).await
+    }
+
+    pub async fn notify_all(&self) -> Result<(), ClientError> {
+        call(&self.client, "notify_all", ()).await
+    }
+}
+
+proxy_type!(
+    /// A distributed `threading.Barrier`.
+    Barrier
+);
+
+impl Barrier {
+    /// Waits for all parties; returns this caller's index in 0..parties.
+    pub async fn wait(&self) -> Result<u64, ClientError> {
+        self.wait_inner(None).await
+    }
+
+    /// Like [`Barrier::wait`]; a timeout breaks the barrier (`BrokenBarrierError`), as in Python.
+    pub async fn wait_timeout(&self, timeout: Duration) -> Result<u64, ClientError> {
+        self.wait_inner(Some(timeout)).await
+    }
+
+    async fn wait_inner(&self, timeout: Option<Duration>) -> Result<u64, ClientError> {
+        match call_parking(&self.client, "wait", (timeout.map(secs),), timeout).await? {
+            Timed::Done(i) => Ok(i),
+            Timed::TimedOut => Err(ClientError::Object(concoord_objects::ObjectError::new(
+                "BrokenBarrierError",
+                "timed out before the wait was ordered",
+            ))),
+        }
+    }
+
+    pub async fn reset(&self) -> Result<(), ClientError> {
+        call(&self.client, "reset", ()).await
+    }
+
+    pub async fn abort(&self) -> Result<(), ClientError> {
+        call(&self.client, "abort", ()).await
+    }
+
+    pub async fn parties(&self) -> Result<u64, ClientError> {
+        call(&self.client, "parties", ()).await
+    }
+
+    pub async fn n_waiting(&self) -> Result<u64, ClientError> {
+        call(&self.client, "n_waiting", ()).await
+    }
+
+    pub async fn broken(&self) -> Result<bool, ClientError> {
+        call(&self.client, "broken", ()).await
+    }
+}
+
+proxy_type!(
+    /// A distributed `threading.Event`.
+    Event
+);
+
+impl Event {
+    pub async fn set(&self) -> Result<(), ClientError> {
+        call(&self.client, "set", ()).await
+    }
+
+    pub async fn clear(&self) -> Result<(), ClientError> {
+        call(&self.client, "clear", ()).await
+    }
+
+    pub async fn is_set(&self) -> Result<bool, ClientError> {
+        call(&self.client, "is_set", ()).await
+    }
+
+    /// Waits until set; true.
+    pub async fn wait(&self) -> Result<bool, ClientError> {
+        self.wait_inner(None).await
+    }
+
+    /// Waits at most `timeout`; false if the event was not set in time.
+    pub async fn wait_timeout(&self, timeout: Duration) -> Result<bool, ClientError> {
+        self.wait_inner(Some(timeout)).await
+    }
+
+    async fn wait_inner(&self, timeout: Option<Duration>) -> Result<bool, ClientError> {
+        match call_parking(&self.client, "wait", (timeout.map(secs),), timeout).await? {
+            Timed::Done(b) => Ok(b),
+            Timed::TimedOut => Ok(false),
+        }
+    }
+}
+
+/// `concoord_init(args)` for any proxy: re-runs the object's constructor on the
+/// replicated state (e.g. `Semaphore(3)`).
+pub async fn concoord_init<A: Serialize>(client: &Client, args: A) -> Result<(), ClientError> {
+    client.call(concoord_objects::INIT_METHOD, args).await
+}
+
+/// The same proxies for plain threads: every call blocks until answered.
+pub mod blocking {
+    use super::*;
+
+    /// A runtime for blocking proxies, shared by the proxies made from it.
+    fn runtime() -> Result<std::sync::Arc<tokio::runtime::Runtime>, ClientError> {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .map(std::sync::Arc::new)
+            .map_err(|e| ClientError::Invalid(format!("cannot start a runtime: {e}")))
+    }
+
+    macro_rules! blocking_proxy {
+        ($name:ident { $( fn $m:ident ( $($a:ident : $t:ty),* ) -> $r:ty; )* }) => {
+            #[doc = concat!("The blocking face of [`super::", stringify!($name), "`].")]
+            pub struct $name {
+                runtime: std::sync::Arc<tokio::runtime::Runtime>,
+                inner: super::$name,
+            }
+
+            impl $name {
+                pub fn new(bootstrap: &str, options: ClientOptions) -> Result<Self, ClientError> {
+                    let runtime = runtime()?;
+                    let inner = {
+                        let _guard = runtime.enter();
+                        super::$name::new(bootstrap, options)?
+                    };
+                    Ok($name { runtime, inner })
+                }
+
+                /// The async proxy underneath (same connection).
+                pub fn as_async(&self) -> &super::$name {
+                    &self.inner
+                }
+
+                pub fn concoord_init<A: Serialize>(&self, args: A) -> Result<(), ClientError> {
+                    self.runtime.block_on(super::concoord_init(self.inner.client(), args))
+                }
+
+                $(
+                    pub fn $m(&self $(, $a: $t)*) -> $r {
+                        self.runtime.block_on(self.inner.$m($($a),*))
+                    }
+                )*
+            }
+        };
+    }
+
+    blocking_proxy!(Lock {
+        fn acquire() -> Result<bool, ClientError>;
+        fn try_acquire() -> Result<bool, ClientError>;
+        fn acquire_timeout(timeout: Duration) -> Result<bool, ClientError>;
+        fn release() -> Result<(), ClientError>;
+        fn locked() -> Result<bool, ClientError>;
+    });
+
+    blocking_proxy!(RLock {
+        fn acquire() -> Result<bool, ClientError>;
+        fn try_acquire() -> Result<bool, ClientError>;
+        fn acquire_timeout(timeout: Duration) -> Result<bool, ClientError>;
+        fn release() -> Result<(), ClientError>;
+    });
+
+    blocking_proxy!(Semaphore {
+        fn acquire() -> Result<bool, ClientError>;
+        fn try_acquire() -> Result<bool, ClientError>;
+        fn acquire_timeout(timeout: Duration) -> Result<bool, ClientError>;
+        fn release(n: u64) -> Result<(), ClientError>;
+    });
+
+    blocking_proxy!(BoundedSemaphore {
+        fn acquire() -> Result<bool, ClientError>;
+        fn try_acquire() -> Result<bool, ClientError>;
+        fn acquire_timeout(timeout: Duration) -> Result<bool, ClientError>;
+        fn release(n: u64) -> Result<(), ClientError>;
+    });
+
+    blocking_proxy!(Condition {
+        fn acquire() -> Result<bool, ClientError>;
+        fn try_acquire() -> Result<bool, ClientError>;
+        fn acquire_timeout(timeout: Duration) -> Result<bool, ClientError>;
+        fn release() -> Result<(), ClientError>;
+        fn wait() -> Result<bool, ClientError>;
+        fn wait_timeout(timeout: Duration) -> Result<bool, ClientError>;
+        fn notify(n: u64) -> Result<(), ClientError>;
+        fn notify_all() -> Result<(), ClientError>;
+    });
+
+    blocking_proxy!(Barrier {
+        fn wait() -> Result<u64, ClientError>;
+        fn wait_timeout(timeout: Duration) -> Result<u64, ClientError>;
+        fn reset() -> Result<(), ClientError>;
+        fn abort() -> Result<(), ClientError>;
+        fn parties() -> Result<u64, ClientError>;
+        fn n_waiting() -> Result<u64, ClientError>;
+        fn broken() -> Result<bool, ClientError>;
+    });
+
+    blocking_proxy!(Event {
+        fn set() -> Result<(), ClientError>;
+        fn clear() -> Result<(), ClientError>;
+        fn is_set() -> Result<bool, ClientError>;
+        fn wait() -> Result<bool, ClientError>;
+        fn wait_timeout(timeout: Duration) -> Result<bool, ClientError>;
+    });
+}
