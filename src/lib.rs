@@ -16,15 +16,22 @@
 
 pub mod bench;
 pub mod json;
+#[cfg(feature = "server")]
 pub mod local;
+#[cfg(feature = "server")]
 pub mod threading;
 
+#[cfg(feature = "server")]
 pub use concoord_actors as actors;
+pub use concoord_client as client;
 pub use concoord_objects as objects;
+pub use concoord_proto as proto;
 
-pub use concoord_actors::client::{BlockingClient, Client, ClientError, ClientOptions};
+#[cfg(feature = "server")]
 pub use concoord_actors::tcp::{start_replica, ReplicaOptions, RunningReplica, StartError};
+pub use concoord_client::{BlockingClient, Client, ClientError, ClientOptions};
 pub use concoord_objects::{
     builtin, Args, CallContext, CommandId, ObjectError, Outcome, ReplicatedObject,
 };
+#[cfg(feature = "server")]
 pub use local::LocalReplica;

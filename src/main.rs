@@ -1,12 +1,10 @@
 //! The `concoord` command: run a replica, call it, inspect it.
 
 use clap::{Parser, Subcommand};
-use concoord::actors::client::fetch_status;
-use concoord::actors::node::NodeOptions;
+use concoord::client::fetch_status;
 use concoord::json::{encode_args, parse_each, parse_json_args, result_to_json};
-use concoord::{BlockingClient, ClientError, ClientOptions, ReplicaOptions};
+use concoord::{BlockingClient, ClientError, ClientOptions};
 use std::io::{BufRead, Write};
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -28,6 +26,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run a replica of a built-in object.
+    #[cfg(feature = "server")]
     Replica(ReplicaArgs),
     /// Make one call and print its result as JSON.
     Call(CallArgs),
@@ -68,6 +67,7 @@ struct BenchArgs {
     args: Vec<String>,
 }
 
+#[cfg(feature = "server")]
 #[derive(Parser)]
 struct ReplicaArgs {
     /// The object: a built-in short name (Counter, Lock, Semaphore, ...) or
@@ -140,7 +140,10 @@ struct StatusArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    #[cfg(feature = "server")]
     let debug = matches!(&cli.command, Cmd::Replica(r) if r.debug);
+    #[cfg(not(feature = "server"))]
+    let debug = false;
     let default_level = if debug {
         "debug"
     } else {
@@ -151,6 +154,7 @@ fn main() -> ExitCode {
         .target(env_logger::Target::Stderr)
         .init();
     match cli.command {
+        #[cfg(feature = "server")]
         Cmd::Replica(args) => run_replica(args),
         Cmd::Call(args) => run_call(args),
         Cmd::Shell(args) => run_shell(args),
@@ -164,6 +168,7 @@ fn fail(message: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(2)
 }
 
+#[cfg(feature = "server")]
 fn run_replica(args: ReplicaArgs) -> ExitCode {
     let Some(mut object) = concoord::builtin(&args.object) else {
         return fail(format!(
@@ -178,6 +183,7 @@ fn run_replica(args: ReplicaArgs) -> ExitCode {
     if args.logger.is_some() {
         return fail("-l (network logging) is not available yet; use RUST_LOG for console logging");
     }
+    use std::net::{SocketAddr, ToSocketAddrs};
     let listen: SocketAddr = match (args.addr.as_str(), args.port).to_socket_addrs() {
         Ok(mut addrs) => match addrs.next() {
             Some(a) => a,
@@ -186,7 +192,7 @@ fn run_replica(args: ReplicaArgs) -> ExitCode {
         Err(e) => return fail(format!("bad address {}:{}: {e}", args.addr, args.port)),
     };
     let bootstrap = match &args.bootstrap {
-        Some(b) => match concoord::actors::client::parse_addresses(b) {
+        Some(b) => match concoord::client::parse_addresses(b) {
             Ok(a) => a,
             Err(e) => return fail(format!("-b: {}", e.message())),
         },
@@ -209,11 +215,11 @@ fn run_replica(args: ReplicaArgs) -> ExitCode {
     }
     let system = actix::System::new();
     let result = system.block_on(async move {
-        let options = ReplicaOptions {
+        let options = concoord::ReplicaOptions {
             listen,
             bootstrap,
             token: args.token,
-            node: NodeOptions::default(),
+            node: concoord::actors::node::NodeOptions::default(),
         };
         let replica = concoord::start_replica(object, options).await?;
         println!("listening on {}", replica.local_addr);
@@ -231,6 +237,7 @@ fn run_replica(args: ReplicaArgs) -> ExitCode {
     }
 }
 
+#[cfg(feature = "server")]
 async fn wait_for_termination() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
@@ -323,7 +330,7 @@ fn run_shell(args: ShellArgs) -> ExitCode {
 }
 
 fn run_status(args: StatusArgs) -> ExitCode {
-    let addrs = match concoord::actors::client::parse_addresses(&args.replicas) {
+    let addrs = match concoord::client::parse_addresses(&args.replicas) {
         Ok(a) => a,
         Err(e) => return fail(format!("-r: {}", e.message())),
     };
@@ -384,7 +391,7 @@ fn run_bench(args: BenchArgs) -> ExitCode {
         Ok(v) => v,
         Err(e) => return fail(e),
     };
-    if let Err(e) = concoord::actors::client::parse_addresses(&args.replicas) {
+    if let Err(e) = concoord::client::parse_addresses(&args.replicas) {
         return fail(format!("-r: {}", e.message()));
     }
     let long_run = duration.is_some_and(|d| d > Duration::from_secs(3))

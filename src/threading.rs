@@ -18,8 +18,8 @@
 //! ```
 
 use crate::{Client, ClientError, ClientOptions};
-use concoord_actors::client::{decode_result, encode_positional};
-use concoord_actors::replica::CANCELLED_KIND;
+use concoord_client::{decode_result, encode_positional};
+use concoord_proto::message::CANCELLED_KIND;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::time::Duration;

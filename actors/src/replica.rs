@@ -19,8 +19,7 @@ pub const REPLICA_LOG_KEEP_SLOTS: Slot = 4096;
 /// Decisions sent in one catch-up message.
 pub const CATCH_UP_MAX_SLOTS: usize = 256;
 
-/// The error a call gets when its cancel was ordered before it.
-pub const CANCELLED_KIND: &str = "Cancelled";
+pub use concoord_proto::message::CANCELLED_KIND;
 
 /// A replica of one object.
 pub struct Replica {

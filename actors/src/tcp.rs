@@ -75,24 +75,10 @@ impl RunningReplica {
     }
 }
 
-fn random_id() -> u64 {
-    // A process-unique id; not inside any object, so it may be random.
-    use std::collections::hash_map::RandomState;
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    h.write_u32(std::process::id());
-    h.finish() | 1
-}
+use concoord_proto::fresh_id;
 
-/// A random non-zero id for a node or a client.
-pub fn fresh_id() -> u64 {
-    random_id()
+fn random_id() -> u64 {
+    fresh_id()
 }
 
 /// Binds, starts the node's actors on the current arbiter, joins the group

@@ -4,9 +4,9 @@
 //! to clone and may have many calls outstanding (replies are matched by id).
 //! [`BlockingClient`] is the same runtime for plain threads.
 
-use crate::tcp::fresh_id;
-use crate::wire::{Frame, FrameCodec, HelloRole, StatusInfo, PROTOCOL_VERSION};
 use concoord_objects::{ClientId, CommandId, ObjectError, Reply};
+use concoord_proto::fresh_id;
+use concoord_proto::wire::{Frame, FrameCodec, HelloRole, StatusInfo, PROTOCOL_VERSION};
 use futures::{SinkExt, StreamExt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -600,7 +600,8 @@ pub async fn fetch_status(
             role: HelloRole::Client(fresh_id()),
             token: token.to_string(),
         };
-        let io = |e: crate::wire::WireError| ClientError::Unavailable(format!("{addr}: {e}"));
+        let io =
+            |e: concoord_proto::wire::WireError| ClientError::Unavailable(format!("{addr}: {e}"));
         writer.send(hello).await.map_err(io)?;
         writer.send(Frame::StatusRequest).await.map_err(io)?;
         while let Some(frame) = reader.next().await {

@@ -7,6 +7,9 @@ use concoord_objects::{CommandId, Reply};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
+/// The error kind a call gets when its cancel was ordered before it.
+pub const CANCELLED_KIND: &str = "Cancelled";
+
 /// One entry of a batch: what clients and operators ask the group to do.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Command {
@@ -194,7 +197,7 @@ impl PeerMsg {
 }
 
 /// Byte vectors as MessagePack bin, not arrays of integers.
-pub(crate) mod serde_bytes_vec {
+pub mod serde_bytes_vec {
     use serde::{Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
