@@ -18,6 +18,7 @@ pub mod bench;
 pub mod json;
 #[cfg(feature = "server")]
 pub mod local;
+pub mod netlog;
 #[cfg(feature = "server")]
 pub mod threading;
 

@@ -36,12 +36,27 @@ enum Cmd {
     Status(StatusArgs),
     /// Closed-loop load: ops/s and latency percentiles.
     Bench(BenchArgs),
+    /// Receive log records from replicas and clients started with -l; print them tagged by node.
+    Logdaemon(LogdaemonArgs),
+}
+
+#[derive(Parser)]
+struct LogdaemonArgs {
+    /// Address to listen on.
+    #[arg(short = 'a', long = "addr", default_value = "127.0.0.1")]
+    addr: String,
+    /// Port to listen on; 0 lets the OS pick one (printed as `listening on HOST:PORT`).
+    #[arg(short = 'p', long = "port", default_value_t = 14500)]
+    port: u16,
 }
 
 #[derive(Parser)]
 struct BenchArgs {
     #[arg(short = 'r', long = "replicas")]
     replicas: String,
+    /// Send log records to a network logger at HOST:PORT.
+    #[arg(short = 'l', long = "logger")]
+    logger: Option<String>,
     #[arg(short = 't', long = "token", default_value = "")]
     token: String,
     /// Concurrent clients, each with its own connection.
@@ -86,9 +101,12 @@ struct ReplicaArgs {
     /// Shared security token; peers and clients without it are refused.
     #[arg(short = 't', long = "token", default_value = "")]
     token: String,
-    /// Send log records to a network logger (not available yet).
+    /// Send log records to a network logger (`concoord logdaemon`) at HOST:PORT.
     #[arg(short = 'l', long = "logger")]
     logger: Option<String>,
+    /// Serve Prometheus metrics on this address (HOST:PORT; off by default).
+    #[arg(long = "metrics")]
+    metrics: Option<String>,
     /// Durable mode: write acceptor state to disk (not available yet).
     #[arg(short = 'w', long = "writetodisk")]
     write_to_disk: bool,
@@ -105,6 +123,9 @@ struct CallArgs {
     /// Replica addresses, HOST:PORT[,HOST:PORT...]; one live member is enough.
     #[arg(short = 'r', long = "replicas")]
     replicas: String,
+    /// Send log records to a network logger at HOST:PORT.
+    #[arg(short = 'l', long = "logger")]
+    logger: Option<String>,
     #[arg(short = 't', long = "token", default_value = "")]
     token: String,
     /// Give up after this many seconds.
@@ -121,6 +142,9 @@ struct CallArgs {
 struct ShellArgs {
     #[arg(short = 'r', long = "replicas")]
     replicas: String,
+    /// Send log records to a network logger at HOST:PORT.
+    #[arg(short = 'l', long = "logger")]
+    logger: Option<String>,
     #[arg(short = 't', long = "token", default_value = "")]
     token: String,
     /// Give up on one call after this many seconds.
@@ -132,6 +156,9 @@ struct ShellArgs {
 struct StatusArgs {
     #[arg(short = 'r', long = "replicas")]
     replicas: String,
+    /// Send log records to a network logger at HOST:PORT.
+    #[arg(short = 'l', long = "logger")]
+    logger: Option<String>,
     #[arg(short = 't', long = "token", default_value = "")]
     token: String,
     #[arg(long = "timeout", default_value_t = 2.0)]
@@ -140,19 +167,22 @@ struct StatusArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    #[cfg(feature = "server")]
-    let debug = matches!(&cli.command, Cmd::Replica(r) if r.debug);
-    #[cfg(not(feature = "server"))]
-    let debug = false;
+    let (debug, logger, label) = match &cli.command {
+        #[cfg(feature = "server")]
+        Cmd::Replica(r) => (r.debug, r.logger.clone(), "replica".to_string()),
+        Cmd::Call(c) => (false, c.logger.clone(), "client call".into()),
+        Cmd::Shell(c) => (false, c.logger.clone(), "client shell".into()),
+        Cmd::Status(c) => (false, c.logger.clone(), "client status".into()),
+        Cmd::Bench(c) => (false, c.logger.clone(), "client bench".into()),
+        Cmd::Logdaemon(_) => (false, None, "logdaemon".into()),
+    };
     let default_level = if debug {
         "debug"
     } else {
         "warn,concoord_actors=info"
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level))
-        .format_timestamp_millis()
-        .target(env_logger::Target::Stderr)
-        .init();
+    concoord::netlog::set_node_label(format!("{label} pid {}", std::process::id()));
+    concoord::netlog::init(default_level, logger.as_deref());
     match cli.command {
         #[cfg(feature = "server")]
         Cmd::Replica(args) => run_replica(args),
@@ -160,7 +190,40 @@ fn main() -> ExitCode {
         Cmd::Shell(args) => run_shell(args),
         Cmd::Status(args) => run_status(args),
         Cmd::Bench(args) => run_bench(args),
+        Cmd::Logdaemon(args) => run_logdaemon(args),
     }
+}
+
+fn run_logdaemon(args: LogdaemonArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(format!("cannot start a runtime: {e}")),
+    };
+    runtime.block_on(async {
+        let listener = match tokio::net::TcpListener::bind((args.addr.as_str(), args.port)).await {
+            Ok(l) => l,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                return fail(format!(
+                    "port {} is in use; pick another with -p, or -p 0 to let the OS choose",
+                    args.port
+                ))
+            }
+            Err(e) => return fail(format!("cannot listen on {}:{}: {e}", args.addr, args.port)),
+        };
+        match listener.local_addr() {
+            Ok(a) => println!("listening on {a}"),
+            Err(e) => return fail(e),
+        }
+        let _ = std::io::stdout().flush();
+        tokio::select! {
+            _ = concoord::netlog::run_daemon(listener) => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        ExitCode::SUCCESS
+    })
 }
 
 fn fail(message: impl std::fmt::Display) -> ExitCode {
@@ -180,9 +243,13 @@ fn run_replica(args: ReplicaArgs) -> ExitCode {
     if args.write_to_disk {
         return fail("-w (durable mode) is not available yet; run without it (state lives in memory, as in ConCoord)");
     }
-    if args.logger.is_some() {
-        return fail("-l (network logging) is not available yet; use RUST_LOG for console logging");
-    }
+    let metrics_addr: Option<SocketAddr> = match &args.metrics {
+        None => None,
+        Some(m) => match m.to_socket_addrs().ok().and_then(|mut a| a.next()) {
+            Some(a) => Some(a),
+            None => return fail(format!("--metrics: {m:?} is not HOST:PORT")),
+        },
+    };
     use std::net::{SocketAddr, ToSocketAddrs};
     let listen: SocketAddr = match (args.addr.as_str(), args.port).to_socket_addrs() {
         Ok(mut addrs) => match addrs.next() {
@@ -222,7 +289,17 @@ fn run_replica(args: ReplicaArgs) -> ExitCode {
             node: concoord::actors::node::NodeOptions::default(),
         };
         let replica = concoord::start_replica(object, options).await?;
+        concoord::netlog::set_node_label(format!("replica {}", replica.local_addr));
         println!("listening on {}", replica.local_addr);
+        if let Some(addr) = metrics_addr {
+            match concoord::actors::metrics::serve(addr, replica.node.metrics().clone()).await {
+                Ok(bound) => println!("metrics on http://{bound}/metrics"),
+                Err(e) => {
+                    replica.shutdown();
+                    return Err(concoord::StartError::Bind(addr.to_string(), e));
+                }
+            }
+        }
         let _ = std::io::stdout().flush();
         wait_for_termination().await;
         log::info!("shutting down");

@@ -62,6 +62,14 @@ pub enum NotAccepted {
     Busy,
 }
 
+/// What a leader has done since it started (for metrics).
+#[derive(Clone, Debug, Default)]
+pub struct LeaderStats {
+    pub slots_decided: u64,
+    pub commands_decided: u64,
+    pub last_batch_commands: u64,
+}
+
 struct Inflight {
     batch: Batch,
     acks: BTreeSet<NodeId>,
@@ -87,10 +95,15 @@ pub struct Leader {
     configs: ConfigHistory,
     leader_hint: Option<NodeId>,
     election_deadline_ms: u64,
+    /// When the deadline was first seen passed; an election starts only if no
+    /// heartbeat arrives for a while after that (a process resumed from a pause
+    /// has queued heartbeats to read before it may doubt the leader).
+    suspect_since_ms: Option<u64>,
     last_heartbeat_ms: u64,
     rng: u64,
     now_ms: u64,
     leader_changes: u64,
+    stats: LeaderStats,
 }
 
 impl Leader {
@@ -112,10 +125,12 @@ impl Leader {
             configs,
             leader_hint: None,
             election_deadline_ms: 0,
+            suspect_since_ms: None,
             last_heartbeat_ms: 0,
             rng: seed ^ me.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
             now_ms: 0,
             leader_changes: 0,
+            stats: LeaderStats::default(),
         };
         leader.reset_election_deadline();
         leader
@@ -162,6 +177,11 @@ impl Leader {
             .collect()
     }
 
+    /// Counters since start, for metrics.
+    pub fn stats(&self) -> &LeaderStats {
+        &self.stats
+    }
+
     pub fn leader_changes(&self) -> u64 {
         self.leader_changes
     }
@@ -175,6 +195,7 @@ impl Leader {
     }
 
     fn reset_election_deadline(&mut self) {
+        self.suspect_since_ms = None;
         let timeout = self.config.election_timeout_ms;
         self.election_deadline_ms = self.now_ms + timeout + self.random_below(timeout);
     }
@@ -228,7 +249,15 @@ impl Leader {
             }
             LeaderState::Follower => {
                 if self.now_ms >= self.election_deadline_ms && self.is_member() {
-                    self.start_election(fx);
+                    match self.suspect_since_ms {
+                        None => self.suspect_since_ms = Some(self.now_ms),
+                        Some(since)
+                            if self.now_ms >= since + self.config.heartbeat_interval_ms / 2 =>
+                        {
+                            self.start_election(fx)
+                        }
+                        Some(_) => {}
+                    }
                 }
             }
         }
@@ -399,6 +428,9 @@ impl Leader {
             .inflight
             .remove(&accepted.slot)
             .expect("present: looked up above");
+        self.stats.slots_decided += 1;
+        self.stats.commands_decided += flight.batch.len() as u64;
+        self.stats.last_batch_commands = flight.batch.len() as u64;
         for id in self.configs.members_from(accepted.slot.min(self.executed)) {
             fx.send(
                 id,

@@ -11,6 +11,7 @@ pub use concoord_proto::{
 pub mod acceptor;
 pub mod leader;
 pub mod memnet;
+pub mod metrics;
 pub mod node;
 pub mod replica;
 pub mod sim;

@@ -108,6 +108,7 @@ struct Shared {
     transport: Arc<dyn Transport>,
     sessions: Mutex<BTreeMap<CommandId, Vec<Recipient<SessionReply>>>>,
     started: Instant,
+    metrics: Arc<crate::metrics::NodeMetrics>,
 }
 
 /// A running node: the addresses of its role actors.
@@ -135,6 +136,7 @@ impl NodeHandle {
             transport,
             sessions: Mutex::new(BTreeMap::new()),
             started: Instant::now(),
+            metrics: Arc::new(crate::metrics::NodeMetrics::default()),
         });
         let (replica, configs) = match founding {
             Some(members) => {
@@ -178,6 +180,11 @@ impl NodeHandle {
         self.shared.me
     }
 
+    /// This node's metrics (always kept; served only with `--metrics`).
+    pub fn metrics(&self) -> &Arc<crate::metrics::NodeMetrics> {
+        &self.shared.metrics
+    }
+
     pub fn addr(&self) -> &str {
         &self.shared.addr
     }
@@ -197,8 +204,14 @@ impl NodeHandle {
 
     fn carry_out(&self, fx: Effects) {
         for (to, msg) in fx.sends {
-            if let PeerMsg::Progress(p) = &msg {
-                self.shared.transport.learn(&p.configs.all_members());
+            match &msg {
+                PeerMsg::Progress(p) => self.shared.transport.learn(&p.configs.all_members()),
+                PeerMsg::Snapshot(s) => self
+                    .shared
+                    .metrics
+                    .snapshot_bytes
+                    .observe(s.object_state.len() as f64),
+                _ => {}
             }
             if to == self.shared.me {
                 self.deliver(to, msg);
@@ -342,6 +355,10 @@ impl Actor for LeaderActor {
                 .logic
                 .tick(started.elapsed().as_millis() as u64, &mut fx);
             actor.node.carry_out(fx);
+            let metrics = &actor.node.shared.metrics;
+            metrics.observe_leader(actor.logic.stats(), actor.logic.leader_changes());
+            metrics.ballot_round.set(actor.logic.ballot().round as i64);
+            metrics.is_leader.set(actor.logic.is_active() as i64);
         });
     }
 }
@@ -349,9 +366,16 @@ impl Actor for LeaderActor {
 impl Handler<Deliver> for LeaderActor {
     type Result = ();
     fn handle(&mut self, m: Deliver, _: &mut Context<Self>) {
+        let decided_before = self.logic.stats().slots_decided;
         let mut fx = Effects::default();
         self.logic.handle(m.from, m.msg, &mut fx);
         self.node.carry_out(fx);
+        if self.logic.stats().slots_decided != decided_before {
+            let metrics = &self.node.shared.metrics;
+            let batch = self.logic.stats().last_batch_commands;
+            metrics.batch_commands.observe(batch as f64);
+            metrics.observe_leader(self.logic.stats(), self.logic.leader_changes());
+        }
     }
 }
 
@@ -405,9 +429,17 @@ impl Actor for ReplicaActor {
 impl Handler<Deliver> for ReplicaActor {
     type Result = ();
     fn handle(&mut self, m: Deliver, _: &mut Context<Self>) {
+        let executed_before = self.logic.executed();
         let mut fx = Effects::default();
         self.logic.handle(m.from, m.msg, &mut fx);
         self.node.carry_out(fx);
+        if self.logic.executed() != executed_before {
+            let metrics = &self.node.shared.metrics;
+            metrics.executed_slot.set(self.logic.executed() as i64);
+            metrics
+                .parked_commands
+                .set(self.logic.parked_count() as i64);
+        }
     }
 }
 

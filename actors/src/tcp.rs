@@ -101,6 +101,7 @@ pub async fn start_replica(
         id: random_id(),
         addr: local_addr.to_string(),
     };
+    let object_name = object.name();
     let transport = Arc::new(TcpTransport::new(me.clone(), options.token.clone()));
     let founding = options.bootstrap.is_empty().then(|| vec![me.clone()]);
     let mut node_options = options.node.clone();
@@ -128,7 +129,12 @@ pub async fn start_replica(
             node.clone(),
         ));
     }
-    log::info!("replica {:x} serving {} on {}", me.id, "object", local_addr);
+    log::info!(
+        "replica {:x} serving {} on {}",
+        me.id,
+        object_name,
+        local_addr
+    );
     Ok(RunningReplica {
         node,
         local_addr,
@@ -332,6 +338,7 @@ async fn serve_connection(
                 node: node.clone(),
                 out: tx,
                 peer,
+                arrived: BTreeMap::new(),
             };
             ClientSession::create(move |ctx| {
                 ctx.add_stream(reader);
@@ -410,12 +417,23 @@ pub struct ClientSession {
     node: NodeHandle,
     out: mpsc::Sender<Frame>,
     peer: SocketAddr,
+    /// When each call in progress arrived, for the commit latency metric.
+    arrived: BTreeMap<concoord_objects::CommandId, std::time::Instant>,
 }
+
+/// Calls in progress a session remembers arrival times for; beyond it the
+/// latency of further calls is not measured.
+const SESSION_TIMED_CALLS_MAX: usize = 4096;
 
 impl Actor for ClientSession {
     type Context = Context<Self>;
 
+    fn started(&mut self, _: &mut Context<Self>) {
+        self.node.metrics().connected_clients.inc();
+    }
+
     fn stopped(&mut self, ctx: &mut Context<Self>) {
+        self.node.metrics().connected_clients.dec();
         self.node.forget_session(&ctx.address().recipient());
     }
 }
@@ -430,6 +448,11 @@ impl ClientSession {
 
     fn submit(&mut self, command: Command, ctx: &mut Context<Self>) {
         let id = command.id().expect("client commands have ids");
+        if self.arrived.len() < SESSION_TIMED_CALLS_MAX {
+            self.arrived
+                .entry(id)
+                .or_insert_with(std::time::Instant::now);
+        }
         let node = self.node.clone();
         let me = ctx.address().recipient();
         let fut = async move { node.submit(command, Some(me)).await };
@@ -577,7 +600,15 @@ impl Handler<SessionReply> for ClientSession {
     type Result = ();
     fn handle(&mut self, m: SessionReply, ctx: &mut Context<Self>) {
         let frame = match m.reply {
-            Some(reply) => Frame::Reply { id: m.id, reply },
+            Some(reply) => {
+                if let Some(t) = self.arrived.remove(&m.id) {
+                    self.node
+                        .metrics()
+                        .commit_latency_seconds
+                        .observe(t.elapsed().as_secs_f64());
+                }
+                Frame::Reply { id: m.id, reply }
+            }
             None => Frame::Parked { id: m.id },
         };
         self.send(ctx, frame);

@@ -1,0 +1,169 @@
+//! Prometheus metrics of one node, served as text by `--metrics ADDR`.
+//! Off unless asked for; when on, the hot path only bumps atomics, and the
+//! protocol structs' own counters are copied in on each scrape.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// Everything a node reports.
+pub struct NodeMetrics {
+    registry: Mutex<Registry>,
+    pub commands_committed: Counter,
+    pub slots_decided: Counter,
+    pub batch_commands: Histogram,
+    pub commit_latency_seconds: Histogram,
+    pub leader_changes: Counter,
+    pub ballot_round: Gauge,
+    pub is_leader: Gauge,
+    pub parked_commands: Gauge,
+    pub connected_clients: Gauge,
+    pub snapshot_bytes: Histogram,
+    pub executed_slot: Gauge,
+    last_slots: AtomicU64,
+    last_commands: AtomicU64,
+    last_changes: AtomicU64,
+}
+
+impl Default for NodeMetrics {
+    fn default() -> Self {
+        let m = NodeMetrics {
+            registry: Mutex::new(Registry::with_prefix("concoord")),
+            commands_committed: Counter::default(),
+            slots_decided: Counter::default(),
+            batch_commands: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
+            commit_latency_seconds: Histogram::new(exponential_buckets(0.000_025, 2.0, 16)),
+            leader_changes: Counter::default(),
+            ballot_round: Gauge::default(),
+            is_leader: Gauge::default(),
+            parked_commands: Gauge::default(),
+            connected_clients: Gauge::default(),
+            snapshot_bytes: Histogram::new(exponential_buckets(256.0, 4.0, 12)),
+            executed_slot: Gauge::default(),
+            last_slots: AtomicU64::new(0),
+            last_commands: AtomicU64::new(0),
+            last_changes: AtomicU64::new(0),
+        };
+        {
+            let mut r = m.registry.lock().expect("registry lock");
+            r.register(
+                "commands_committed",
+                "Commands decided by this node while it led",
+                m.commands_committed.clone(),
+            );
+            r.register(
+                "slots_decided",
+                "Log slots decided by this node while it led",
+                m.slots_decided.clone(),
+            );
+            r.register(
+                "batch_commands",
+                "Commands per decided slot",
+                m.batch_commands.clone(),
+            );
+            r.register(
+                "commit_latency_seconds",
+                "From a client's call reaching this node to its reply leaving it",
+                m.commit_latency_seconds.clone(),
+            );
+            r.register(
+                "leader_changes",
+                "Times this node became the active leader",
+                m.leader_changes.clone(),
+            );
+            r.register(
+                "ballot_round",
+                "Round of the highest ballot this node has seen",
+                m.ballot_round.clone(),
+            );
+            r.register(
+                "is_leader",
+                "1 while this node is the active leader",
+                m.is_leader.clone(),
+            );
+            r.register(
+                "parked_commands",
+                "Commands waiting in the object's queues",
+                m.parked_commands.clone(),
+            );
+            r.register(
+                "connected_clients",
+                "Open client connections",
+                m.connected_clients.clone(),
+            );
+            r.register(
+                "snapshot_bytes",
+                "Sizes of snapshots sent to other replicas",
+                m.snapshot_bytes.clone(),
+            );
+            r.register(
+                "executed_slot",
+                "Every slot below this has been executed here",
+                m.executed_slot.clone(),
+            );
+        }
+        m
+    }
+}
+
+impl NodeMetrics {
+    /// Copies a leader's running totals into the counters (they only grow).
+    pub fn observe_leader(&self, stats: &crate::leader::LeaderStats, changes: u64) {
+        let slots = self.last_slots.swap(stats.slots_decided, Ordering::Relaxed);
+        self.slots_decided
+            .inc_by(stats.slots_decided.saturating_sub(slots));
+        let commands = self
+            .last_commands
+            .swap(stats.commands_decided, Ordering::Relaxed);
+        self.commands_committed
+            .inc_by(stats.commands_decided.saturating_sub(commands));
+        let before = self.last_changes.swap(changes, Ordering::Relaxed);
+        self.leader_changes.inc_by(changes.saturating_sub(before));
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let registry = self.registry.lock().expect("registry lock");
+        encode(&mut out, &registry).expect("writing into a String cannot fail");
+        out
+    }
+}
+
+/// Serves `metrics` as Prometheus text on `addr` (any path); returns the bound address.
+pub async fn serve(
+    addr: std::net::SocketAddr,
+    metrics: std::sync::Arc<NodeMetrics>,
+) -> std::io::Result<std::net::SocketAddr> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    actix::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let metrics = metrics.clone();
+            actix::spawn(async move {
+                // Read (and ignore) the request head; every path gets the metrics.
+                let mut head = [0u8; 2048];
+                let _ =
+                    tokio::time::timeout(std::time::Duration::from_secs(2), stream.read(&mut head))
+                        .await;
+                let body = metrics.encode();
+                let response = format!(
+                    "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+                    body.len(),
+                    body
+                );
+                let _ = stream.write_all(response.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    Ok(local)
+}
