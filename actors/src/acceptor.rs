@@ -1,6 +1,8 @@
 //! The acceptor's logic: the memory of Paxos. Inputs in, effects out.
 
-use crate::message::{Accept, Accepted, Batch, Effects, PeerMsg, Prepare, Promise};
+use crate::message::{
+    Accept, Accepted, Batch, Commit, Decision, Effects, PeerMsg, Prepare, Promise,
+};
 use crate::{Ballot, NodeId, Slot};
 use std::collections::BTreeMap;
 
@@ -11,14 +13,19 @@ pub const ACCEPTOR_KEEP_SLOTS: Slot = 1024;
 /// Promised ballot and accepted values per slot.
 #[derive(Debug, Default)]
 pub struct Acceptor {
+    me: NodeId,
     promised: Ballot,
     accepted: BTreeMap<Slot, (Ballot, Batch)>,
     trimmed_below: Slot,
 }
 
 impl Acceptor {
-    pub fn new() -> Self {
-        Self::default()
+    /// The acceptor of node `me`.
+    pub fn new(me: NodeId) -> Self {
+        Acceptor {
+            me,
+            ..Self::default()
+        }
     }
 
     pub fn promised(&self) -> Ballot {
@@ -66,6 +73,23 @@ impl Acceptor {
         );
     }
 
+    /// A value this acceptor accepted was chosen: pass it to the local replica.
+    /// Any value accepted at the chosen ballot or above is the chosen one
+    /// (Paxos), so the copy here is right; if it is gone, the replica catches up.
+    pub fn on_commit(&mut self, commit: Commit, fx: &mut Effects) {
+        if let Some((ballot, batch)) = self.accepted.get(&commit.slot) {
+            if *ballot >= commit.ballot {
+                fx.send(
+                    self.me,
+                    PeerMsg::Decision(Decision {
+                        slot: commit.slot,
+                        batch: batch.clone(),
+                    }),
+                );
+            }
+        }
+    }
+
     /// The local replica has executed every slot below `executed`: values far
     /// enough below it can be forgotten (the replica's log or snapshot has them).
     pub fn on_progress(&mut self, executed: Slot) {
@@ -81,6 +105,7 @@ impl Acceptor {
             PeerMsg::Prepare(p) => self.on_prepare(from, p, fx),
             PeerMsg::Accept(a) => self.on_accept(from, a, fx),
             PeerMsg::Progress(p) => self.on_progress(p.executed),
+            PeerMsg::Commit(c) => self.on_commit(c, fx),
             _ => {}
         }
     }

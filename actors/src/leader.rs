@@ -6,8 +6,8 @@
 
 use crate::config::{is_majority, ConfigHistory, WINDOW_SLOTS};
 use crate::message::{
-    Accept, Accepted, Batch, Command, Decision, Effects, Heartbeat, PeerMsg, Prepare, Progress,
-    Promise,
+    Accept, Accepted, Batch, Command, Commit, Decision, Effects, Heartbeat, PeerMsg, Prepare,
+    Progress, Promise,
 };
 use crate::{Ballot, NodeId, Slot};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -432,13 +432,18 @@ impl Leader {
         self.stats.commands_decided += flight.batch.len() as u64;
         self.stats.last_batch_commands = flight.batch.len() as u64;
         for id in self.configs.members_from(accepted.slot.min(self.executed)) {
-            fx.send(
-                id,
+            let msg = if id != self.me && flight.acks.contains(&id) {
+                PeerMsg::Commit(Commit {
+                    ballot: self.ballot,
+                    slot: accepted.slot,
+                })
+            } else {
                 PeerMsg::Decision(Decision {
                     slot: accepted.slot,
                     batch: flight.batch.clone(),
-                }),
-            );
+                })
+            };
+            fx.send(id, msg);
         }
         self.try_propose(fx);
     }

@@ -162,7 +162,9 @@ impl Actor for ReplyCollector {
 impl Handler<SessionReply> for ReplyCollector {
     type Result = ();
     fn handle(&mut self, m: SessionReply, _: &mut Context<Self>) {
-        let Some(reply) = m.reply else { return };
+        let crate::node::SessionEvent::Reply(reply) = m.event else {
+            return;
+        };
         if let Some(tx) = self.waiting.remove(&m.id) {
             let _ = tx.send(reply);
         }

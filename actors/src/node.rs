@@ -21,13 +21,28 @@ pub trait Transport: Send + Sync + 'static {
     fn learn(&self, _members: &[Member]) {}
 }
 
-/// The outcome of a command for a client session: its reply, or `None` when
-/// it is parked in a wait queue (the reply comes later).
+/// What a client session learns about one of its commands.
+#[derive(Clone, Debug)]
+pub enum SessionEvent {
+    /// The command's outcome.
+    Reply(Reply),
+    /// It waits in an object's queue; the reply comes later.
+    Parked,
+    /// This node does not lead; try `leader`, or any of `members`.
+    NotLeader {
+        leader: Option<String>,
+        members: Vec<String>,
+    },
+    /// The leader's queue is full.
+    Busy,
+}
+
+/// An event about command `id` for a client session.
 #[derive(Message, Clone, Debug)]
 #[rtype(result = "()")]
 pub struct SessionReply {
     pub id: CommandId,
-    pub reply: Option<Reply>,
+    pub event: SessionEvent,
 }
 
 /// A peer message for one of the node's roles.
@@ -160,7 +175,7 @@ impl NodeHandle {
         let mut fx = Effects::default();
         replica.announce(&mut fx);
         acceptor_ctx.run(AcceptorActor {
-            logic: Acceptor::new(),
+            logic: Acceptor::new(me.id),
             node: handle.clone(),
         });
         leader_ctx.run(LeaderActor {
@@ -225,7 +240,10 @@ impl NodeHandle {
         let mut sessions = self.shared.sessions.lock().expect("session table lock");
         for id in fx.parked {
             for session in sessions.get(&id).into_iter().flatten() {
-                session.do_send(SessionReply { id, reply: None });
+                session.do_send(SessionReply {
+                    id,
+                    event: SessionEvent::Parked,
+                });
             }
         }
         for (id, reply) in fx.replies {
@@ -233,7 +251,7 @@ impl NodeHandle {
                 for session in waiting {
                     session.do_send(SessionReply {
                         id,
-                        reply: Some(reply.clone()),
+                        event: SessionEvent::Reply(reply.clone()),
                     });
                 }
             }
@@ -384,15 +402,34 @@ impl Handler<Submit> for LeaderActor {
     fn handle(&mut self, m: Submit, _: &mut Context<Self>) -> Self::Result {
         let id = m.command.id();
         if !self.logic.is_active() {
-            return Err(NotAccepted::NotLeader(self.logic.leader_hint()));
+            let hint = self.logic.leader_hint();
+            if let (Some(id), Some(session)) = (id, &m.session) {
+                let configs = self.logic.configs();
+                session.do_send(SessionReply {
+                    id,
+                    event: SessionEvent::NotLeader {
+                        leader: hint.and_then(|h| configs.addr_of(h)).map(str::to_string),
+                        members: configs.latest().iter().map(|m| m.addr.clone()).collect(),
+                    },
+                });
+            }
+            return Err(NotAccepted::NotLeader(hint));
         }
         // Register first: the reply may be produced while this call is still running.
-        if let (Some(id), Some(session)) = (id, m.session) {
-            self.node.register(id, session);
+        if let (Some(id), Some(session)) = (id, &m.session) {
+            self.node.register(id, session.clone());
         }
         let mut fx = Effects::default();
         let taken = self.logic.on_request(m.command, &mut fx);
         self.node.carry_out(fx);
+        if taken == Err(NotAccepted::Busy) {
+            if let (Some(id), Some(session)) = (id, &m.session) {
+                session.do_send(SessionReply {
+                    id,
+                    event: SessionEvent::Busy,
+                });
+            }
+        }
         taken
     }
 }

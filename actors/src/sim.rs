@@ -195,7 +195,7 @@ impl Sim {
                 replica.trace = Some(ReplicaTrace::default());
                 SimNode {
                     id: node_id(i),
-                    acceptor: Acceptor::new(),
+                    acceptor: Acceptor::new(node_id(i)),
                     leader: Leader::new(node_id(i), configs, config.leader.clone(), rng.next_u64()),
                     replica,
                     alive: true,

@@ -3,9 +3,8 @@
 //! [`ClientSession`] actor.
 
 use crate::config::Member;
-use crate::leader::NotAccepted;
 use crate::message::{Command, PeerMsg};
-use crate::node::{NodeHandle, NodeOptions, SessionReply, Transport};
+use crate::node::{NodeHandle, NodeOptions, SessionEvent, SessionReply, Transport};
 use crate::wire::{Frame, FrameCodec, HelloRole, WireError, PROTOCOL_VERSION};
 use crate::NodeId;
 use actix::prelude::*;
@@ -453,43 +452,11 @@ impl ClientSession {
                 .entry(id)
                 .or_insert_with(std::time::Instant::now);
         }
-        let node = self.node.clone();
-        let me = ctx.address().recipient();
-        let fut = async move { node.submit(command, Some(me)).await };
-        ctx.spawn(
-            fut.into_actor(self)
-                .map(move |taken, act, ctx| match taken {
-                    Ok(()) => {}
-                    Err(NotAccepted::NotLeader(hint)) => {
-                        let node = act.node.clone();
-                        let out = act.out.clone();
-                        ctx.spawn(
-                            async move {
-                                let status = node.status().await;
-                                let members = status
-                                    .as_ref()
-                                    .map(|s| s.members.clone())
-                                    .unwrap_or_default();
-                                let leader = status.and_then(|s| s.leader);
-                                let _ = hint;
-                                let _ = out.try_send(Frame::Redirect {
-                                    id,
-                                    leader,
-                                    members,
-                                });
-                            }
-                            .into_actor(act),
-                        );
-                    }
-                    Err(NotAccepted::Busy) => act.send(
-                        ctx,
-                        Frame::Refused {
-                            kind: "Busy".into(),
-                            message: "the leader's queue is full; retry later".into(),
-                        },
-                    ),
-                }),
-        );
+        // No reply future per call: the leader answers through this session's mailbox.
+        self.node.leader.do_send(crate::node::Submit {
+            command,
+            session: Some(ctx.address().recipient()),
+        });
     }
 }
 
@@ -599,8 +566,8 @@ impl StreamHandler<ShutdownSignal> for ClientSession {
 impl Handler<SessionReply> for ClientSession {
     type Result = ();
     fn handle(&mut self, m: SessionReply, ctx: &mut Context<Self>) {
-        let frame = match m.reply {
-            Some(reply) => {
+        let frame = match m.event {
+            SessionEvent::Reply(reply) => {
                 if let Some(t) = self.arrived.remove(&m.id) {
                     self.node
                         .metrics()
@@ -609,7 +576,22 @@ impl Handler<SessionReply> for ClientSession {
                 }
                 Frame::Reply { id: m.id, reply }
             }
-            None => Frame::Parked { id: m.id },
+            SessionEvent::Parked => Frame::Parked { id: m.id },
+            SessionEvent::NotLeader { leader, members } => {
+                self.arrived.remove(&m.id);
+                Frame::Redirect {
+                    id: m.id,
+                    leader,
+                    members,
+                }
+            }
+            SessionEvent::Busy => {
+                self.arrived.remove(&m.id);
+                Frame::Refused {
+                    kind: "Busy".into(),
+                    message: "the leader's queue is full; retry later".into(),
+                }
+            }
         };
         self.send(ctx, frame);
     }

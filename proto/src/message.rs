@@ -88,6 +88,14 @@ pub struct Accepted {
     pub slot: Slot,
 }
 
+/// A chosen value, for an acceptor that accepted it at `ballot` (or above):
+/// it hands its copy to its node's replica, so the batch crosses the network once.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Commit {
+    pub ballot: Ballot,
+    pub slot: Slot,
+}
+
 /// A chosen value: leader → replicas.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Decision {
@@ -153,6 +161,7 @@ pub enum PeerMsg {
     Accepted(Accepted),
     Heartbeat(Heartbeat),
     Decision(Decision),
+    Commit(Commit),
     CatchUpRequest(CatchUpRequest),
     CatchUp(CatchUp),
     Snapshot(Box<Snapshot>),
@@ -184,7 +193,7 @@ impl PeerMsg {
     /// The roles that handle this message on the receiving node.
     pub fn roles(&self) -> &'static [Role] {
         match self {
-            PeerMsg::Prepare(_) | PeerMsg::Accept(_) => &[Role::Acceptor],
+            PeerMsg::Prepare(_) | PeerMsg::Accept(_) | PeerMsg::Commit(_) => &[Role::Acceptor],
             PeerMsg::Promise(_) | PeerMsg::Accepted(_) | PeerMsg::Heartbeat(_) => &[Role::Leader],
             PeerMsg::Decision(_)
             | PeerMsg::CatchUpRequest(_)
