@@ -15,6 +15,7 @@
 //! ```
 
 pub mod bench;
+pub mod data;
 pub mod json;
 #[cfg(feature = "server")]
 pub mod local;

@@ -88,6 +88,8 @@ macro_rules! proxy_type {
     };
 }
 
+pub(crate) use proxy_type;
+
 /// Shared by Lock, RLock, Semaphore, BoundedSemaphore and Condition.
 macro_rules! acquire_methods {
     () => {
@@ -314,7 +316,7 @@ pub mod blocking {
     use super::*;
 
     /// A runtime for blocking proxies, shared by the proxies made from it.
-    fn runtime() -> Result<std::sync::Arc<tokio::runtime::Runtime>, ClientError> {
+    pub(crate) fn runtime() -> Result<std::sync::Arc<tokio::runtime::Runtime>, ClientError> {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -347,7 +349,7 @@ pub mod blocking {
                 }
 
                 pub fn concoord_init<A: Serialize>(&self, args: A) -> Result<(), ClientError> {
-                    self.runtime.block_on(super::concoord_init(self.inner.client(), args))
+                    self.runtime.block_on($crate::threading::concoord_init(self.inner.client(), args))
                 }
 
                 $(
@@ -358,6 +360,8 @@ pub mod blocking {
             }
         };
     }
+
+    pub(crate) use blocking_proxy;
 
     blocking_proxy!(Lock {
         fn acquire() -> Result<bool, ClientError>;
