@@ -1,0 +1,182 @@
+//! The replica `main` of a user's own object: `concoord::serve::<T>()` takes
+//! the same flags as `concoord replica` (less `-o`: the object is `T`) and
+//! serves `T` over TCP until SIGTERM or Ctrl-C.
+//!
+//! ```no_run
+//! #[derive(Default, serde::Serialize, serde::Deserialize)]
+//! struct TenCounter { value: i64 }
+//!
+//! #[concoord::object]
+//! impl TenCounter {
+//!     pub fn increment(&mut self) { self.value += 10 }
+//!     pub fn getvalue(&self) -> i64 { self.value }
+//! }
+//!
+//! fn main() -> std::process::ExitCode {
+//!     concoord::serve::<TenCounter>() // my-replica -p 14000 [-b HOST:PORT] ...
+//! }
+//! ```
+
+use crate::json::{encode_args, parse_each};
+use crate::objects::{Hosted, ReplicatedObject, StateMachine};
+use crate::ReplicaOptions;
+use concoord_actors::node::NodeOptions;
+use std::ffi::OsString;
+use std::io::Write;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// How long sessions get to flush what they were writing at shutdown.
+const SHUTDOWN_FLUSH: Duration = Duration::from_millis(100);
+
+/// The flags of `concoord replica` except `-o`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(short = 'a', long = "addr", default_value = "127.0.0.1")]
+    pub addr: String,
+    /// Port to listen on; 0 lets the OS pick one (printed as `listening on HOST:PORT`).
+    #[arg(short = 'p', long = "port", default_value_t = 14000)]
+    pub port: u16,
+    /// Join the group these replicas belong to (HOST:PORT[,HOST:PORT...]).
+    #[arg(short = 'b', long = "bootstrap")]
+    pub bootstrap: Option<String>,
+    /// Shared security token; peers and clients without it are refused.
+    #[arg(short = 't', long = "token", default_value = "")]
+    pub token: String,
+    /// Send log records to a network logger (not available yet).
+    #[arg(short = 'l', long = "logger")]
+    pub logger: Option<String>,
+    /// Durable mode: write acceptor state to disk (not available yet).
+    #[arg(short = 'w', long = "writetodisk")]
+    pub write_to_disk: bool,
+    /// Verbose logging.
+    #[arg(short = 'd', long = "debug")]
+    pub debug: bool,
+    /// Constructor arguments as JSON values (e.g. `--init 3`).
+    #[arg(long = "init", num_args = 1.., allow_hyphen_values = true)]
+    pub init: Vec<String>,
+}
+
+#[derive(clap::Parser, Debug)]
+#[command(about = "Serve a replicated object (the flags of `concoord replica`, without -o)")]
+struct ServeCli {
+    #[command(flatten)]
+    args: ServeArgs,
+}
+
+/// Serves `T` with the flags on this process's command line (a leading
+/// `replica` word is accepted, so the binary takes `concoord replica`'s
+/// command line). Returns the exit code: 0 after SIGTERM/Ctrl-C.
+pub fn serve<T: ReplicatedObject>() -> ExitCode {
+    serve_from::<T, _, _>(std::env::args_os())
+}
+
+/// [`serve`] with an explicit command line (the first item is the program name).
+pub fn serve_from<T, I, S>(args: I) -> ExitCode
+where
+    T: ReplicatedObject,
+    I: IntoIterator<Item = S>,
+    S: Into<OsString>,
+{
+    let mut argv: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    if argv.get(1).is_some_and(|a| a == "replica") {
+        argv.remove(1);
+    }
+    let cli = match <ServeCli as clap::Parser>::try_parse_from(argv) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    init_logging(cli.args.debug);
+    run_replica(Box::new(Hosted::<T>::default()), cli.args)
+}
+
+/// Sets up console logging once (`RUST_LOG` overrides the level).
+pub fn init_logging(debug: bool) {
+    let default_level = if debug {
+        "debug"
+    } else {
+        "warn,concoord_actors=info"
+    };
+    let _ =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level))
+            .format_timestamp_millis()
+            .target(env_logger::Target::Stderr)
+            .try_init();
+}
+
+fn fail(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("concoord: {message}");
+    ExitCode::from(2)
+}
+
+/// Runs a replica of `object` with `args` until SIGTERM or Ctrl-C: prints
+/// `listening on HOST:PORT`, exits 0 after a clean leave, 2 on a bad flag or
+/// a failed start (with a message that says why).
+pub fn run_replica(mut object: Box<dyn StateMachine>, args: ServeArgs) -> ExitCode {
+    if args.write_to_disk {
+        return fail("-w (durable mode) is not available yet; run without it (state lives in memory, as in ConCoord)");
+    }
+    if args.logger.is_some() {
+        return fail("-l (network logging) is not available yet; use RUST_LOG for console logging");
+    }
+    let listen: SocketAddr = match (args.addr.as_str(), args.port).to_socket_addrs() {
+        Ok(mut addrs) => match addrs.next() {
+            Some(a) => a,
+            None => return fail(format!("cannot resolve {}", args.addr)),
+        },
+        Err(e) => return fail(format!("bad address {}:{}: {e}", args.addr, args.port)),
+    };
+    let bootstrap = match &args.bootstrap {
+        Some(b) => match crate::client::parse_addresses(b) {
+            Ok(a) => a,
+            Err(e) => return fail(format!("-b: {}", e.message())),
+        },
+        None => Vec::new(),
+    };
+    if !args.init.is_empty() {
+        let values = match parse_each(&args.init) {
+            Ok(v) => v,
+            Err(e) => return fail(format!("--init: {e}")),
+        };
+        let mut wakes = Vec::new();
+        let mut ctx = crate::CallContext::new(crate::CommandId::new(0, 0), 0, &mut wakes);
+        if let crate::Outcome::Reply(Err(e)) =
+            object.apply(crate::objects::INIT_METHOD, &encode_args(&values), &mut ctx)
+        {
+            return fail(format!("--init: {e}"));
+        }
+    }
+    let system = actix::System::new();
+    let result = system.block_on(async move {
+        let options = ReplicaOptions {
+            listen,
+            bootstrap,
+            token: args.token,
+            node: NodeOptions::default(),
+        };
+        let replica = crate::start_replica(object, options).await?;
+        println!("listening on {}", replica.local_addr);
+        let _ = std::io::stdout().flush();
+        wait_for_termination().await;
+        log::info!("shutting down");
+        replica.shutdown();
+        tokio::time::sleep(SHUTDOWN_FLUSH).await;
+        Ok::<(), crate::StartError>(())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn wait_for_termination() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
