@@ -1,0 +1,28 @@
+//! Checkers for recorded [histories](crate::history): linearizability of a
+//! single replicated object against a sequential [`Model`]
+//! ([`linearizability`]), and mutual exclusion of Lock / RLock / Semaphore
+//! histories ([`mutex`]).
+//!
+//! ```
+//! use concoord::check::{self, linearizability::Counter};
+//! use concoord::history::{History, Operation};
+//! let h = History::from_operations(vec![
+//!     Operation::ok("a", "increment", vec![], (), 0, 10),
+//!     Operation::ok("b", "getvalue", vec![], 1, 5, 20),
+//! ]);
+//! assert!(check::linearizability::check(&Counter::default(), &h, &Default::default()).is_ok());
+//! let report = check::mutex::check(check::mutex::MutexKind::Lock, &h);
+//! assert!(report.is_ok());
+//! ```
+
+pub mod linearizability;
+pub mod mutex;
+
+pub use linearizability::{
+    check as check_linearizable, check_object, check_operations, CheckResult, Illegal, Model,
+    Options, Values,
+};
+pub use mutex::{check as check_mutex, MutexKind, MutexReport, MutexViolation};
+
+#[cfg(test)]
+mod tests;
