@@ -1,0 +1,299 @@
+//! The threading scenarios through `concoord shell` (issue 6), as users script
+//! them: a 3-replica group of `concoord replica` processes, and `concoord
+//! shell` sessions driven line by line over stdin/stdout. Every child process
+//! is killed and reaped when its guard drops, also when a test fails.
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_concoord");
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// A child process that is killed and reaped when dropped.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Reads a child's stdout lines on a thread, so a test can wait with a timeout.
+fn line_reader(stdout: std::process::ChildStdout) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+struct Group {
+    replicas: Vec<Reaped>,
+    addrs: Vec<String>,
+}
+
+impl Group {
+    /// `concoord replica -o OBJECT -p 0 [--init ...]`, two more with `-b`, then
+    /// waits (with `concoord status`) until all three have formed the group.
+    fn start(object: &str, init: &[&str]) -> Group {
+        let mut group = Group {
+            replicas: Vec::new(),
+            addrs: Vec::new(),
+        };
+        for i in 0..3 {
+            let mut cmd = Command::new(BIN);
+            cmd.args(["replica", "-o", object, "-p", "0"]);
+            if i > 0 {
+                cmd.args(["-b", &group.addrs[0]]);
+            }
+            // Last: `--init` takes every following argument, flags included.
+            if !init.is_empty() {
+                cmd.arg("--init").args(init);
+            }
+            let mut child = Reaped(
+                cmd.stdin(Stdio::null())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("start concoord replica"),
+            );
+            let lines = line_reader(child.0.stdout.take().expect("piped stdout"));
+            group.replicas.push(child);
+            let first = lines
+                .recv_timeout(PATIENCE)
+                .expect("the replica prints its address");
+            let addr = first
+                .strip_prefix("listening on ")
+                .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+                .to_string();
+            group.addrs.push(addr);
+        }
+        group.until("the group has formed", |statuses| {
+            let leaders = statuses.iter().filter(|s| s["role"] == "leader").count();
+            leaders == 1
+                && statuses.iter().all(|s| {
+                    s["members"].as_array().map(Vec::len) == Some(3) && s["role"] != "joining"
+                })
+        });
+        group
+    }
+
+    fn bootstrap(&self) -> String {
+        self.addrs.join(",")
+    }
+
+    /// `concoord status -r ADDRS`, parsed.
+    fn status(&self) -> Vec<Value> {
+        let out = Command::new(BIN)
+            .args(["status", "-r", &self.bootstrap()])
+            .stderr(Stdio::null())
+            .output()
+            .expect("run concoord status");
+        assert!(out.status.success(), "concoord status failed");
+        let v: Value = serde_json::from_slice(&out.stdout).expect("status is JSON");
+        v.as_array().expect("status is an array").clone()
+    }
+
+    /// Polls `concoord status` until `ok` holds for the statuses of all three.
+    fn until(&self, what: &str, ok: impl Fn(&[Value]) -> bool) {
+        let start = Instant::now();
+        loop {
+            let statuses = self.status();
+            if statuses.iter().all(|s| s.get("error").is_none()) && ok(&statuses) {
+                return;
+            }
+            assert!(
+                start.elapsed() < PATIENCE,
+                "gave up waiting until {what}: {statuses:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn wait_parked(&self, n: u64) {
+        self.until(&format!("{n} call(s) are parked"), |statuses| {
+            statuses.iter().all(|s| s["parked"] == n)
+        });
+    }
+
+    fn shell(&self) -> Shell {
+        let mut child = Reaped(
+            Command::new(BIN)
+                .args(["shell", "-r", &self.bootstrap(), "--timeout", "15"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start concoord shell"),
+        );
+        let stdin = child.0.stdin.take().expect("piped stdin");
+        let lines = line_reader(child.0.stdout.take().expect("piped stdout"));
+        Shell {
+            stdin,
+            lines,
+            _child: child,
+        }
+    }
+}
+
+/// One `concoord shell` session.
+struct Shell {
+    stdin: ChildStdin,
+    lines: mpsc::Receiver<String>,
+    _child: Reaped,
+}
+
+impl Shell {
+    fn send(&mut self, line: &str) {
+        writeln!(self.stdin, "{line}").expect("write to the shell");
+        self.stdin.flush().expect("flush the shell's stdin");
+    }
+
+    fn reply(&mut self, what: &str) -> Value {
+        let line = self
+            .lines
+            .recv_timeout(PATIENCE)
+            .unwrap_or_else(|_| panic!("no reply to {what:?}"));
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{what}: {line:?} is not JSON: {e}"))
+    }
+
+    /// Sends one line and returns its reply.
+    fn call(&mut self, line: &str) -> Value {
+        self.send(line);
+        self.reply(line)
+    }
+
+    /// Sends one line and checks the error's kind (and message, if given).
+    fn error(&mut self, line: &str, kind: &str, message: Option<&str>) {
+        let reply = self.call(line);
+        assert_eq!(reply["error"]["kind"], kind, "{line}: {reply}");
+        if let Some(message) = message {
+            assert_eq!(reply["error"]["message"], message, "{line}: {reply}");
+        }
+    }
+
+    fn nothing_yet(&self) -> bool {
+        self.lines.try_recv().is_err()
+    }
+}
+
+#[test]
+fn lock_through_concoord_shell() {
+    let group = Group::start("Lock", &[]);
+    let mut a = group.shell();
+    let mut b = group.shell();
+
+    assert_eq!(a.call("locked"), json!(false));
+    assert_eq!(a.call("acquire"), json!(true));
+    assert_eq!(b.call("locked"), json!(true));
+    assert_eq!(b.call("acquire false"), json!(false));
+    assert_eq!(b.call("acquire true 0"), json!(false));
+    assert_eq!(a.call("release"), Value::Null);
+    a.error("release", "RuntimeError", Some("release unlocked lock"));
+    // The session goes on after errors, whatever their kind.
+    a.error(
+        "acquire false 1",
+        "ValueError",
+        Some("can't specify a timeout for a non-blocking call"),
+    );
+    a.error("frobnicate", "UnknownMethod", None);
+    a.error("acquire {oops", "BadArguments", None);
+    assert_eq!(a.call("locked"), json!(false));
+
+    // A blocking acquire in B returns true only after A releases.
+    assert_eq!(a.call("acquire"), json!(true));
+    b.send("acquire");
+    group.wait_parked(1);
+    assert!(
+        b.nothing_yet(),
+        "B's acquire returned while A held the lock"
+    );
+    assert_eq!(a.call("acquire false"), json!(false));
+    assert!(b.nothing_yet());
+    assert_eq!(a.call("release"), Value::Null);
+    assert_eq!(b.reply("the blocked acquire"), json!(true));
+    assert_eq!(a.call("locked"), json!(true), "handed to B");
+    assert_eq!(a.call("acquire false"), json!(false));
+    assert_eq!(b.call("release"), Value::Null);
+    assert_eq!(a.call("locked"), json!(false));
+    group.wait_parked(0);
+}
+
+#[test]
+fn semaphore_and_rlock_through_concoord_shell() {
+    let sem = Group::start("Semaphore", &["2"]);
+    let mut a = sem.shell();
+    let mut b = sem.shell();
+    assert_eq!(a.call("acquire"), json!(true));
+    assert_eq!(b.call("acquire"), json!(true));
+    assert_eq!(b.call("acquire false"), json!(false));
+    a.error("release 0", "ValueError", Some("n must be one or more"));
+    b.send("acquire");
+    sem.wait_parked(1);
+    assert!(b.nothing_yet());
+    assert_eq!(a.call("release"), Value::Null);
+    assert_eq!(b.reply("the blocked acquire"), json!(true));
+    assert_eq!(a.call("acquire false"), json!(false), "2 permits, 2 held");
+    assert_eq!(b.call("release 2"), Value::Null);
+    assert_eq!(a.call("acquire false"), json!(true));
+    drop(sem);
+
+    let rlock = Group::start("RLock", &[]);
+    let mut a = rlock.shell();
+    let mut b = rlock.shell();
+    assert_eq!(a.call("acquire"), json!(true));
+    assert_eq!(a.call("acquire"), json!(true));
+    b.error(
+        "release",
+        "RuntimeError",
+        Some("cannot release un-acquired lock"),
+    );
+    assert_eq!(a.call("release"), Value::Null);
+    assert_eq!(
+        b.call("acquire false"),
+        json!(false),
+        "one level still held"
+    );
+    assert_eq!(a.call("release"), Value::Null);
+    assert_eq!(b.call("acquire false"), json!(true));
+    a.error(
+        "release",
+        "RuntimeError",
+        Some("cannot release un-acquired lock"),
+    );
+}
+
+/// Python: `lock.acquire(True, 0.3)` on a held lock returns False after about
+/// 0.3 s, and the lock stays with its owner. Through the command line the
+/// timeout argument reaches the object, which parks the call, but the CLI
+/// never sends the replicated cancel (it calls with `cancel_at_deadline =
+/// false`): the call blocks until `--timeout`, fails `Unavailable`, and stays
+/// parked, so the next release hands the lock to the abandoned call and the
+/// lock is held by nobody alive, for good.
+#[test]
+
+fn timed_acquire_through_concoord_shell_returns_false_and_leaks_nothing() {
+    let group = Group::start("Lock", &[]);
+    let mut a = group.shell();
+    let mut b = group.shell();
+    assert_eq!(a.call("acquire"), json!(true));
+    let started = Instant::now();
+    assert_eq!(b.call("acquire true 0.3"), json!(false));
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    assert_eq!(a.call("release"), Value::Null);
+    assert_eq!(b.call("locked"), json!(false), "the timed-out call took it");
+    group.wait_parked(0);
+}
