@@ -36,6 +36,8 @@ enum Cmd {
     Status(StatusArgs),
     /// Closed-loop load: ops/s and latency percentiles.
     Bench(BenchArgs),
+    /// Generate a typed proxy module for a type (ConCoord's `concoord object`).
+    Object(concoord::object_cmd::ObjectArgs),
     /// Receive log records from replicas and clients started with -l; print them tagged by node.
     Logdaemon(LogdaemonArgs),
 }
@@ -113,8 +115,9 @@ struct ReplicaArgs {
     /// Verbose logging.
     #[arg(short = 'd', long = "debug")]
     debug: bool,
-    /// Constructor arguments as JSON values (e.g. `--init 3` for Semaphore(3)).
-    #[arg(long = "init", num_args = 1.., allow_hyphen_values = true)]
+    /// Constructor arguments as JSON values (e.g. `--init 3` for Semaphore(3));
+    /// a negative number is written `--init=-1`.
+    #[arg(long = "init", num_args = 1..)]
     init: Vec<String>,
 }
 
@@ -175,6 +178,7 @@ fn main() -> ExitCode {
         Cmd::Status(c) => (false, c.logger.clone(), "client status".into()),
         Cmd::Bench(c) => (false, c.logger.clone(), "client bench".into()),
         Cmd::Logdaemon(_) => (false, None, "logdaemon".into()),
+        Cmd::Object(_) => (false, None, "object".into()),
     };
     let default_level = if debug {
         "debug"
@@ -191,6 +195,7 @@ fn main() -> ExitCode {
         Cmd::Status(args) => run_status(args),
         Cmd::Bench(args) => run_bench(args),
         Cmd::Logdaemon(args) => run_logdaemon(args),
+        Cmd::Object(args) => concoord::object_cmd::run(args),
     }
 }
 
@@ -341,6 +346,45 @@ fn error_json(e: &ClientError) -> serde_json::Value {
     serde_json::json!({"error": {"kind": e.kind(), "message": e.message()}})
 }
 
+/// The timeout a threading call carries as an argument (Python's
+/// `acquire(blocking, timeout)`, `wait(timeout)`), if it has one.
+fn call_timeout_arg(method: &str, values: &[serde_json::Value]) -> Option<f64> {
+    let timeout = match method {
+        "acquire" if values.first().and_then(|b| b.as_bool()) != Some(false) => values.get(1),
+        "wait" => values.first(),
+        _ => None,
+    };
+    timeout.and_then(|t| t.as_f64()).filter(|t| *t >= 0.0)
+}
+
+/// Calls `method`; when the call's own timeout or `--timeout` passes, it is
+/// cancelled by a replicated command rather than abandoned, so a timed-out
+/// acquire never takes the lock later. A cancel ordered first makes a timed
+/// acquire return false, as in Python.
+fn call_cancelling(
+    client: &BlockingClient,
+    method: &str,
+    values: &[serde_json::Value],
+    timeout_s: f64,
+) -> Result<Vec<u8>, ClientError> {
+    let own = call_timeout_arg(method, values);
+    let deadline = own.map_or(timeout_s, |t| t.min(timeout_s));
+    let result = client.call_raw_with(
+        method,
+        encode_args(values),
+        Duration::from_secs_f64(deadline),
+        true,
+    );
+    match result {
+        Err(ClientError::Object(e))
+            if e.kind == concoord::proto::message::CANCELLED_KIND && method == "acquire" =>
+        {
+            Ok(concoord::objects::encode_value(&false))
+        }
+        other => other,
+    }
+}
+
 fn run_call(args: CallArgs) -> ExitCode {
     let options = match client_options(&args.token, args.timeout) {
         Ok(o) => o,
@@ -354,7 +398,7 @@ fn run_call(args: CallArgs) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(format!("-r: {}", e.message())),
     };
-    match client.call_raw(&args.method, encode_args(&values)) {
+    match call_cancelling(&client, &args.method, &values, args.timeout) {
         Ok(bytes) => match result_to_json(&bytes) {
             Ok(json) => {
                 println!("{json}");
@@ -389,7 +433,7 @@ fn run_shell(args: ShellArgs) -> ExitCode {
         let (method, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
         let out = match parse_json_args(rest) {
             Err(e) => serde_json::json!({"error": {"kind": "BadArguments", "message": e}}),
-            Ok(values) => match client.call_raw(method, encode_args(&values)) {
+            Ok(values) => match call_cancelling(&client, method, &values, args.timeout) {
                 Ok(bytes) => result_to_json(&bytes).unwrap_or_else(
                     |e| serde_json::json!({"error": {"kind": "Invalid", "message": e}}),
                 ),

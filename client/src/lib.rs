@@ -92,6 +92,9 @@ pub struct ClientOptions {
     /// Without an answer for this long, try another replica with the same id.
     pub resend_after: Duration,
     pub connect_timeout: Duration,
+    /// After a deadline, how long a call that is cancelled may take to report
+    /// the cancel's outcome before it fails with `Unavailable`.
+    pub cancel_grace: Duration,
 }
 
 impl Default for ClientOptions {
@@ -101,6 +104,7 @@ impl Default for ClientOptions {
             deadline: Duration::from_secs(30),
             resend_after: Duration::from_millis(1_000),
             connect_timeout: Duration::from_millis(1_000),
+            cancel_grace: Duration::from_secs(2),
         }
     }
 }
@@ -281,8 +285,6 @@ struct Core {
     status_requested: bool,
 }
 
-/// How long a cancelled call may take to report its outcome.
-const CANCEL_GRACE: Duration = Duration::from_secs(10);
 const TICK: Duration = Duration::from_millis(50);
 
 impl Core {
@@ -493,7 +495,7 @@ impl Core {
                 p.cancel_sent = true;
                 p.parked = false;
                 p.last_sent = None;
-                p.deadline = now + CANCEL_GRACE;
+                p.deadline = now + self.options.cancel_grace;
                 continue;
             }
             let p = self.pending.remove(&seq).expect("listed above");
