@@ -45,7 +45,7 @@ pub use local::LocalReplica;
 
 /// `#[concoord::object]`: makes a type a replicated object and generates its
 /// proxies (`TProxy`, `TBlockingProxy`, `TBatchProxy`, `TServerBatchProxy`),
-/// after checking that its methods are deterministic. See `docs/tencounter.md`.
+/// after checking that its methods are deterministic. See the README's TenCounter walk-through.
 pub use concoord_macros::object;
 #[cfg(feature = "server")]
 pub use serve::serve;

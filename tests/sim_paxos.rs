@@ -46,6 +46,7 @@ fn config(seed: u64, nodes: usize) -> SimConfig {
         nodes,
         clients: 4,
         ops_per_client: 12,
+        read_percent: 25,
         ..SimConfig::default()
     }
 }
@@ -111,7 +112,7 @@ fn finish_and_check(sim: &mut Sim) -> Result<(), String> {
         }
     }
     // Final value: every acknowledged increment exactly once (no client is left in doubt).
-    let acked: u64 = sim.clients.iter().map(|c| c.acked).sum();
+    let acked: u64 = sim.clients.iter().map(|c| c.acked_writes).sum();
     for &node in &alive {
         let value = counter_value(sim, node)?;
         if value != acked as i64 {
@@ -122,10 +123,51 @@ fn finish_and_check(sim: &mut Sim) -> Result<(), String> {
     }
     for d in &sim.deliveries {
         if let Err(e) = &d.reply {
-            return Err(format!("increment {} failed: {e}", d.id));
+            return Err(format!("call {} failed: {e}", d.id));
         }
     }
-    Ok(())
+    check_linearizable(sim)
+}
+
+/// The clients' history of increments and reads has a linearization.
+fn check_linearizable(sim: &Sim) -> Result<(), String> {
+    use concoord::check::linearizability::{check_object, CheckResult, Options};
+    use concoord::history::{ms, Operation};
+    let ops: Vec<Operation> = sim
+        .ops
+        .iter()
+        .map(|op| {
+            let client = format!("c{}", op.client);
+            match &op.completed {
+                Some((at, Ok(bytes))) => {
+                    let result =
+                        rmpv::decode::read_value(&mut &bytes[..]).unwrap_or(rmpv::Value::Nil);
+                    Operation::ok(
+                        client,
+                        &op.method,
+                        vec![],
+                        result,
+                        ms(op.invoke_ms),
+                        ms(*at),
+                    )
+                }
+                Some((at, Err(e))) => Operation::err(
+                    client,
+                    &op.method,
+                    vec![],
+                    &e.kind,
+                    ms(op.invoke_ms),
+                    ms(*at),
+                ),
+                None => Operation::info(client, &op.method, vec![], ms(op.invoke_ms)),
+            }
+        })
+        .collect();
+    match check_object("Counter", &ops, &Options::default()) {
+        CheckResult::Ok => Ok(()),
+        CheckResult::Illegal(why) => Err(format!("history not linearizable: {}", why.explanation)),
+        CheckResult::Unknown(why) => Err(format!("linearizability undecided: {why}")),
+    }
 }
 
 /// After `healed_ms`, some client must be answered within the recovery bound.

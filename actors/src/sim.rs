@@ -47,6 +47,8 @@ pub struct SimConfig {
     pub ops_per_client: u64,
     pub object: String,
     pub method: String,
+    /// Percent of operations that read (`getvalue`) instead of calling `method`.
+    pub read_percent: u64,
     pub tick_ms: u64,
     pub delay_min_ms: u64,
     pub delay_max_ms: u64,
@@ -63,6 +65,7 @@ impl Default for SimConfig {
             ops_per_client: 20,
             object: "Counter".into(),
             method: "increment".into(),
+            read_percent: 0,
             tick_ms: 10,
             delay_min_ms: 1,
             delay_max_ms: 6,
@@ -130,6 +133,8 @@ pub struct SimNode {
 pub struct SimClient {
     pub id: ClientId,
     pub acked: u64,
+    /// Acknowledged calls of the configured (writing) method.
+    pub acked_writes: u64,
     pub issued: u64,
     pub ops: u64,
     /// Only ever talks to this node (to observe a minority side).
@@ -142,6 +147,9 @@ pub struct SimClient {
 #[derive(Debug, Clone)]
 struct Outstanding {
     id: CommandId,
+    method: String,
+    /// Index of this operation in [`Sim::ops`].
+    op: usize,
     first_sent_ms: u64,
     last_sent_ms: u64,
 }
@@ -157,6 +165,16 @@ pub struct Delivery {
     pub reply: Reply,
 }
 
+/// One client operation as a history records it (simulated milliseconds).
+#[derive(Clone, Debug)]
+pub struct SimOp {
+    pub client: usize,
+    pub method: String,
+    pub invoke_ms: u64,
+    /// When and what it returned; `None` if it never did (outcome unknown).
+    pub completed: Option<(u64, Reply)>,
+}
+
 /// The simulation.
 pub struct Sim {
     pub config: SimConfig,
@@ -170,6 +188,8 @@ pub struct Sim {
     pub net: NetFaults,
     pub deliveries: Vec<Delivery>,
     pub events_processed: u64,
+    /// Every operation clients issued, in invocation order.
+    pub ops: Vec<SimOp>,
 }
 
 fn node_id(index: usize) -> NodeId {
@@ -207,6 +227,7 @@ impl Sim {
             .map(|i| SimClient {
                 id: 0x1000 + i as u64,
                 acked: 0,
+                acked_writes: 0,
                 issued: 0,
                 ops: config.ops_per_client,
                 pinned: None,
@@ -227,6 +248,7 @@ impl Sim {
             net: NetFaults::default(),
             deliveries: Vec::new(),
             events_processed: 0,
+            ops: Vec::new(),
         };
         for i in 0..sim.nodes.len() {
             let offset = sim.rng.below(sim.config.tick_ms);
@@ -422,8 +444,23 @@ impl Sim {
             None if client.issued < client.ops => {
                 client.issued += 1;
                 let id = CommandId::new(client.id, client.issued);
+                let read_percent = self.config.read_percent;
+                let method = if read_percent > 0 && self.rng.chance(read_percent) {
+                    "getvalue".to_string()
+                } else {
+                    self.config.method.clone()
+                };
+                self.ops.push(SimOp {
+                    client: c,
+                    method: method.clone(),
+                    invoke_ms: now,
+                    completed: None,
+                });
+                let client = &mut self.clients[c];
                 client.outstanding = Some(Outstanding {
                     id,
+                    method,
+                    op: self.ops.len() - 1,
                     first_sent_ms: now,
                     last_sent_ms: now,
                 });
@@ -449,7 +486,7 @@ impl Sim {
         o.last_sent_ms = now;
         let command = Command::Call {
             id: o.id,
-            method: self.config.method.clone(),
+            method: o.method.clone(),
             args: encode_args::<i64>(&[]),
             ack_below: o.id.seq,
         };
@@ -476,7 +513,11 @@ impl Sim {
         match answer {
             Answer::Reply(reply) => {
                 client.acked += 1;
+                if o.method == self.config.method {
+                    client.acked_writes += 1;
+                }
                 client.outstanding = None;
+                self.ops[o.op].completed = Some((now, reply.clone()));
                 self.deliveries.push(Delivery {
                     at_ms: now,
                     client: c,

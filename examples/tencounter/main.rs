@@ -1,4 +1,4 @@
-//! ConCoord's TenCounter walk-through in Rust (docs/tencounter.md).
+//! ConCoord's TenCounter walk-through in Rust (the README's walk-through).
 //!
 //! ```text
 //! cargo run --example tencounter -- replica -p 14000
