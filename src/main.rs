@@ -170,7 +170,7 @@ struct StatusArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let (debug, logger, label) = match &cli.command {
+    let (debug, logger, label): (bool, Option<String>, String) = match &cli.command {
         #[cfg(feature = "server")]
         Cmd::Replica(r) => (r.debug, r.logger.clone(), "replica".to_string()),
         Cmd::Call(c) => (false, c.logger.clone(), "client call".into()),
