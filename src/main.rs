@@ -91,34 +91,8 @@ struct ReplicaArgs {
     /// ConCoord's dotted path (concoord.object.counter.Counter).
     #[arg(short = 'o', long = "object")]
     object: String,
-    /// Address to listen on.
-    #[arg(short = 'a', long = "addr", default_value = "127.0.0.1")]
-    addr: String,
-    /// Port to listen on; 0 lets the OS pick one (printed as `listening on HOST:PORT`).
-    #[arg(short = 'p', long = "port", default_value_t = 14000)]
-    port: u16,
-    /// Join the group these replicas belong to (HOST:PORT[,HOST:PORT...]).
-    #[arg(short = 'b', long = "bootstrap")]
-    bootstrap: Option<String>,
-    /// Shared security token; peers and clients without it are refused.
-    #[arg(short = 't', long = "token", default_value = "")]
-    token: String,
-    /// Send log records to a network logger (`concoord logdaemon`) at HOST:PORT.
-    #[arg(short = 'l', long = "logger")]
-    logger: Option<String>,
-    /// Serve Prometheus metrics on this address (HOST:PORT; off by default).
-    #[arg(long = "metrics")]
-    metrics: Option<String>,
-    /// Durable mode: write acceptor state to disk (not available yet).
-    #[arg(short = 'w', long = "writetodisk")]
-    write_to_disk: bool,
-    /// Verbose logging.
-    #[arg(short = 'd', long = "debug")]
-    debug: bool,
-    /// Constructor arguments as JSON values (e.g. `--init 3` for Semaphore(3));
-    /// a negative number is written `--init=-1`.
-    #[arg(long = "init", num_args = 1..)]
-    init: Vec<String>,
+    #[command(flatten)]
+    common: concoord::serve::ServeArgs,
 }
 
 #[derive(Parser)]
@@ -172,7 +146,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let (debug, logger, label): (bool, Option<String>, String) = match &cli.command {
         #[cfg(feature = "server")]
-        Cmd::Replica(r) => (r.debug, r.logger.clone(), "replica".to_string()),
+        Cmd::Replica(r) => (
+            r.common.debug,
+            r.common.logger.clone(),
+            "replica".to_string(),
+        ),
         Cmd::Call(c) => (false, c.logger.clone(), "client call".into()),
         Cmd::Shell(c) => (false, c.logger.clone(), "client shell".into()),
         Cmd::Status(c) => (false, c.logger.clone(), "client status".into()),
@@ -238,95 +216,14 @@ fn fail(message: impl std::fmt::Display) -> ExitCode {
 
 #[cfg(feature = "server")]
 fn run_replica(args: ReplicaArgs) -> ExitCode {
-    let Some(mut object) = concoord::builtin(&args.object) else {
+    let Some(object) = concoord::builtin(&args.object) else {
         return fail(format!(
             "unknown object {:?}; built-in objects: {}",
             args.object,
             concoord::objects::builtin_names().join(", ")
         ));
     };
-    if args.write_to_disk {
-        return fail("-w (durable mode) is not available yet; run without it (state lives in memory, as in ConCoord)");
-    }
-    let metrics_addr: Option<SocketAddr> = match &args.metrics {
-        None => None,
-        Some(m) => match m.to_socket_addrs().ok().and_then(|mut a| a.next()) {
-            Some(a) => Some(a),
-            None => return fail(format!("--metrics: {m:?} is not HOST:PORT")),
-        },
-    };
-    use std::net::{SocketAddr, ToSocketAddrs};
-    let listen: SocketAddr = match (args.addr.as_str(), args.port).to_socket_addrs() {
-        Ok(mut addrs) => match addrs.next() {
-            Some(a) => a,
-            None => return fail(format!("cannot resolve {}", args.addr)),
-        },
-        Err(e) => return fail(format!("bad address {}:{}: {e}", args.addr, args.port)),
-    };
-    let bootstrap = match &args.bootstrap {
-        Some(b) => match concoord::client::parse_addresses(b) {
-            Ok(a) => a,
-            Err(e) => return fail(format!("-b: {}", e.message())),
-        },
-        None => Vec::new(),
-    };
-    if !args.init.is_empty() {
-        let values = match parse_each(&args.init) {
-            Ok(v) => v,
-            Err(e) => return fail(format!("--init: {e}")),
-        };
-        let mut wakes = Vec::new();
-        let mut ctx = concoord::CallContext::new(concoord::CommandId::new(0, 0), 0, &mut wakes);
-        if let concoord::Outcome::Reply(Err(e)) = object.apply(
-            concoord::objects::INIT_METHOD,
-            &encode_args(&values),
-            &mut ctx,
-        ) {
-            return fail(format!("--init: {e}"));
-        }
-    }
-    let system = actix::System::new();
-    let result = system.block_on(async move {
-        let options = concoord::ReplicaOptions {
-            listen,
-            bootstrap,
-            token: args.token,
-            node: concoord::actors::node::NodeOptions::default(),
-        };
-        let replica = concoord::start_replica(object, options).await?;
-        concoord::netlog::set_node_label(format!("replica {}", replica.local_addr));
-        println!("listening on {}", replica.local_addr);
-        if let Some(addr) = metrics_addr {
-            match concoord::actors::metrics::serve(addr, replica.node.metrics().clone()).await {
-                Ok(bound) => println!("metrics on http://{bound}/metrics"),
-                Err(e) => {
-                    replica.shutdown();
-                    return Err(concoord::StartError::Bind(addr.to_string(), e));
-                }
-            }
-        }
-        let _ = std::io::stdout().flush();
-        wait_for_termination().await;
-        log::info!("shutting down");
-        replica.shutdown();
-        // Let sessions flush what they were writing.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        Ok::<(), concoord::StartError>(())
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail(e),
-    }
-}
-
-#[cfg(feature = "server")]
-async fn wait_for_termination() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+    concoord::serve::run_replica(object, args.common)
 }
 
 fn client_options(token: &str, timeout_s: f64) -> Result<ClientOptions, String> {

@@ -45,17 +45,21 @@ pub struct ServeArgs {
     /// Shared security token; peers and clients without it are refused.
     #[arg(short = 't', long = "token", default_value = "")]
     pub token: String,
-    /// Send log records to a network logger (not available yet).
+    /// Send log records to a network logger (`concoord logdaemon`) at HOST:PORT.
     #[arg(short = 'l', long = "logger")]
     pub logger: Option<String>,
+    /// Serve Prometheus metrics on this address (HOST:PORT; off by default).
+    #[arg(long = "metrics")]
+    pub metrics: Option<String>,
     /// Durable mode: write acceptor state to disk (not available yet).
     #[arg(short = 'w', long = "writetodisk")]
     pub write_to_disk: bool,
     /// Verbose logging.
     #[arg(short = 'd', long = "debug")]
     pub debug: bool,
-    /// Constructor arguments as JSON values (e.g. `--init 3`).
-    #[arg(long = "init", num_args = 1.., allow_hyphen_values = true)]
+    /// Constructor arguments as JSON values (e.g. `--init 3` for Semaphore(3));
+    /// a negative number is written `--init=-1`.
+    #[arg(long = "init", num_args = 1..)]
     pub init: Vec<String>,
 }
 
@@ -88,22 +92,20 @@ where
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
-    init_logging(cli.args.debug);
+    init_logging(cli.args.debug, cli.args.logger.as_deref());
     run_replica(Box::new(Hosted::<T>::default()), cli.args)
 }
 
-/// Sets up console logging once (`RUST_LOG` overrides the level).
-pub fn init_logging(debug: bool) {
+/// Sets up console logging (`RUST_LOG` overrides the level) and, with
+/// `network`, the network logger.
+pub fn init_logging(debug: bool, network: Option<&str>) {
     let default_level = if debug {
         "debug"
     } else {
         "warn,concoord_actors=info"
     };
-    let _ =
-        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level))
-            .format_timestamp_millis()
-            .target(env_logger::Target::Stderr)
-            .try_init();
+    crate::netlog::set_node_label(format!("replica pid {}", std::process::id()));
+    crate::netlog::init(default_level, network);
 }
 
 fn fail(message: impl std::fmt::Display) -> ExitCode {
@@ -118,9 +120,13 @@ pub fn run_replica(mut object: Box<dyn StateMachine>, args: ServeArgs) -> ExitCo
     if args.write_to_disk {
         return fail("-w (durable mode) is not available yet; run without it (state lives in memory, as in ConCoord)");
     }
-    if args.logger.is_some() {
-        return fail("-l (network logging) is not available yet; use RUST_LOG for console logging");
-    }
+    let metrics_addr: Option<SocketAddr> = match &args.metrics {
+        None => None,
+        Some(m) => match m.to_socket_addrs().ok().and_then(|mut a| a.next()) {
+            Some(a) => Some(a),
+            None => return fail(format!("--metrics: {m:?} is not HOST:PORT")),
+        },
+    };
     let listen: SocketAddr = match (args.addr.as_str(), args.port).to_socket_addrs() {
         Ok(mut addrs) => match addrs.next() {
             Some(a) => a,
@@ -157,7 +163,17 @@ pub fn run_replica(mut object: Box<dyn StateMachine>, args: ServeArgs) -> ExitCo
             node: NodeOptions::default(),
         };
         let replica = crate::start_replica(object, options).await?;
+        crate::netlog::set_node_label(format!("replica {}", replica.local_addr));
         println!("listening on {}", replica.local_addr);
+        if let Some(addr) = metrics_addr {
+            match crate::actors::metrics::serve(addr, replica.node.metrics().clone()).await {
+                Ok(bound) => println!("metrics on http://{bound}/metrics"),
+                Err(e) => {
+                    replica.shutdown();
+                    return Err(crate::StartError::Bind(addr.to_string(), e));
+                }
+            }
+        }
         let _ = std::io::stdout().flush();
         wait_for_termination().await;
         log::info!("shutting down");
