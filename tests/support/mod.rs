@@ -94,14 +94,25 @@ pub struct StartFailure {
 
 /// Spawns `concoord replica ARGS` and waits (bounded) for `listening on HOST:PORT`.
 pub fn spawn_replica(args: &[String]) -> Result<Proc, StartFailure> {
-    let mut child = Command::new(BIN)
+    spawn_replica_as(args, None)
+}
+
+/// [`spawn_replica`], running the replica as user (and group) `uid` when
+/// given (the caller must be allowed to switch, i.e. root): lets iptables
+/// `-m owner --uid-owner` tell one replica's packets from another's.
+pub fn spawn_replica_as(args: &[String], uid: Option<u32>) -> Result<Proc, StartFailure> {
+    let mut command = Command::new(BIN);
+    command
         .arg("replica")
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the concoord binary runs");
+        .stderr(Stdio::piped());
+    if let Some(uid) = uid {
+        use std::os::unix::process::CommandExt;
+        command.uid(uid).gid(uid);
+    }
+    let mut child = command.spawn().expect("the concoord binary runs");
     let stderr = Arc::new(Mutex::new(VecDeque::new()));
     {
         let pipe = child.stderr.take().expect("piped stderr");
@@ -173,6 +184,10 @@ pub struct Cluster {
     pub token: String,
     object: String,
     rt: tokio::runtime::Runtime,
+    /// Per replica index: the address it listens on (none: 127.0.0.1).
+    hosts: Vec<String>,
+    /// Per replica index: the user it runs as (none: ours).
+    uids: Vec<u32>,
 }
 
 impl Cluster {
@@ -185,7 +200,22 @@ impl Cluster {
     /// founds the group, the others join it with `-b`; returns once every
     /// replica reports the full member list, a common leader and role != joining.
     pub fn start_with(n: usize, object: &str, token: &str) -> Cluster {
+        Self::start_custom(n, object, token, Vec::new(), Vec::new())
+    }
+
+    /// [`Cluster::start_with`], replica `i` listening on `hosts[i]` (port 0)
+    /// and running as user `uids[i]` (either list may be empty: 127.0.0.1,
+    /// and our own user). A replica keeps its host and user across restarts.
+    pub fn start_custom(
+        n: usize,
+        object: &str,
+        token: &str,
+        hosts: Vec<String>,
+        uids: Vec<u32>,
+    ) -> Cluster {
         assert!(n >= 1);
+        assert!(hosts.is_empty() || hosts.len() == n, "one host per replica");
+        assert!(uids.is_empty() || uids.len() == n, "one uid per replica");
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -195,24 +225,27 @@ impl Cluster {
             token: token.to_string(),
             object: object.to_string(),
             rt,
+            hosts,
+            uids,
         };
-        let first = cluster.spawn(0, None);
+        let first = cluster.spawn(0, 0, None);
         cluster.procs.push(first);
         let founder = cluster.procs[0].addr.clone();
-        for _ in 1..n {
-            let p = cluster.spawn(0, Some(&founder));
+        for i in 1..n {
+            let p = cluster.spawn(i, 0, Some(&founder));
             cluster.procs.push(p);
         }
         cluster.wait_formed(FORM_TIMEOUT);
         cluster
     }
 
-    fn replica_args(&self, port: u16, bootstrap: Option<&str>) -> Vec<String> {
+    fn replica_args(&self, i: usize, port: u16, bootstrap: Option<&str>) -> Vec<String> {
+        let host = self.hosts.get(i).map_or("127.0.0.1", String::as_str);
         let mut args: Vec<String> = vec![
             "-o".into(),
             self.object.clone(),
             "-a".into(),
-            "127.0.0.1".into(),
+            host.into(),
             "-p".into(),
             port.to_string(),
         ];
@@ -227,8 +260,9 @@ impl Cluster {
         args
     }
 
-    fn spawn(&self, port: u16, bootstrap: Option<&str>) -> Proc {
-        match spawn_replica(&self.replica_args(port, bootstrap)) {
+    fn spawn(&self, i: usize, port: u16, bootstrap: Option<&str>) -> Proc {
+        let args = self.replica_args(i, port, bootstrap);
+        match spawn_replica_as(&args, self.uids.get(i).copied()) {
             Ok(p) => p,
             Err(f) => panic!(
                 "replica on port {port} did not start (exit {:?}); stderr:\n{}",
@@ -453,7 +487,8 @@ impl Cluster {
         // The old port may be briefly unavailable; retry, bounded.
         let deadline = Instant::now() + Duration::from_secs(10);
         let proc = loop {
-            match spawn_replica(&self.replica_args(port, Some(&via))) {
+            let args = self.replica_args(i, port, Some(&via));
+            match spawn_replica_as(&args, self.uids.get(i).copied()) {
                 Ok(p) => break p,
                 Err(f) if f.stderr.contains("in use") && Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(200));
