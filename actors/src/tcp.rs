@@ -9,6 +9,7 @@ use crate::wire::{Frame, FrameCodec, HelloRole, WireError, PROTOCOL_VERSION};
 use crate::NodeId;
 use actix::prelude::*;
 use concoord_objects::StateMachine;
+use concoord_proto::fresh_id;
 use futures::{SinkExt, StreamExt};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -74,12 +75,6 @@ impl RunningReplica {
     }
 }
 
-use concoord_proto::fresh_id;
-
-fn random_id() -> u64 {
-    fresh_id()
-}
-
 /// Binds, starts the node's actors on the current arbiter, joins the group
 /// if `bootstrap` names one, and serves peers and clients.
 pub async fn start_replica(
@@ -97,7 +92,7 @@ pub async fn start_replica(
         .local_addr()
         .map_err(|e| StartError::Bind(options.listen.to_string(), e))?;
     let me = Member {
-        id: random_id(),
+        id: fresh_id(),
         addr: local_addr.to_string(),
     };
     let object_name = object.name();
