@@ -12,6 +12,9 @@ pub struct BenchConfig {
     pub replicas: String,
     pub token: String,
     pub clients: usize,
+    /// Connections the clients share (as etcd's clients share gRPC
+    /// connections); `None` gives each client its own.
+    pub conns: Option<usize>,
     /// Commands each client keeps outstanding.
     pub pipeline: usize,
     /// Total operations, split over the clients; or run for `duration`.
@@ -20,6 +23,8 @@ pub struct BenchConfig {
     pub method: String,
     pub args: Vec<u8>,
     pub progress: bool,
+    /// How long each connection polls for replies before it sleeps.
+    pub spin: Duration,
 }
 
 /// What a run measured.
@@ -84,16 +89,19 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, ClientError> {
     let options = ClientOptions {
         token: config.token.clone(),
         deadline: Duration::from_secs(30),
+        spin: config.spin,
         ..ClientOptions::default()
     };
-    let clients: Vec<Client> = (0..config.clients.max(1))
+    let clients = config.clients.max(1);
+    let conns = config.conns.unwrap_or(clients).clamp(1, clients);
+    let clients: Vec<Client> = (0..conns)
         .map(|_| Client::new(&config.replicas, options.clone()))
         .collect::<Result<_, _>>()?;
     // Connect and find the leader before the clock starts.
     for c in &clients {
         c.status().await?;
     }
-    let workers = clients.len() * config.pipeline.max(1);
+    let workers = config.clients.max(1) * config.pipeline.max(1);
     let remaining = Arc::new(AtomicU64::new(config.ops.unwrap_or(u64::MAX)));
     let stop = Arc::new(AtomicBool::new(false));
     let done_ops = Arc::new(AtomicU64::new(0));

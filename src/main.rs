@@ -61,9 +61,13 @@ struct BenchArgs {
     logger: Option<String>,
     #[arg(short = 't', long = "token", default_value = "")]
     token: String,
-    /// Concurrent clients, each with its own connection.
+    /// Concurrent closed-loop clients.
     #[arg(long = "clients", default_value_t = 1)]
     clients: usize,
+    /// Connections the clients share, as etcd's benchmark spreads its clients
+    /// over gRPC connections (default: one per client).
+    #[arg(long = "conns")]
+    conns: Option<usize>,
     /// Total operations (split over the clients).
     #[arg(long = "ops", conflicts_with = "duration")]
     ops: Option<u64>,
@@ -76,6 +80,9 @@ struct BenchArgs {
     /// Print one JSON object instead of text.
     #[arg(long = "json")]
     json: bool,
+    /// Each connection polls for replies this many µs before it sleeps; 0 never spins.
+    #[arg(long = "spin-us", default_value_t = 0)]
+    spin_us: u64,
     /// The method to call.
     #[arg(long = "method", default_value = "increment")]
     method: String,
@@ -392,8 +399,8 @@ fn run_status(args: StatusArgs) -> ExitCode {
 }
 
 fn run_bench(args: BenchArgs) -> ExitCode {
-    if args.clients == 0 || args.pipeline == 0 {
-        return fail("--clients and --pipeline must be at least 1");
+    if args.clients == 0 || args.pipeline == 0 || args.conns == Some(0) {
+        return fail("--clients, --conns and --pipeline must be at least 1");
     }
     let duration = match (args.ops, args.duration) {
         (Some(_), _) => None,
@@ -418,12 +425,14 @@ fn run_bench(args: BenchArgs) -> ExitCode {
         replicas: args.replicas,
         token: args.token,
         clients: args.clients,
+        conns: args.conns,
         pipeline: args.pipeline,
         ops: args.ops,
         duration,
         method: args.method,
         args: encode_args(&values),
         progress: long_run,
+        spin: Duration::from_micros(args.spin_us),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

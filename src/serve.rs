@@ -57,6 +57,10 @@ pub struct ServeArgs {
     /// Verbose logging.
     #[arg(short = 'd', long = "debug")]
     pub debug: bool,
+    /// Poll the sockets this many µs after each message before sleeping:
+    /// cuts latency and wake-up cost under load, costs CPU only then; 0 never spins.
+    #[arg(long = "spin-us", default_value_t = 50)]
+    pub spin_us: u64,
     /// Constructor arguments as JSON values (e.g. `--init 3` for Semaphore(3));
     /// a negative number is written `--init=-1`.
     #[arg(long = "init", num_args = 1..)]
@@ -160,7 +164,10 @@ pub fn run_replica(mut object: Box<dyn StateMachine>, args: ServeArgs) -> ExitCo
             listen,
             bootstrap,
             token: args.token,
-            node: NodeOptions::default(),
+            node: NodeOptions {
+                spin: std::time::Duration::from_micros(args.spin_us),
+                ..NodeOptions::default()
+            },
         };
         let replica = crate::start_replica(object, options).await?;
         crate::netlog::set_node_label(format!("replica {}", replica.local_addr));

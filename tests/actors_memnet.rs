@@ -22,6 +22,7 @@ fn fast_options(seed: u64) -> NodeOptions {
         },
         tick_ms: 5,
         seed,
+        ..NodeOptions::default()
     }
 }
 

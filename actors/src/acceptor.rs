@@ -73,19 +73,21 @@ impl Acceptor {
         );
     }
 
-    /// A value this acceptor accepted was chosen: pass it to the local replica.
+    /// Values this acceptor accepted were chosen: pass them to the local replica.
     /// Any value accepted at the chosen ballot or above is the chosen one
     /// (Paxos), so the copy here is right; if it is gone, the replica catches up.
     pub fn on_commit(&mut self, commit: Commit, fx: &mut Effects) {
-        if let Some((ballot, batch)) = self.accepted.get(&commit.slot) {
-            if *ballot >= commit.ballot {
-                fx.send(
-                    self.me,
-                    PeerMsg::Decision(Decision {
-                        slot: commit.slot,
-                        batch: batch.clone(),
-                    }),
-                );
+        for slot in commit.slots {
+            if let Some((ballot, batch)) = self.accepted.get(&slot) {
+                if *ballot >= commit.ballot {
+                    fx.send(
+                        self.me,
+                        PeerMsg::Decision(Decision {
+                            slot,
+                            batch: batch.clone(),
+                        }),
+                    );
+                }
             }
         }
     }

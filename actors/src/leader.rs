@@ -89,6 +89,12 @@ pub struct Leader {
     to_repropose: BTreeMap<Slot, (Ballot, Batch)>,
     max_trimmed: Slot,
     inflight: BTreeMap<Slot, Inflight>,
+    /// Decided slots some acceptor has not acknowledged yet: a late Accepted
+    /// turns into a Commit; after `retry_ms` the laggard gets the Decision.
+    decided_unacked: BTreeMap<Slot, Inflight>,
+    /// Per follower, decided slots it accepted and has not been told of yet.
+    /// They ride on the next message to it (or the next tick).
+    commit_queue: BTreeMap<NodeId, Vec<Slot>>,
     next_slot: Slot,
     pending: VecDeque<Command>,
     executed: Slot,
@@ -119,6 +125,8 @@ impl Leader {
             to_repropose: BTreeMap::new(),
             max_trimmed: 0,
             inflight: BTreeMap::new(),
+            decided_unacked: BTreeMap::new(),
+            commit_queue: BTreeMap::new(),
             next_slot: 0,
             pending: VecDeque::new(),
             executed: 0,
@@ -235,6 +243,8 @@ impl Leader {
                 if self.now_ms >= self.last_heartbeat_ms + self.config.heartbeat_interval_ms {
                     self.send_heartbeats(fx);
                 }
+                self.flush_commits(fx);
+                self.resend_unacked_decisions(fx);
                 self.retry_accepts(fx);
                 if self.now_ms >= self.prepare_sent_ms + self.config.retry_ms {
                     self.send_prepares(fx);
@@ -271,6 +281,7 @@ impl Leader {
         self.to_repropose.clear();
         self.max_trimmed = 0;
         self.inflight.clear();
+        self.forget_decided();
         self.reset_election_deadline();
         log::debug!("node {:x}: election with ballot {}", self.me, self.ballot);
         self.send_prepares(fx);
@@ -382,6 +393,7 @@ impl Leader {
         self.state = LeaderState::Follower;
         self.leader_hint = Some(by.node).filter(|n| *n != self.me);
         self.inflight.clear();
+        self.forget_decided();
         self.to_repropose.clear();
         // Waiting clients resend to whoever leads now; their ids keep it exactly-once.
         self.pending.clear();
@@ -418,34 +430,128 @@ impl Leader {
             return;
         }
         let Some(flight) = self.inflight.get_mut(&accepted.slot) else {
+            self.on_late_accepted(from, accepted.slot);
             return;
         };
         flight.acks.insert(from);
         if !is_majority(self.configs.at(accepted.slot), &flight.acks) {
             return;
         }
-        let flight = self
+        let mut flight = self
             .inflight
             .remove(&accepted.slot)
             .expect("present: looked up above");
+        let slot = accepted.slot;
         self.stats.slots_decided += 1;
         self.stats.commands_decided += flight.batch.len() as u64;
         self.stats.last_batch_commands = flight.batch.len() as u64;
-        for id in self.configs.members_from(accepted.slot.min(self.executed)) {
-            let msg = if id != self.me && flight.acks.contains(&id) {
-                PeerMsg::Commit(Commit {
-                    ballot: self.ballot,
-                    slot: accepted.slot,
-                })
+        let mut awaiting = false;
+        for id in self.configs.members_from(slot.min(self.executed)) {
+            if id == self.me {
+                fx.send(
+                    id,
+                    PeerMsg::Decision(Decision {
+                        slot,
+                        batch: flight.batch.clone(),
+                    }),
+                );
+            } else if flight.acks.contains(&id) {
+                self.commit_queue.entry(id).or_default().push(slot);
+            } else if self.configs.at(slot).iter().any(|m| m.id == id) {
+                // Its Accept is on the way or lost: wait for its Accepted.
+                awaiting = true;
             } else {
-                PeerMsg::Decision(Decision {
-                    slot: accepted.slot,
-                    batch: flight.batch.clone(),
-                })
-            };
-            fx.send(id, msg);
+                // A member that joined later was never asked to accept this slot.
+                fx.send(
+                    id,
+                    PeerMsg::Decision(Decision {
+                        slot,
+                        batch: flight.batch.clone(),
+                    }),
+                );
+            }
+        }
+        if awaiting {
+            flight.sent_ms = self.now_ms;
+            self.decided_unacked.insert(slot, flight);
         }
         self.try_propose(fx);
+    }
+
+    /// An Accepted for a slot decided without it.
+    fn on_late_accepted(&mut self, from: NodeId, slot: Slot) {
+        let Some(done) = self.decided_unacked.get_mut(&slot) else {
+            return;
+        };
+        if from != self.me && done.acks.insert(from) {
+            self.commit_queue.entry(from).or_default().push(slot);
+        }
+        let all_acked = self
+            .configs
+            .at(slot)
+            .iter()
+            .all(|m| done.acks.contains(&m.id));
+        if all_acked {
+            self.decided_unacked.remove(&slot);
+        }
+    }
+
+    /// Sends the held-back commits of follower `id` (before anything else to it).
+    fn flush_commits_to(&mut self, id: NodeId, fx: &mut Effects) {
+        if let Some(slots) = self.commit_queue.remove(&id) {
+            fx.send(
+                id,
+                PeerMsg::Commit(Commit {
+                    ballot: self.ballot,
+                    slots,
+                }),
+            );
+        }
+    }
+
+    fn flush_commits(&mut self, fx: &mut Effects) {
+        for (id, slots) in std::mem::take(&mut self.commit_queue) {
+            fx.send(
+                id,
+                PeerMsg::Commit(Commit {
+                    ballot: self.ballot,
+                    slots,
+                }),
+            );
+        }
+    }
+
+    /// Decided slots a member never acknowledged: send it the whole Decision.
+    fn resend_unacked_decisions(&mut self, fx: &mut Effects) {
+        let now = self.now_ms;
+        let retry = self.config.retry_ms;
+        let stale: Vec<Slot> = self
+            .decided_unacked
+            .iter()
+            .filter(|(_, d)| now >= d.sent_ms + retry)
+            .map(|(slot, _)| *slot)
+            .collect();
+        for slot in stale {
+            let done = self.decided_unacked.remove(&slot).expect("listed above");
+            for member in self.configs.at(slot) {
+                if !done.acks.contains(&member.id) {
+                    fx.send(
+                        member.id,
+                        PeerMsg::Decision(Decision {
+                            slot,
+                            batch: done.batch.clone(),
+                        }),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Leaving the active state: what was held back for followers is dropped.
+    /// Those slots were chosen, so the next leader finds and re-proposes them.
+    fn forget_decided(&mut self) {
+        self.decided_unacked.clear();
+        self.commit_queue.clear();
     }
 
     fn on_progress(&mut self, progress: Progress, fx: &mut Effects) {
@@ -515,9 +621,13 @@ impl Leader {
 
     fn propose(&mut self, slot: Slot, batch: Batch, fx: &mut Effects) {
         self.next_slot = self.next_slot.max(slot + 1);
-        for member in self.configs.at(slot) {
+        for i in 0..self.configs.at(slot).len() {
+            let id = self.configs.at(slot)[i].id;
+            if id != self.me {
+                self.flush_commits_to(id, fx);
+            }
             fx.send(
-                member.id,
+                id,
                 PeerMsg::Accept(Accept {
                     ballot: self.ballot,
                     slot,
@@ -560,6 +670,8 @@ impl Leader {
 
     fn send_heartbeats(&mut self, fx: &mut Effects) {
         self.last_heartbeat_ms = self.now_ms;
+        // Commits first: a follower that hears of progress it has not seen asks to catch up.
+        self.flush_commits(fx);
         for id in self.configs.members_from(self.executed) {
             if id != self.me {
                 fx.send(
@@ -571,5 +683,144 @@ impl Leader {
                 );
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::{Accepted, Promise};
+    use crate::Member;
+    use concoord_objects::CommandId;
+
+    fn call(seq: u64) -> Command {
+        Command::Call {
+            id: CommandId::new(7, seq),
+            method: "increment".into(),
+            args: vec![0x90],
+            ack_below: 0,
+        }
+    }
+
+    /// Node 1 leading a group of 1, 2, 3 (all promised).
+    fn active_leader() -> Leader {
+        let members = (1..=3)
+            .map(|id| Member {
+                id,
+                addr: format!("127.0.0.1:{}", 9000 + id),
+            })
+            .collect();
+        let mut leader = Leader::new(
+            1,
+            ConfigHistory::genesis(members),
+            LeaderConfig::default(),
+            1,
+        );
+        let mut fx = Effects::default();
+        leader.tick(10_000, &mut fx);
+        leader.tick(20_000, &mut fx);
+        assert_eq!(leader.state(), LeaderState::Candidate);
+        for from in 1..=3 {
+            let promise = Promise {
+                ballot: leader.ballot(),
+                accepted: Vec::new(),
+                trimmed_below: 0,
+            };
+            leader.handle(from, PeerMsg::Promise(promise), &mut fx);
+        }
+        assert!(leader.is_active());
+        leader
+    }
+
+    fn accepted(leader: &Leader, slot: Slot) -> Accepted {
+        Accepted {
+            ballot: leader.ballot(),
+            slot,
+        }
+    }
+
+    fn sent_to(fx: &Effects, to: NodeId) -> Vec<&PeerMsg> {
+        fx.sends
+            .iter()
+            .filter(|(id, _)| *id == to)
+            .map(|(_, m)| m)
+            .collect()
+    }
+
+    #[test]
+    fn commits_ride_on_the_next_accept_and_late_acks_become_commits() {
+        let mut leader = active_leader();
+        let mut fx = Effects::default();
+        leader.on_request(call(1), &mut fx).unwrap();
+        let slot = leader.next_slot() - 1;
+        let mut fx = Effects::default();
+        for from in [1, 2] {
+            let a = accepted(&leader, slot);
+            leader.handle(from, PeerMsg::Accepted(a), &mut fx);
+        }
+        // Decided: the local replica hears at once; followers not yet.
+        assert!(matches!(sent_to(&fx, 1)[..], [PeerMsg::Decision(d)] if d.slot == slot));
+        assert!(sent_to(&fx, 2).is_empty() && sent_to(&fx, 3).is_empty());
+
+        // Node 3's Accepted comes late: it is owed a Commit too.
+        let a = accepted(&leader, slot);
+        leader.handle(3, PeerMsg::Accepted(a), &mut fx);
+        assert!(sent_to(&fx, 3).is_empty());
+
+        // The next Accept to each follower carries the commit in front of it.
+        let mut fx = Effects::default();
+        leader.on_request(call(2), &mut fx).unwrap();
+        for to in [2, 3] {
+            match &sent_to(&fx, to)[..] {
+                [PeerMsg::Commit(c), PeerMsg::Accept(a)] => {
+                    assert_eq!(c.slots, vec![slot]);
+                    assert_eq!(a.slot, slot + 1);
+                }
+                other => panic!("node {to} got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn an_idle_leader_sends_held_back_commits_on_its_tick() {
+        let mut leader = active_leader();
+        let mut fx = Effects::default();
+        leader.on_request(call(1), &mut fx).unwrap();
+        let slot = leader.next_slot() - 1;
+        for from in [1, 2, 3] {
+            let a = accepted(&leader, slot);
+            leader.handle(from, PeerMsg::Accepted(a), &mut fx);
+        }
+        let mut fx = Effects::default();
+        leader.tick(20_010, &mut fx);
+        for to in [2, 3] {
+            assert!(
+                sent_to(&fx, to)
+                    .iter()
+                    .any(|m| matches!(m, PeerMsg::Commit(c) if c.slots == vec![slot])),
+                "node {to} was not told slot {slot} is decided"
+            );
+        }
+    }
+
+    #[test]
+    fn a_member_that_never_acknowledges_gets_the_whole_decision_after_retry() {
+        let mut leader = active_leader();
+        let mut fx = Effects::default();
+        leader.on_request(call(1), &mut fx).unwrap();
+        let slot = leader.next_slot() - 1;
+        for from in [1, 2] {
+            let a = accepted(&leader, slot);
+            leader.handle(from, PeerMsg::Accepted(a), &mut fx);
+        }
+        let mut fx = Effects::default();
+        leader.tick(20_000 + LeaderConfig::default().retry_ms / 2, &mut fx);
+        assert!(!sent_to(&fx, 3)
+            .iter()
+            .any(|m| matches!(m, PeerMsg::Decision(_))));
+        leader.tick(20_000 + LeaderConfig::default().retry_ms, &mut fx);
+        assert!(sent_to(&fx, 3)
+            .iter()
+            .any(|m| matches!(m, PeerMsg::Decision(d) if d.slot == slot && d.batch.len() == 1)));
     }
 }

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod node;
 pub mod replica;
 pub mod sim;
+pub mod spin;
 pub mod tcp;
 
 pub use acceptor::Acceptor;

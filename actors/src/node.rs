@@ -102,6 +102,9 @@ pub struct NodeOptions {
     pub tick_ms: u64,
     /// Seeds the election jitter.
     pub seed: u64,
+    /// A TCP replica polls its sockets this long after each message before it
+    /// sleeps (see [`crate::spin`]); zero never spins.
+    pub spin: Duration,
 }
 
 impl Default for NodeOptions {
@@ -113,6 +116,7 @@ impl Default for NodeOptions {
             },
             tick_ms: 10,
             seed: 0,
+            spin: Duration::from_micros(50),
         }
     }
 }

@@ -108,6 +108,9 @@ pub async fn start_replica(
         node_options,
     );
     let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
+    if !options.node.spin.is_zero() {
+        actix::spawn(crate::spin::spinner(options.node.spin));
+    }
     actix::spawn(accept_loop(
         listener,
         node.clone(),
@@ -361,6 +364,7 @@ async fn serve_peer(
     member: Member,
 ) {
     while let Some(frame) = reader.next().await {
+        crate::spin::note_activity();
         match frame {
             Ok(Frame::Peer { from, to, msg }) => {
                 if to == node.id() {
@@ -457,6 +461,7 @@ impl ClientSession {
 
 impl StreamHandler<Result<Frame, WireError>> for ClientSession {
     fn handle(&mut self, frame: Result<Frame, WireError>, ctx: &mut Context<Self>) {
+        crate::spin::note_activity();
         match frame {
             Ok(Frame::Call {
                 id,

@@ -88,12 +88,14 @@ pub struct Accepted {
     pub slot: Slot,
 }
 
-/// A chosen value, for an acceptor that accepted it at `ballot` (or above):
-/// it hands its copy to its node's replica, so the batch crosses the network once.
+/// Chosen values, for an acceptor that accepted them at `ballot` (or above):
+/// it hands its copies to its node's replica, so a batch crosses the network
+/// once. The leader holds these back until its next message to that acceptor,
+/// so telling a follower costs no wake-up of its own.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Commit {
     pub ballot: Ballot,
-    pub slot: Slot,
+    pub slots: Vec<Slot>,
 }
 
 /// A chosen value: leader → replicas.

@@ -12,7 +12,7 @@ use std::fmt;
 use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
 
 /// Bumped on any incompatible change of [`Frame`].
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 /// Frames above this are refused, and the connection that sent them closed.
 pub const MAX_FRAME_BYTES: usize = 16 << 20;
 
