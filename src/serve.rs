@@ -59,7 +59,7 @@ pub struct ServeArgs {
     pub debug: bool,
     /// Poll the sockets this many µs after each message before sleeping:
     /// cuts latency and wake-up cost under load, costs CPU only then; 0 never spins.
-    #[arg(long = "spin-us", default_value_t = 50)]
+    #[arg(long = "spin-us", default_value_t = 100)]
     pub spin_us: u64,
     /// Constructor arguments as JSON values (e.g. `--init 3` for Semaphore(3));
     /// a negative number is written `--init=-1`.

@@ -116,7 +116,7 @@ impl Default for NodeOptions {
             },
             tick_ms: 10,
             seed: 0,
-            spin: Duration::from_micros(50),
+            spin: Duration::from_micros(100),
         }
     }
 }

@@ -88,7 +88,10 @@ mod tests {
             let quiet_since = Instant::now();
             while !is_parked() {
                 tokio::task::yield_now().await;
-                assert!(quiet_since.elapsed() < Duration::from_secs(5), "never parked");
+                assert!(
+                    quiet_since.elapsed() < Duration::from_secs(5),
+                    "never parked"
+                );
             }
             assert!(quiet_since.elapsed() >= window / 2);
             note_activity();

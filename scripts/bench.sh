@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Starts a 3-replica Counter group on loopback, runs the standard loads of
+# `concoord bench` against it and prints one line per load. Everything it
+# starts is stopped on exit.
+#
+#   scripts/bench.sh [SECONDS]        (default 5 s per load)
+#   CONCOORD=path/to/concoord scripts/bench.sh
+#   REPLICA_ARGS="--spin-us 0" scripts/bench.sh   (extra flags for each replica)
+set -euo pipefail
+
+secs=${1:-5}
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin=${CONCOORD:-$root/target/release/concoord}
+if [[ ! -x $bin ]]; then
+    (cd "$root" && cargo build --release --bin concoord)
+fi
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+# Starts a replica on a free port; prints its address once it listens.
+start() {
+    local log=$work/r$1.log
+    shift
+    # shellcheck disable=SC2086
+    "$bin" replica -o Counter -p 0 ${REPLICA_ARGS:-} "$@" >"$log" 2>&1 &
+    pids+=($!)
+    for _ in $(seq 100); do
+        if grep -q "^listening on" "$log"; then
+            sed -n 's/^listening on //p' "$log"
+            return
+        fi
+        sleep 0.05
+    done
+    echo "replica did not start:" >&2
+    cat "$log" >&2
+    exit 1
+}
+
+a=$(start 1)
+b=$(start 2 -b "$a")
+c=$(start 3 -b "$a")
+group=$a,$b,$c
+# Wait until both newcomers have joined.
+for _ in $(seq 100); do
+    if "$bin" status -r "$c" 2>/dev/null | grep -q '"role":"follower"'; then break; fi
+    sleep 0.05
+done
+
+echo "3 replicas: $group; $secs s per load"
+run() {
+    local label=$1
+    shift
+    local out
+    out=$("$bin" bench -r "$group" --duration "$secs" --json "$@" 2>/dev/null)
+    python3 - "$label" "$out" <<'PY'
+import json, sys
+label, d = sys.argv[1], json.loads(sys.argv[2])
+l = d["latency_us"]
+print(f"{label:34s} {d['ops_per_sec']:>10,.0f} ops/s  p50 {l['p50']:>6} µs  p99 {l['p99']:>6} µs  errors {d['errors']}")
+PY
+}
+run "1 client" --clients 1
+run "64 clients over 4 connections" --clients 64 --conns 4
+run "64 clients, 64 connections" --clients 64
+run "4 clients x pipeline 64" --clients 4 --pipeline 64
