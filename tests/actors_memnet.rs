@@ -6,9 +6,11 @@
 use concoord::actors::config::Member;
 use concoord::actors::leader::LeaderConfig;
 use concoord::actors::memnet::{MemClient, MemNetwork};
-use concoord::actors::node::{NodeHandle, NodeOptions};
+use concoord::actors::node::{NodeHandle, NodeOptions, SessionEvent, SessionEvents, SessionReply};
+use concoord::actors::Command;
 use concoord::actors::NodeId;
 use concoord::objects::encode_args;
+use concoord::objects::CommandId;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -212,4 +214,81 @@ async fn actors_survive_loss_duplication_and_reordering() {
         scenario(3, seed, "lossy").await;
         scenario(5, seed, "lossy").await;
     }
+}
+
+/// Collects what a session is told.
+struct Inbox(tokio::sync::mpsc::UnboundedSender<SessionReply>);
+
+impl actix::Actor for Inbox {
+    type Context = actix::Context<Self>;
+}
+
+impl actix::Handler<SessionEvents> for Inbox {
+    type Result = ();
+    fn handle(&mut self, m: SessionEvents, _: &mut actix::Context<Self>) {
+        for event in m.0 {
+            let _ = self.0.send(event);
+        }
+    }
+}
+
+fn inbox() -> (
+    actix::Addr<Inbox>,
+    tokio::sync::mpsc::UnboundedReceiver<SessionReply>,
+) {
+    use actix::Actor;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    (Inbox(tx).start(), rx)
+}
+
+/// A client that reconnected resends the same id on a second session while
+/// the first is still open: both hear the one outcome; a closed session hears nothing.
+#[actix::test]
+async fn every_session_waiting_for_a_command_gets_its_one_outcome() {
+    let net = MemNetwork::new(11);
+    let nodes = start_group(&net, 3, 11);
+    let leader = leader_of(&nodes, &net).await.expect("a leader");
+    let node = nodes.iter().find(|n| n.id() == leader).unwrap();
+    let (first, mut first_rx) = inbox();
+    let (second, mut second_rx) = inbox();
+    let (closed, mut closed_rx) = inbox();
+    let first = node.open_session(first.recipient());
+    let second = node.open_session(second.recipient());
+    let closed_key = node.open_session(closed.recipient());
+    let call = |seq| Command::Call {
+        id: CommandId::new(42, seq),
+        method: "increment".into(),
+        args: encode_args::<i64>(&[]),
+        ack_below: 0,
+    };
+    node.submit(call(1), Some(first)).await.unwrap();
+    node.submit(call(1), Some(second)).await.unwrap();
+    node.close_session(closed_key);
+    node.submit(call(2), Some(closed_key)).await.unwrap();
+    let timeout = Duration::from_secs(5);
+    let a = tokio::time::timeout(timeout, first_rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let b = tokio::time::timeout(timeout, second_rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    for got in [&a, &b] {
+        assert_eq!(got.id, CommandId::new(42, 1));
+        assert!(
+            matches!(&got.event, SessionEvent::Reply(Ok(_))),
+            "unexpected {got:?}"
+        );
+    }
+    // Both submits of command 1 took effect once, and command 2 ran although
+    // its session had closed: the counter is 2. The closed session hears nothing.
+    let mut probe = MemClient::new(net.clone(), nodes.iter().map(|n| n.id()).collect(), 43);
+    let value = probe
+        .call("getvalue", encode_args::<i64>(&[]), timeout)
+        .await
+        .expect("an answer")
+        .expect("no error");
+    assert_eq!(rmp_serde::from_slice::<i64>(&value).unwrap(), 2);
+    assert!(closed_rx.try_recv().is_err(), "a closed session was told");
 }

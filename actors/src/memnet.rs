@@ -3,7 +3,7 @@
 //! partitions and crashes.
 
 use crate::message::{Command, PeerMsg};
-use crate::node::{NodeHandle, SessionReply, Transport};
+use crate::node::{NodeHandle, SessionEvents, Transport};
 use crate::sim::SimRng;
 use crate::NodeId;
 use actix::prelude::*;
@@ -159,14 +159,16 @@ impl Actor for ReplyCollector {
     type Context = Context<Self>;
 }
 
-impl Handler<SessionReply> for ReplyCollector {
+impl Handler<SessionEvents> for ReplyCollector {
     type Result = ();
-    fn handle(&mut self, m: SessionReply, _: &mut Context<Self>) {
-        let crate::node::SessionEvent::Reply(reply) = m.event else {
-            return;
-        };
-        if let Some(tx) = self.waiting.remove(&m.id) {
-            let _ = tx.send(reply);
+    fn handle(&mut self, m: SessionEvents, _: &mut Context<Self>) {
+        for m in m.0 {
+            let crate::node::SessionEvent::Reply(reply) = m.event else {
+                continue;
+            };
+            if let Some(tx) = self.waiting.remove(&m.id) {
+                let _ = tx.send(reply);
+            }
         }
     }
 }
@@ -215,6 +217,25 @@ impl MemClient {
         let (tx, mut rx) = tokio::sync::oneshot::channel();
         self.collector.send(Expect(id, tx)).await.ok()?;
         let until = tokio::time::Instant::now() + deadline;
+        let mut opened = Vec::new();
+        let reply = self
+            .call_with(id, method, &args, until, &mut opened, &mut rx)
+            .await;
+        for (node, key) in opened {
+            node.close_session(key);
+        }
+        reply
+    }
+
+    async fn call_with(
+        &mut self,
+        id: CommandId,
+        method: &str,
+        args: &[u8],
+        until: tokio::time::Instant,
+        opened: &mut Vec<(NodeHandle, crate::node::SessionKey)>,
+        rx: &mut tokio::sync::oneshot::Receiver<Reply>,
+    ) -> Option<Reply> {
         loop {
             let node_id = self.nodes[self.target % self.nodes.len()];
             if let Some(node) = self
@@ -225,13 +246,12 @@ impl MemClient {
                 let command = Command::Call {
                     id,
                     method: method.to_string(),
-                    args: args.clone(),
+                    args: args.to_vec(),
                     ack_below: self.seq,
                 };
-                match node
-                    .submit(command, Some(self.collector.clone().recipient()))
-                    .await
-                {
+                let key = node.open_session(self.collector.clone().recipient());
+                opened.push((node.clone(), key));
+                match node.submit(command, Some(key)).await {
                     Ok(()) => {}
                     Err(crate::NotAccepted::NotLeader(Some(hint))) => {
                         match self.nodes.iter().position(|n| *n == hint) {
@@ -253,7 +273,7 @@ impl MemClient {
             let wait = self
                 .resend_after
                 .min(until.saturating_duration_since(tokio::time::Instant::now()));
-            match tokio::time::timeout(wait, &mut rx).await {
+            match tokio::time::timeout(wait, &mut *rx).await {
                 Ok(Ok(reply)) => return Some(reply),
                 Ok(Err(_)) => return None,
                 Err(_) if tokio::time::Instant::now() >= until => return None,

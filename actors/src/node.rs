@@ -38,12 +38,22 @@ pub enum SessionEvent {
 }
 
 /// An event about command `id` for a client session.
-#[derive(Message, Clone, Debug)]
-#[rtype(result = "()")]
+#[derive(Clone, Debug)]
 pub struct SessionReply {
     pub id: CommandId,
     pub event: SessionEvent,
 }
+
+/// Events for one session, in order: everything one batch produced for it
+/// travels as one actor message.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct SessionEvents(pub Vec<SessionReply>);
+
+/// A session registered with [`NodeHandle::open_session`]; commands name it
+/// so the node knows where their outcomes go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SessionKey(u64);
 
 /// A peer message for one of the node's roles.
 #[derive(Message)]
@@ -58,7 +68,7 @@ pub struct Deliver {
 #[rtype(result = "Result<(), NotAccepted>")]
 pub struct Submit {
     pub command: Command,
-    pub session: Option<Recipient<SessionReply>>,
+    pub session: Option<SessionKey>,
 }
 
 /// Stops an actor (a crash, in tests; shutdown otherwise).
@@ -121,11 +131,34 @@ impl Default for NodeOptions {
     }
 }
 
+/// Where outcomes go: open sessions, and which commands each waits for.
+#[derive(Default)]
+struct Sessions {
+    next_key: u64,
+    open: BTreeMap<SessionKey, Recipient<SessionEvents>>,
+    waiting: std::collections::BTreeSet<(CommandId, SessionKey)>,
+}
+
+impl Sessions {
+    fn waiters(&self, id: CommandId) -> impl Iterator<Item = SessionKey> + '_ {
+        self.waiting
+            .range((id, SessionKey(0))..=(id, SessionKey(u64::MAX)))
+            .map(|(_, key)| *key)
+    }
+
+    /// Removes and returns one session waiting for `id`.
+    fn take_waiter(&mut self, id: CommandId) -> Option<SessionKey> {
+        let key = self.waiters(id).next()?;
+        self.waiting.remove(&(id, key));
+        Some(key)
+    }
+}
+
 struct Shared {
     me: NodeId,
     addr: String,
     transport: Arc<dyn Transport>,
-    sessions: Mutex<BTreeMap<CommandId, Vec<Recipient<SessionReply>>>>,
+    sessions: Mutex<Sessions>,
     started: Instant,
     metrics: Arc<crate::metrics::NodeMetrics>,
 }
@@ -153,7 +186,7 @@ impl NodeHandle {
             me: me.id,
             addr: me.addr.clone(),
             transport,
-            sessions: Mutex::new(BTreeMap::new()),
+            sessions: Mutex::new(Sessions::default()),
             started: Instant::now(),
             metrics: Arc::new(crate::metrics::NodeMetrics::default()),
         });
@@ -242,48 +275,80 @@ impl NodeHandle {
             return;
         }
         let mut sessions = self.shared.sessions.lock().expect("session table lock");
+        let mut out: BTreeMap<SessionKey, Vec<SessionReply>> = BTreeMap::new();
         for id in fx.parked {
-            for session in sessions.get(&id).into_iter().flatten() {
-                session.do_send(SessionReply {
+            for key in sessions.waiters(id) {
+                out.entry(key).or_default().push(SessionReply {
                     id,
                     event: SessionEvent::Parked,
                 });
             }
         }
         for (id, reply) in fx.replies {
-            if let Some(waiting) = sessions.remove(&id) {
-                for session in waiting {
-                    session.do_send(SessionReply {
-                        id,
-                        event: SessionEvent::Reply(reply.clone()),
-                    });
-                }
+            // Usually one session waits; a client that reconnected may have two.
+            while let Some(key) = sessions.take_waiter(id) {
+                let reply = match sessions.waiters(id).next() {
+                    Some(_) => reply.clone(),
+                    None => {
+                        out.entry(key).or_default().push(SessionReply {
+                            id,
+                            event: SessionEvent::Reply(reply),
+                        });
+                        break;
+                    }
+                };
+                out.entry(key).or_default().push(SessionReply {
+                    id,
+                    event: SessionEvent::Reply(reply),
+                });
+            }
+        }
+        for (key, events) in out {
+            if let Some(session) = sessions.open.get(&key) {
+                session.do_send(SessionEvents(events));
             }
         }
     }
 
-    fn register(&self, id: CommandId, session: Recipient<SessionReply>) {
+    /// Registers a session: outcomes of commands submitted with the key go to `to`.
+    pub fn open_session(&self, to: Recipient<SessionEvents>) -> SessionKey {
         let mut sessions = self.shared.sessions.lock().expect("session table lock");
-        let waiting = sessions.entry(id).or_default();
-        if !waiting.contains(&session) {
-            waiting.push(session);
-        }
+        sessions.next_key += 1;
+        let key = SessionKey(sessions.next_key);
+        sessions.open.insert(key, to);
+        key
     }
 
-    /// Forgets sessions that went away (their replies would go nowhere).
-    pub fn forget_session(&self, session: &Recipient<SessionReply>) {
+    /// Forgets a session that went away (its replies would go nowhere).
+    pub fn close_session(&self, key: SessionKey) {
         let mut sessions = self.shared.sessions.lock().expect("session table lock");
-        sessions.retain(|_, waiting| {
-            waiting.retain(|s| s != session);
-            !waiting.is_empty()
-        });
+        sessions.open.remove(&key);
+        sessions.waiting.retain(|(_, k)| *k != key);
+    }
+
+    fn register(&self, id: CommandId, session: SessionKey) {
+        let mut sessions = self.shared.sessions.lock().expect("session table lock");
+        sessions.waiting.insert((id, session));
+    }
+
+    fn unregister(&self, id: CommandId, session: SessionKey) {
+        let mut sessions = self.shared.sessions.lock().expect("session table lock");
+        sessions.waiting.remove(&(id, session));
+    }
+
+    /// Sends `event` about `id` to one session now (outside any batch).
+    fn notify(&self, session: SessionKey, id: CommandId, event: SessionEvent) {
+        let sessions = self.shared.sessions.lock().expect("session table lock");
+        if let Some(to) = sessions.open.get(&session) {
+            to.do_send(SessionEvents(vec![SessionReply { id, event }]));
+        }
     }
 
     /// Submits a command; the outcome goes to `session`.
     pub async fn submit(
         &self,
         command: Command,
-        session: Option<Recipient<SessionReply>>,
+        session: Option<SessionKey>,
     ) -> Result<(), NotAccepted> {
         self.leader
             .send(Submit { command, session })
@@ -407,31 +472,27 @@ impl Handler<Submit> for LeaderActor {
         let id = m.command.id();
         if !self.logic.is_active() {
             let hint = self.logic.leader_hint();
-            if let (Some(id), Some(session)) = (id, &m.session) {
+            if let (Some(id), Some(session)) = (id, m.session) {
                 let configs = self.logic.configs();
-                session.do_send(SessionReply {
-                    id,
-                    event: SessionEvent::NotLeader {
-                        leader: hint.and_then(|h| configs.addr_of(h)).map(str::to_string),
-                        members: configs.latest().iter().map(|m| m.addr.clone()).collect(),
-                    },
-                });
+                let event = SessionEvent::NotLeader {
+                    leader: hint.and_then(|h| configs.addr_of(h)).map(str::to_string),
+                    members: configs.latest().iter().map(|m| m.addr.clone()).collect(),
+                };
+                self.node.notify(session, id, event);
             }
             return Err(NotAccepted::NotLeader(hint));
         }
         // Register first: the reply may be produced while this call is still running.
-        if let (Some(id), Some(session)) = (id, &m.session) {
-            self.node.register(id, session.clone());
+        if let (Some(id), Some(session)) = (id, m.session) {
+            self.node.register(id, session);
         }
         let mut fx = Effects::default();
         let taken = self.logic.on_request(m.command, &mut fx);
         self.node.carry_out(fx);
         if taken == Err(NotAccepted::Busy) {
-            if let (Some(id), Some(session)) = (id, &m.session) {
-                session.do_send(SessionReply {
-                    id,
-                    event: SessionEvent::Busy,
-                });
+            if let (Some(id), Some(session)) = (id, m.session) {
+                self.node.unregister(id, session);
+                self.node.notify(session, id, SessionEvent::Busy);
             }
         }
         taken
