@@ -23,7 +23,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Starts a replica on a free port; prints its address once it listens.
+# Starts replica N on a free port (extra flags after N); sets $addr once it listens.
 start() {
     local log=$work/r$1.log
     shift
@@ -31,10 +31,8 @@ start() {
     "$bin" replica -o Counter -p 0 ${REPLICA_ARGS:-} "$@" >"$log" 2>&1 &
     pids+=($!)
     for _ in $(seq 100); do
-        if grep -q "^listening on" "$log"; then
-            sed -n 's/^listening on //p' "$log"
-            return
-        fi
+        addr=$(sed -n 's/^listening on //p' "$log")
+        [[ -n $addr ]] && return
         sleep 0.05
     done
     echo "replica did not start:" >&2
@@ -42,9 +40,12 @@ start() {
     exit 1
 }
 
-a=$(start 1)
-b=$(start 2 -b "$a")
-c=$(start 3 -b "$a")
+start 1
+a=$addr
+start 2 -b "$a"
+b=$addr
+start 3 -b "$a"
+c=$addr
 group=$a,$b,$c
 # Wait until both newcomers have joined.
 for _ in $(seq 100); do

@@ -355,9 +355,12 @@ impl Core {
                     None => return,
                     Some(op) => {
                         self.take(op);
-                        // Callers woken by the replies just handed out are about to
-                        // call again: let them, so their calls share one write.
-                        tokio::task::yield_now().await;
+                        // With other calls outstanding, callers woken by the replies
+                        // just handed out are about to call again: let them, so their
+                        // calls share one write. A lone caller goes out at once.
+                        if self.pending.len() > 1 {
+                            tokio::task::yield_now().await;
+                        }
                         while let Ok(op) = ops.try_recv() {
                             self.take(op);
                         }
