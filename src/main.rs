@@ -439,8 +439,7 @@ fn run_bench(args: BenchArgs) -> ExitCode {
         progress: long_run,
         spin: Duration::from_micros(args.spin_us),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
