@@ -31,22 +31,26 @@ fn activity() -> u64 {
 }
 
 /// Runs forever on the current (single-threaded) runtime: spins while
-/// activity was seen within `window`, parks otherwise. Each round offers the
-/// CPU to other runnable threads first, so spinning never holds off a process
-/// that has work (replicas and clients often share few cores).
+/// activity was seen within `window`, parks otherwise. A round that found
+/// nothing new offers the CPU to other runnable threads, so spinning never
+/// holds off a process that has work (replicas and clients often share few
+/// cores).
 pub async fn spinner(window: Duration) {
     loop {
         let mut seen = activity();
         let mut last = Instant::now();
         loop {
             tokio::task::yield_now().await;
-            std::thread::yield_now();
             let now = activity();
             if now != seen {
+                // Busy: messages keep coming, so poll again at once.
                 seen = now;
                 last = Instant::now();
             } else if last.elapsed() >= window {
                 break;
+            } else {
+                // Idle so far: offer the CPU to whoever else is runnable.
+                std::thread::yield_now();
             }
         }
         // Park until the next message.
