@@ -425,3 +425,17 @@ fn bad_calls_fail_alike_everywhere_and_change_nothing() {
         }
     }
 }
+
+/// A network without delay: clients that find no leader yet must not resend
+/// in a loop that never lets time pass (this hung `cargo bench` once).
+#[test]
+fn zero_delay_network_elects_and_finishes() {
+    for_each_seed("zero_delay_network_elects_and_finishes", |seed| {
+        let mut sim = Sim::new(SimConfig {
+            delay_min_ms: 0,
+            delay_max_ms: 0,
+            ..config(seed, 3)
+        });
+        finish_and_check(&mut sim)
+    });
+}

@@ -535,7 +535,14 @@ impl Sim {
                 let next = hinted.unwrap_or((client.target + 1) % nodes);
                 if next != client.target {
                     client.target = next;
-                    self.send_outstanding(c);
+                    if hinted.is_some() {
+                        self.send_outstanding(c);
+                    } else if let Some(o) = &mut client.outstanding {
+                        // Nobody knows a leader yet: try the next node on the
+                        // next tick, as the real client backs off (with zero
+                        // network delay, resending at once never lets time pass).
+                        o.last_sent_ms = now.saturating_sub(self.config.client_timeout_ms);
+                    }
                 }
             }
         }
