@@ -416,15 +416,11 @@ pub struct ClientSession {
     node: NodeHandle,
     out: mpsc::Sender<Frame>,
     peer: SocketAddr,
-    /// When sampled calls in progress arrived, for the commit latency metric.
+    /// When each call in progress arrived, for the commit latency metric.
     arrived: BTreeMap<concoord_objects::CommandId, std::time::Instant>,
     /// This session's registration with the node, from `started` on.
     key: Option<SessionKey>,
 }
-
-/// One call in this many is timed for the commit latency metric: the
-/// distribution stays right and the other calls skip the clock and the map.
-const LATENCY_SAMPLE_EVERY: u64 = 16;
 
 /// Calls in progress a session remembers arrival times for; beyond it the
 /// latency of further calls is not measured.
@@ -456,7 +452,7 @@ impl ClientSession {
 
     fn submit(&mut self, command: Command) {
         let id = command.id().expect("client commands have ids");
-        if id.seq % LATENCY_SAMPLE_EVERY == 0 && self.arrived.len() < SESSION_TIMED_CALLS_MAX {
+        if self.arrived.len() < SESSION_TIMED_CALLS_MAX {
             self.arrived
                 .entry(id)
                 .or_insert_with(std::time::Instant::now);
