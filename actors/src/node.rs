@@ -19,6 +19,10 @@ pub trait Transport: Send + Sync + 'static {
     fn send(&self, from: NodeId, to: NodeId, msg: PeerMsg);
     /// The group's members as the replica knows them (for addressing).
     fn learn(&self, _members: &[Member]) {}
+    /// `members` are all the group's members now: links to an earlier
+    /// incarnation at an address a later one has taken can go (a replica
+    /// restarted on its address gets a new id).
+    fn forget_superseded(&self, _members: &[Member]) {}
 }
 
 /// What a client session learns about one of its commands.
@@ -257,7 +261,11 @@ impl NodeHandle {
     fn carry_out(&self, fx: Effects) {
         for (to, msg) in fx.sends {
             match &msg {
-                PeerMsg::Progress(p) => self.shared.transport.learn(&p.configs.all_members()),
+                PeerMsg::Progress(p) => {
+                    let members = p.configs.all_members();
+                    self.shared.transport.learn(&members);
+                    self.shared.transport.forget_superseded(&members);
+                }
                 PeerMsg::Snapshot(s) => self
                     .shared
                     .metrics

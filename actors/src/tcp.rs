@@ -606,7 +606,20 @@ impl Handler<SessionEvents> for ClientSession {
 pub struct TcpTransport {
     me: Member,
     token: String,
-    links: Mutex<BTreeMap<NodeId, (String, mpsc::Sender<Frame>)>>,
+    links: Mutex<Links>,
+}
+
+#[derive(Default)]
+struct Links {
+    by_id: BTreeMap<NodeId, Link>,
+    learned: u64,
+}
+
+struct Link {
+    addr: String,
+    tx: mpsc::Sender<Frame>,
+    /// Order of learning: at one address, a later link is a later incarnation.
+    learned: u64,
 }
 
 impl TcpTransport {
@@ -614,17 +627,30 @@ impl TcpTransport {
         TcpTransport {
             me,
             token,
-            links: Mutex::new(BTreeMap::new()),
+            links: Mutex::new(Links::default()),
         }
+    }
+
+    /// The peers this node keeps links to (for tests and status).
+    pub fn linked(&self) -> Vec<Member> {
+        let links = self.links.lock().expect("links lock");
+        links
+            .by_id
+            .iter()
+            .map(|(id, link)| Member {
+                id: *id,
+                addr: link.addr.clone(),
+            })
+            .collect()
     }
 }
 
 impl Transport for TcpTransport {
     fn send(&self, from: NodeId, to: NodeId, msg: PeerMsg) {
         let links = self.links.lock().expect("links lock");
-        if let Some((_, tx)) = links.get(&to) {
+        if let Some(link) = links.by_id.get(&to) {
             // A full queue means the peer is down or slow: dropping is safe, Paxos resends.
-            let _ = tx.try_send(Frame::Peer { from, to, msg });
+            let _ = link.tx.try_send(Frame::Peer { from, to, msg });
         }
     }
 
@@ -635,13 +661,23 @@ impl Transport for TcpTransport {
                 continue;
             }
             if links
+                .by_id
                 .get(&member.id)
-                .is_some_and(|(addr, _)| *addr == member.addr)
+                .is_some_and(|link| link.addr == member.addr)
             {
                 continue;
             }
             let (tx, rx) = mpsc::channel(PEER_QUEUE_MAX);
-            links.insert(member.id, (member.addr.clone(), tx));
+            links.learned += 1;
+            let learned = links.learned;
+            links.by_id.insert(
+                member.id,
+                Link {
+                    addr: member.addr.clone(),
+                    tx,
+                    learned,
+                },
+            );
             actix::spawn(peer_link(
                 self.me.clone(),
                 self.token.clone(),
@@ -649,6 +685,31 @@ impl Transport for TcpTransport {
                 rx,
             ));
         }
+    }
+
+    fn forget_superseded(&self, members: &[Member]) {
+        let mut links = self.links.lock().expect("links lock");
+        // Called after every execution: the usual case (every link a member) is cheap.
+        if links
+            .by_id
+            .keys()
+            .all(|id| members.iter().any(|m| m.id == *id))
+        {
+            return;
+        }
+        let newest_at: BTreeMap<String, u64> =
+            links
+                .by_id
+                .values()
+                .fold(BTreeMap::new(), |mut newest, link| {
+                    let n = newest.entry(link.addr.clone()).or_insert(0);
+                    *n = (*n).max(link.learned);
+                    newest
+                });
+        // Dropping a link's sender ends its task and closes its connection.
+        links.by_id.retain(|id, link| {
+            members.iter().any(|m| m.id == *id) || newest_at[&link.addr] == link.learned
+        });
     }
 }
 
@@ -702,5 +763,43 @@ async fn peer_link(me: Member, token: String, addr: String, mut rx: mpsc::Receiv
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(id: NodeId, addr: &str) -> Member {
+        Member {
+            id,
+            addr: addr.into(),
+        }
+    }
+
+    #[test]
+    fn links_to_an_earlier_incarnation_go_once_it_has_left_the_group() {
+        actix::System::new().block_on(async {
+            let transport = TcpTransport::new(member(1, "127.0.0.1:1"), String::new());
+            let old = member(2, "127.0.0.1:9");
+            let restarted = member(3, "127.0.0.1:9");
+            let other = member(4, "127.0.0.1:8");
+            transport.learn(&[old.clone(), other.clone()]);
+            // The restarted replica says hello before the group has replaced the old one.
+            transport.learn(std::slice::from_ref(&restarted));
+            transport.forget_superseded(&[old.clone(), other.clone()]);
+            let ids = |t: &TcpTransport| t.linked().iter().map(|m| m.id).collect::<Vec<_>>();
+            assert_eq!(
+                ids(&transport),
+                vec![2, 3, 4],
+                "both incarnations while both may be members"
+            );
+            // The replacement is decided and the window has passed: only the new one is a member.
+            transport.forget_superseded(&[restarted.clone(), other.clone()]);
+            assert_eq!(ids(&transport), vec![3, 4]);
+            // A member that is not superseded is never dropped, member or not.
+            transport.forget_superseded(std::slice::from_ref(&restarted));
+            assert_eq!(ids(&transport), vec![3, 4]);
+        });
     }
 }
