@@ -499,26 +499,21 @@ impl Leader {
     /// Sends the held-back commits of follower `id` (before anything else to it).
     fn flush_commits_to(&mut self, id: NodeId, fx: &mut Effects) {
         if let Some(slots) = self.commit_queue.remove(&id) {
-            fx.send(
-                id,
-                PeerMsg::Commit(Commit {
-                    ballot: self.ballot,
-                    slots,
-                }),
-            );
+            fx.send(id, self.commit(slots));
         }
     }
 
     fn flush_commits(&mut self, fx: &mut Effects) {
         for (id, slots) in std::mem::take(&mut self.commit_queue) {
-            fx.send(
-                id,
-                PeerMsg::Commit(Commit {
-                    ballot: self.ballot,
-                    slots,
-                }),
-            );
+            fx.send(id, self.commit(slots));
         }
+    }
+
+    fn commit(&self, slots: Vec<Slot>) -> PeerMsg {
+        PeerMsg::Commit(Commit {
+            ballot: self.ballot,
+            slots,
+        })
     }
 
     /// Decided slots a member never acknowledged: send it the whole Decision.
