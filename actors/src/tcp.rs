@@ -21,6 +21,8 @@ use tokio_util::codec::{FramedRead, FramedWrite};
 
 /// Messages queued for one peer; beyond this they are dropped (Paxos resends).
 pub const PEER_QUEUE_MAX: usize = 65_536;
+/// Links a hello alone may create, beyond which only decided members get one.
+pub const PEER_LINKS_FROM_HELLO_MAX: usize = 64;
 /// Frames queued for one client connection before it is considered stuck.
 pub const SESSION_QUEUE_MAX: usize = 65_536;
 const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(20);
@@ -314,7 +316,7 @@ async fn serve_connection(
     }
     match role {
         HelloRole::Peer(member) => {
-            transport.learn(std::slice::from_ref(&member));
+            transport.learn_from_hello(&member);
             serve_peer(reader, node, member).await
         }
         HelloRole::Client(_) => {
@@ -631,6 +633,26 @@ impl TcpTransport {
         }
     }
 
+    /// A peer said hello: link back to it so replies reach it before the
+    /// group's membership names it. Bounded: hellos from made-up peers (a
+    /// token holder can send any) must not make this node dial without end;
+    /// members the group decides on are always linked by `learn`.
+    pub fn learn_from_hello(&self, member: &Member) {
+        let known = {
+            let links = self.links.lock().expect("links lock");
+            links.by_id.contains_key(&member.id) || links.by_id.len() < PEER_LINKS_FROM_HELLO_MAX
+        };
+        if known {
+            self.learn(std::slice::from_ref(member));
+        } else {
+            log::warn!(
+                "not linking back to {} ({:x}): {PEER_LINKS_FROM_HELLO_MAX} peer links already",
+                member.addr,
+                member.id
+            );
+        }
+    }
+
     /// The peers this node keeps links to (for tests and status).
     pub fn linked(&self) -> Vec<Member> {
         let links = self.links.lock().expect("links lock");
@@ -800,6 +822,24 @@ mod tests {
             // A member that is not superseded is never dropped, member or not.
             transport.forget_superseded(std::slice::from_ref(&restarted));
             assert_eq!(ids(&transport), vec![3, 4]);
+        });
+    }
+
+    #[test]
+    fn hellos_from_made_up_peers_create_a_bounded_number_of_links() {
+        actix::System::new().block_on(async {
+            let transport = TcpTransport::new(member(1, "127.0.0.1:1"), String::new());
+            for id in 10..10 + 3 * PEER_LINKS_FROM_HELLO_MAX as u64 {
+                transport.learn_from_hello(&member(id, &format!("127.0.0.2:{id}")));
+            }
+            assert_eq!(transport.linked().len(), PEER_LINKS_FROM_HELLO_MAX);
+            // Members the group decides on are linked whatever the count.
+            let decided = member(5, "127.0.0.1:5");
+            transport.learn(std::slice::from_ref(&decided));
+            assert!(transport.linked().contains(&decided));
+            // A peer already linked may say hello again.
+            transport.learn_from_hello(&decided);
+            assert_eq!(transport.linked().len(), PEER_LINKS_FROM_HELLO_MAX + 1);
         });
     }
 }
