@@ -447,21 +447,15 @@ impl Leader {
         self.stats.last_batch_commands = flight.batch.len() as u64;
         let mut awaiting = false;
         for id in self.configs.members_from(slot.min(self.executed)) {
-            if id == self.me {
-                fx.send(
-                    id,
-                    PeerMsg::Decision(Decision {
-                        slot,
-                        batch: flight.batch.clone(),
-                    }),
-                );
-            } else if flight.acks.contains(&id) {
+            let asked = self.configs.at(slot).iter().any(|m| m.id == id);
+            if id != self.me && flight.acks.contains(&id) {
                 self.commit_queue.entry(id).or_default().push(slot);
-            } else if self.configs.at(slot).iter().any(|m| m.id == id) {
+            } else if id != self.me && asked {
                 // Its Accept is on the way or lost: wait for its Accepted.
                 awaiting = true;
             } else {
-                // A member that joined later was never asked to accept this slot.
+                // The local replica, or a member that joined later and was
+                // never asked to accept this slot.
                 fx.send(
                     id,
                     PeerMsg::Decision(Decision {
@@ -734,6 +728,17 @@ mod tests {
         }
     }
 
+    /// Proposes one call and delivers Accepted from `acks`; returns its slot.
+    fn propose_and_ack(leader: &mut Leader, acks: &[NodeId], fx: &mut Effects) -> Slot {
+        leader.on_request(call(1), &mut Effects::default()).unwrap();
+        let slot = leader.next_slot() - 1;
+        for &from in acks {
+            let a = accepted(leader, slot);
+            leader.handle(from, PeerMsg::Accepted(a), fx);
+        }
+        slot
+    }
+
     fn sent_to(fx: &Effects, to: NodeId) -> Vec<&PeerMsg> {
         fx.sends
             .iter()
@@ -746,13 +751,7 @@ mod tests {
     fn commits_ride_on_the_next_accept_and_late_acks_become_commits() {
         let mut leader = active_leader();
         let mut fx = Effects::default();
-        leader.on_request(call(1), &mut fx).unwrap();
-        let slot = leader.next_slot() - 1;
-        let mut fx = Effects::default();
-        for from in [1, 2] {
-            let a = accepted(&leader, slot);
-            leader.handle(from, PeerMsg::Accepted(a), &mut fx);
-        }
+        let slot = propose_and_ack(&mut leader, &[1, 2], &mut fx);
         // Decided: the local replica hears at once; followers not yet.
         assert!(matches!(sent_to(&fx, 1)[..], [PeerMsg::Decision(d)] if d.slot == slot));
         assert!(sent_to(&fx, 2).is_empty() && sent_to(&fx, 3).is_empty());
@@ -780,12 +779,7 @@ mod tests {
     fn an_idle_leader_sends_held_back_commits_on_its_tick() {
         let mut leader = active_leader();
         let mut fx = Effects::default();
-        leader.on_request(call(1), &mut fx).unwrap();
-        let slot = leader.next_slot() - 1;
-        for from in [1, 2, 3] {
-            let a = accepted(&leader, slot);
-            leader.handle(from, PeerMsg::Accepted(a), &mut fx);
-        }
+        let slot = propose_and_ack(&mut leader, &[1, 2, 3], &mut fx);
         let mut fx = Effects::default();
         leader.tick(20_010, &mut fx);
         for to in [2, 3] {
@@ -802,12 +796,7 @@ mod tests {
     fn a_member_that_never_acknowledges_gets_the_whole_decision_after_retry() {
         let mut leader = active_leader();
         let mut fx = Effects::default();
-        leader.on_request(call(1), &mut fx).unwrap();
-        let slot = leader.next_slot() - 1;
-        for from in [1, 2] {
-            let a = accepted(&leader, slot);
-            leader.handle(from, PeerMsg::Accepted(a), &mut fx);
-        }
+        let slot = propose_and_ack(&mut leader, &[1, 2], &mut fx);
         let mut fx = Effects::default();
         leader.tick(20_000 + LeaderConfig::default().retry_ms / 2, &mut fx);
         assert!(!sent_to(&fx, 3)

@@ -293,21 +293,15 @@ impl NodeHandle {
             }
         }
         for (id, reply) in fx.replies {
-            // Usually one session waits; a client that reconnected may have two.
+            // Usually one session waits (it gets the reply itself, uncopied);
+            // a client that reconnected may have two.
+            let mut reply = Some(reply);
             while let Some(key) = sessions.take_waiter(id) {
-                let reply = match sessions.waiters(id).next() {
-                    Some(_) => reply.clone(),
-                    None => {
-                        out.entry(key).or_default().push(SessionReply {
-                            id,
-                            event: SessionEvent::Reply(reply),
-                        });
-                        break;
-                    }
-                };
+                let more = sessions.waiters(id).next().is_some();
+                let reply = if more { reply.clone() } else { reply.take() };
                 out.entry(key).or_default().push(SessionReply {
                     id,
-                    event: SessionEvent::Reply(reply),
+                    event: SessionEvent::Reply(reply.expect("taken by the last waiter only")),
                 });
             }
         }
