@@ -5,13 +5,13 @@
 use crate::config::{ConfigHistory, Member};
 use crate::message::{
     Batch, CatchUp, CatchUpRequest, ClientRecord, Command, CommandState, Decision, Effects,
-    PeerMsg, Progress, Snapshot,
+    ParkedCall, PeerMsg, Progress, Snapshot, SNAPSHOT_FORMAT,
 };
 use crate::{NodeId, Slot};
 use concoord_objects::{
-    CallContext, ClientId, CommandId, ObjectError, Outcome, Reply, StateMachine,
+    CallContext, ClientId, CommandId, ObjectError, Outcome, Reply, RunMode, StateMachine,
 };
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 /// Executed batches a replica keeps to serve catch-up; older ones are only
 /// available inside a snapshot.
@@ -20,6 +20,18 @@ pub const REPLICA_LOG_KEEP_SLOTS: Slot = 4096;
 pub const CATCH_UP_MAX_SLOTS: usize = 256;
 
 pub use concoord_proto::message::CANCELLED_KIND;
+
+/// Runs of woken parked calls one command may cause, chained wake-ups
+/// included. Calls that keep waking each other without making progress
+/// would otherwise spin a replica forever; past this the rest stay parked.
+pub const RERUNS_PER_COMMAND_MAX: usize = 1 << 16;
+
+/// What a run of the object asks the replica to do next.
+struct FollowUp {
+    wakes: Vec<(CommandId, Reply)>,
+    reruns: Vec<CommandId>,
+    reinitialised: bool,
+}
 
 /// A replica of one object.
 pub struct Replica {
@@ -95,8 +107,18 @@ impl Replica {
         self.clients.len()
     }
 
+    /// Commands waiting for an answer, from the client table (the object's
+    /// own count cannot see calls parked in a user type's primitives).
     pub fn parked_count(&self) -> usize {
-        self.object.parked_count()
+        self.clients
+            .values()
+            .map(|r| {
+                r.results
+                    .values()
+                    .filter(|s| **s == CommandState::Parked)
+                    .count()
+            })
+            .sum()
     }
 
     pub fn snapshot_slot(&self) -> Slot {
@@ -254,30 +276,136 @@ impl Replica {
             }
             None => {}
         }
-        let mut wakes = Vec::new();
-        let outcome = {
-            let mut ctx = CallContext::new(id, slot, &mut wakes);
-            self.object.apply(method, args, &mut ctx)
-        };
+        let (outcome, follow) = self.run(id, slot, method, args, RunMode::First);
         if let Some(trace) = &mut self.trace {
             trace.applied.push(id);
         }
-        let state = match outcome {
+        self.settle(id, outcome, Some((method, args)), fx);
+        self.follow_up(slot, id, follow, fx);
+    }
+
+    /// Runs one call on the object. Primitives see which commands still wait
+    /// through the client table.
+    fn run(
+        &mut self,
+        id: CommandId,
+        slot: Slot,
+        method: &str,
+        args: &[u8],
+        mode: RunMode,
+    ) -> (Outcome, FollowUp) {
+        let mut wakes = Vec::new();
+        let clients = &self.clients;
+        let waiting = |w: CommandId| {
+            clients
+                .get(&w.client)
+                .is_some_and(|r| r.results.get(&w.seq) == Some(&CommandState::Parked))
+        };
+        let mut ctx = CallContext::new(id, slot, &mut wakes)
+            .with_mode(mode)
+            .with_waiting(&waiting);
+        let outcome = self.object.apply(method, args, &mut ctx);
+        let reruns = ctx.take_reruns();
+        let reinitialised = ctx.reinitialised();
+        drop(ctx);
+        let follow = FollowUp {
+            wakes,
+            reruns,
+            reinitialised,
+        };
+        (outcome, follow)
+    }
+
+    /// Records a run's outcome in the client table and answers the caller.
+    /// `first_run` carries the call when this was its first run, so the
+    /// caller hears that it waits and an object that re-runs calls has it.
+    fn settle(
+        &mut self,
+        id: CommandId,
+        outcome: Outcome,
+        first_run: Option<(&str, &[u8])>,
+        fx: &mut Effects,
+    ) {
+        let reruns = self.object.reruns_parked();
+        let record = self.clients.entry(id.client).or_default();
+        match outcome {
             Outcome::Reply(reply) => {
                 fx.replies.push((id, reply.clone()));
-                CommandState::Done(reply)
+                record.results.insert(id.seq, CommandState::Done(reply));
+                record.parked_calls.remove(&id.seq);
             }
             Outcome::Park => {
-                fx.parked.push(id);
-                CommandState::Parked
+                record.results.insert(id.seq, CommandState::Parked);
+                if let Some((method, args)) = first_run {
+                    fx.parked.push(id);
+                    if reruns {
+                        let call = ParkedCall {
+                            method: method.to_string(),
+                            args: args.to_vec(),
+                        };
+                        record.parked_calls.insert(id.seq, call);
+                    }
+                }
             }
-        };
-        self.clients
-            .entry(id.client)
-            .or_default()
-            .results
-            .insert(id.seq, state);
-        self.deliver_wakes(wakes, fx);
+        }
+    }
+
+    /// Delivers wake-ups, answers what a re-init left parked, and runs woken
+    /// calls again, in the order asked, until nothing more is woken.
+    fn follow_up(&mut self, slot: Slot, cause: CommandId, first: FollowUp, fx: &mut Effects) {
+        let mut pending = VecDeque::from([first]);
+        let mut runs = 0usize;
+        let mut woken: VecDeque<CommandId> = VecDeque::new();
+        loop {
+            while let Some(follow) = pending.pop_front() {
+                self.deliver_wakes(follow.wakes, fx);
+                if follow.reinitialised {
+                    self.answer_all_parked(fx);
+                }
+                woken.extend(follow.reruns);
+            }
+            let Some(id) = woken.pop_front() else { break };
+            let Some(call) = self.parked_call(id) else {
+                continue; // answered meanwhile
+            };
+            runs += 1;
+            if runs > RERUNS_PER_COMMAND_MAX {
+                log::error!(
+                    "slot {slot}: calls woken by {cause} keep waking each other; \
+                     {} stay parked",
+                    woken.len() + 1
+                );
+                break;
+            }
+            let (outcome, follow) = self.run(id, slot, &call.method, &call.args, RunMode::Woken);
+            self.settle(id, outcome, None, fx);
+            pending.push_back(follow);
+        }
+    }
+
+    /// The call of `id` if it is parked and kept for a re-run.
+    fn parked_call(&self, id: CommandId) -> Option<ParkedCall> {
+        let record = self.clients.get(&id.client)?;
+        if record.results.get(&id.seq) != Some(&CommandState::Parked) {
+            return None;
+        }
+        record.parked_calls.get(&id.seq).cloned()
+    }
+
+    /// After `concoord_init`: nothing waits on the old state any more.
+    fn answer_all_parked(&mut self, fx: &mut Effects) {
+        let reply: Reply = Err(ObjectError::runtime(
+            "object was re-initialised while this call waited",
+        ));
+        for (client, record) in &mut self.clients {
+            for (seq, state) in &mut record.results {
+                if *state == CommandState::Parked {
+                    *state = CommandState::Done(reply.clone());
+                    fx.replies.push((CommandId::new(*client, *seq), reply.clone()));
+                }
+            }
+            record.parked_calls.clear();
+        }
     }
 
     fn execute_cancel(&mut self, slot: Slot, id: CommandId, fx: &mut Effects) {
@@ -288,6 +416,15 @@ impl Replica {
         match record.results.get(&id.seq) {
             Some(CommandState::Done(reply)) => fx.replies.push((id, reply.clone())),
             Some(CommandState::Parked) => {
+                if let Some(call) = record.parked_calls.get(&id.seq).cloned() {
+                    // Its primitives answer as timed out, or it stays parked
+                    // (a Condition wait re-acquiring its lock).
+                    let (outcome, follow) =
+                        self.run(id, slot, &call.method, &call.args, RunMode::DeadlinePassed);
+                    self.settle(id, outcome, None, fx);
+                    self.follow_up(slot, id, follow, fx);
+                    return;
+                }
                 let mut wakes = Vec::new();
                 let reply = {
                     let mut ctx = CallContext::new(id, slot, &mut wakes);
@@ -319,6 +456,7 @@ impl Replica {
                 record
                     .results
                     .insert(id.seq, CommandState::Done(reply.clone()));
+                record.parked_calls.remove(&id.seq);
                 fx.replies.push((id, reply));
             } else {
                 log::warn!("object woke {id}, which was not parked; ignored");
@@ -363,6 +501,7 @@ impl Replica {
     /// The whole replicated state as of `executed`.
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
+            format: SNAPSHOT_FORMAT,
             executed: self.executed,
             object_name: self.object.name().to_string(),
             object_state: self.object.snapshot(),
@@ -377,6 +516,14 @@ impl Replica {
 
     fn on_snapshot(&mut self, snapshot: Snapshot, fx: &mut Effects) {
         if self.has_state && snapshot.executed <= self.executed {
+            return;
+        }
+        if snapshot.format != SNAPSHOT_FORMAT {
+            log::error!(
+                "refusing a snapshot of format {} at slot {}: this replica reads format {SNAPSHOT_FORMAT}",
+                snapshot.format,
+                snapshot.executed
+            );
             return;
         }
         if snapshot.object_name != self.object.name() {

@@ -37,6 +37,7 @@ mod registry;
 mod rlock;
 mod semaphore;
 mod stack;
+pub mod sync;
 #[cfg(test)]
 mod testkit;
 mod util;
@@ -59,7 +60,8 @@ pub use membership::Membership;
 pub use mesh_membership::MeshMembership;
 pub use nameserver_coord::NameserverCoord;
 pub use object::{
-    reply, CallContext, Hosted, Outcome, ReplicatedObject, Reply, StateMachine, INIT_METHOD,
+    reply, Blocking, CallContext, Hosted, Outcome, ReplicatedObject, Reply, RunMode, StateMachine,
+    INIT_METHOD, STR_METHOD,
 };
 pub use queue::Queue;
 pub use registry::{builtin, builtin_names};

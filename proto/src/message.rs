@@ -132,7 +132,24 @@ pub struct CatchUp {
 pub struct ClientRecord {
     pub ack_below: u64,
     pub results: std::collections::BTreeMap<u64, CommandState>,
+    /// The calls of parked commands of an object that answers them by
+    /// running them again (user types with embedded primitives).
+    pub parked_calls: std::collections::BTreeMap<u64, ParkedCall>,
 }
+
+/// A parked call kept to run again when it is woken or its deadline passes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ParkedCall {
+    pub method: String,
+    #[serde(with = "serde_bytes_vec")]
+    pub args: Vec<u8>,
+}
+
+/// The layout of [`Snapshot`]: a replica refuses a snapshot of a format it
+/// does not know, with an error that names both.
+/// 1: the first (object, client table, configs); 2: client records carry
+/// parked calls.
+pub const SNAPSHOT_FORMAT: u32 = 2;
 
 /// Where one command stands in the client table.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -145,6 +162,8 @@ pub enum CommandState {
 /// installs before applying the decisions after it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
+    /// [`SNAPSHOT_FORMAT`] of the sender.
+    pub format: u32,
     /// Every slot below this is reflected in the state.
     pub executed: Slot,
     pub object_name: String,

@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
 
-/// Bumped on any incompatible change of [`Frame`].
-pub const PROTOCOL_VERSION: u32 = 2;
+/// Bumped on any incompatible change of [`Frame`] or of the peer messages
+/// it carries (3: snapshots carry parked calls and a format number).
+pub const PROTOCOL_VERSION: u32 = 3;
 /// Frames above this are refused, and the connection that sent them closed.
 pub const MAX_FRAME_BYTES: usize = 16 << 20;
 
