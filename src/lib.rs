@@ -38,7 +38,8 @@ pub use concoord_proto as proto;
 pub use concoord_actors::tcp::{start_replica, ReplicaOptions, RunningReplica, StartError};
 pub use concoord_client::{BlockingClient, Client, ClientError, ClientOptions};
 pub use concoord_objects::{
-    builtin, Args, CallContext, CommandId, ObjectError, Outcome, ReplicatedObject,
+    builtin, ready, sync, Args, Blocking, CallContext, CommandId, ObjectError, Outcome,
+    ReplicatedObject,
 };
 #[cfg(feature = "server")]
 pub use local::LocalReplica;
@@ -65,4 +66,36 @@ pub mod __private {
 
     /// Fails to compile, with [`ObjectDefault`]'s message, for a type without `Default`.
     pub fn assert_default<T: ObjectDefault>() {}
+
+    /// `concoord_str` of a generated object picks, by autoref, the type's
+    /// `Display`, else its `Debug`, else its serialized state:
+    /// `(&&Describe(x)).concoord_describe()`.
+    pub struct Describe<'a, T>(pub &'a T);
+
+    pub trait ViaDisplay {
+        fn concoord_describe(&self) -> String;
+    }
+    impl<T: std::fmt::Display> ViaDisplay for &&Describe<'_, T> {
+        fn concoord_describe(&self) -> String {
+            self.0.to_string()
+        }
+    }
+
+    pub trait ViaDebug {
+        fn concoord_describe(&self) -> String;
+    }
+    impl<T: std::fmt::Debug> ViaDebug for &Describe<'_, T> {
+        fn concoord_describe(&self) -> String {
+            format!("{:?}", self.0)
+        }
+    }
+
+    pub trait ViaState {
+        fn concoord_describe(&self) -> String;
+    }
+    impl<T: crate::objects::ReplicatedObject> ViaState for Describe<'_, T> {
+        fn concoord_describe(&self) -> String {
+            crate::objects::describe_state(self.0)
+        }
+    }
 }

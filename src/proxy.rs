@@ -9,11 +9,58 @@
 
 use crate::objects::{
     encode_value, Args, CallContext, ObjectError, Outcome, ReplicatedObject, INIT_METHOD,
+    STR_METHOD,
 };
 use crate::{BlockingClient, Client, ClientError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::marker::PhantomData;
+use std::time::Duration;
+
+/// How long a parking call without a timeout may wait: as good as forever.
+pub const FOREVER: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// The deadline of a parking call given its `timeout` in seconds: none,
+/// NaN or a timeout that does not park waits as long as the replicas take.
+fn parking_deadline(timeout_secs: Option<f64>) -> Duration {
+    match timeout_secs {
+        Some(t) if t > 0.0 && t.is_finite() => Duration::try_from_secs_f64(t)
+            .unwrap_or(FOREVER)
+            .min(FOREVER),
+        Some(_) => Duration::from_secs(30),
+        None => FOREVER,
+    }
+}
+
+/// A call that may park (a generated proxy's method returning `Blocking`):
+/// waits `timeout_secs` (or forever), then cancels it by a replicated
+/// command. The method's own answer to the timeout (usually false) comes
+/// back as its result; if the cancel was ordered before the call itself, the
+/// error has kind `Cancelled`.
+pub async fn call_parking<A: Serialize, R: DeserializeOwned>(
+    client: &Client,
+    method: &str,
+    args: A,
+    timeout_secs: Option<f64>,
+) -> Result<R, ClientError> {
+    let bytes = concoord_client::encode_positional(&args)?;
+    let reply = client
+        .call_raw_with(method, bytes, parking_deadline(timeout_secs), true)
+        .await?;
+    concoord_client::decode_result(&reply)
+}
+
+/// [`call_parking`] for a blocking proxy.
+pub fn call_parking_blocking<A: Serialize, R: DeserializeOwned>(
+    client: &BlockingClient,
+    method: &str,
+    args: A,
+    timeout_secs: Option<f64>,
+) -> Result<R, ClientError> {
+    let bytes = concoord_client::encode_positional(&args)?;
+    let reply = client.call_raw_with(method, bytes, parking_deadline(timeout_secs), true)?;
+    concoord_client::decode_result(&reply)
+}
 
 /// The method a client-side batch is sent as.
 pub const BATCH_METHOD: &str = "concoord_batch";
@@ -65,8 +112,13 @@ fn run_entry<T: ReplicatedObject>(
     if method == BATCH_METHOD {
         return Err(ObjectError::bad_arguments("a batch cannot contain a batch"));
     }
+    if method == STR_METHOD {
+        call_args.at_most(0)?;
+        return Ok(rmpv::Value::from(object.describe()));
+    }
     if method == INIT_METHOD {
         let fresh = T::init(&call_args)?;
+        ctx.mark_reinitialised();
         for id in object.parked() {
             ctx.wake(
                 id,

@@ -84,6 +84,12 @@ macro_rules! proxy_type {
             pub fn client(&self) -> &Client {
                 &self.client
             }
+
+            /// The object's description as the replicas hold it (`concoord_str`,
+            /// the seed's `>>> s`): its state as Python's repr would show it.
+            pub async fn concoord_str(&self) -> Result<String, ClientError> {
+                self.client.call(concoord_objects::STR_METHOD, ()).await
+            }
         }
     };
 }
@@ -350,6 +356,11 @@ pub mod blocking {
 
                 pub fn concoord_init<A: Serialize>(&self, args: A) -> Result<(), ClientError> {
                     self.runtime.block_on($crate::threading::concoord_init(self.inner.client(), args))
+                }
+
+                /// The object's description as the replicas hold it (`concoord_str`).
+                pub fn concoord_str(&self) -> Result<String, ClientError> {
+                    self.runtime.block_on(self.inner.concoord_str())
                 }
 
                 $(

@@ -102,23 +102,38 @@ fn dispatch_arm(m: &Method) -> TokenStream {
         .enumerate()
         .map(|(i, p)| decode_param(p, i))
         .unzip();
+    let mut passes = passes;
+    if let Some(at) = m.command_at {
+        passes.insert(at, quote!(&mut *__concoord_ctx));
+    }
     let call = quote!(self.#ident(#(#passes),*));
+    // What the method gave back becomes an Outcome: `Blocking::Parked` parks.
+    let answer = if m.parks {
+        quote! {
+            match __concoord_out {
+                ::concoord::objects::Blocking::Ready(__concoord_value) => {
+                    ::concoord::objects::reply(&__concoord_value)
+                }
+                ::concoord::objects::Blocking::Parked => ::concoord::objects::Outcome::Park,
+            }
+        }
+    } else {
+        quote!(::concoord::objects::reply(&__concoord_out))
+    };
     let finish = match &m.output {
-        Output::Unit => quote! {
+        Output::Unit if !m.parks => quote! {
             #call;
             ::std::result::Result::Ok(::concoord::objects::reply(&()))
         },
-        Output::Value(_) => quote! {
+        Output::Unit | Output::Value(_) => quote! {
             let __concoord_out = #call;
-            ::std::result::Result::Ok(::concoord::objects::reply(&__concoord_out))
+            ::std::result::Result::Ok(#answer)
         },
         Output::Result { error, .. } => {
             let convert = error_conversion(*error);
             quote! {
                 match #call {
-                    ::std::result::Result::Ok(__concoord_out) => {
-                        ::std::result::Result::Ok(::concoord::objects::reply(&__concoord_out))
-                    }
+                    ::std::result::Result::Ok(__concoord_out) => ::std::result::Result::Ok(#answer),
                     ::std::result::Result::Err(__concoord_e) => ::std::result::Result::Err(#convert),
                 }
             }
@@ -178,6 +193,7 @@ pub fn replicated_object_impl(model: &ObjectModel) -> TokenStream {
         quote!(::std::matches!(__concoord_method, #(#read_only)|*))
     };
     let init = model.ctor.as_ref().map(init_fn);
+    let reruns = model.methods.iter().any(|m| m.command_at.is_some());
     quote! {
         // Replicas build the object with Default when they go live (ConCoord's
         // argument-less __init__): say so clearly if it is missing.
@@ -222,6 +238,15 @@ pub fn replicated_object_impl(model: &ObjectModel) -> TokenStream {
             fn is_read_only(__concoord_method: &str) -> bool {
                 #is_read_only
             }
+
+            const RERUNS_PARKED: bool = #reruns;
+
+            /// `concoord_str`: the type's `Display`, else its `Debug`, else its state.
+            fn describe(&self) -> ::std::string::String {
+                #[allow(unused_imports)]
+                use ::concoord::__private::{ViaDebug as _, ViaDisplay as _, ViaState as _};
+                (&&::concoord::__private::Describe(self)).concoord_describe()
+            }
         }
     }
 }
@@ -265,12 +290,34 @@ fn doc_attrs(text: &str) -> TokenStream {
     quote!(#(#lines)*)
 }
 
+/// The seconds a parking call may wait: its `timeout` argument, else none.
+fn timeout_expr(m: &Method) -> TokenStream {
+    match m.timeout_param() {
+        Some((i, optional)) => {
+            let ident = &m.params[i].ident;
+            if optional {
+                quote!(#ident)
+            } else {
+                quote!(::std::option::Option::Some(#ident))
+            }
+        }
+        None => quote!(::std::option::Option::None),
+    }
+}
+
 fn method_doc(model: &ObjectModel, m: &Method) -> String {
     let kind = if m.read_only { "reads" } else { "changes" };
-    format!(
+    let mut doc = format!(
         "Calls `{}::{}` on the replicated object (it {kind} the state).",
         model.ident, m.name
-    )
+    );
+    if m.parks {
+        doc.push_str(match m.timeout_param() {
+            Some(_) => " It may wait in a queue; when `timeout` (seconds) runs out the call is cancelled by a replicated command, so it never takes effect later.",
+            None => " It may wait in a queue until the object wakes it.",
+        });
+    }
+    doc
 }
 
 fn common_docs(model: &ObjectModel, kind: ProxyKind) -> String {
@@ -313,10 +360,19 @@ fn basic_proxy(model: &ObjectModel, kind: ProxyKind, token: Option<&str>) -> Tok
         let (params, tuple) = params_and_tuple(&m.params);
         let ret = m.output.proxy_ty();
         let doc = doc_attrs(&method_doc(model, m));
+        let body = if m.parks {
+            let timeout = timeout_expr(m);
+            quote! {
+                let __concoord_timeout: ::std::option::Option<f64> = #timeout;
+                ::concoord::proxy::call_parking::<_, #ret>(&self.client, #name, #tuple, __concoord_timeout).await
+            }
+        } else {
+            quote!(self.client.call::<_, #ret>(#name, #tuple).await)
+        };
         quote! {
             #doc
             pub async fn #ident(&self, #(#params),*) -> ::std::result::Result<#ret, ::concoord::ClientError> {
-                self.client.call::<_, #ret>(#name, #tuple).await
+                #body
             }
         }
     });
@@ -366,6 +422,11 @@ fn basic_proxy(model: &ObjectModel, kind: ProxyKind, token: Option<&str>) -> Tok
                 self.client.call::<_, ()>(::concoord::objects::INIT_METHOD, #init_tuple).await
             }
 
+            /// The object's description, as the replicas hold it (the seed's `>>> s`).
+            pub async fn concoord_str(&self) -> ::std::result::Result<::std::string::String, ::concoord::ClientError> {
+                self.client.call::<_, ::std::string::String>(::concoord::objects::STR_METHOD, ()).await
+            }
+
             #(#methods)*
         }
     }
@@ -383,10 +444,19 @@ fn blocking_proxy(model: &ObjectModel, token: Option<&str>) -> TokenStream {
         let (params, tuple) = params_and_tuple(&m.params);
         let ret = m.output.proxy_ty();
         let doc = doc_attrs(&method_doc(model, m));
+        let body = if m.parks {
+            let timeout = timeout_expr(m);
+            quote! {
+                let __concoord_timeout: ::std::option::Option<f64> = #timeout;
+                ::concoord::proxy::call_parking_blocking::<_, #ret>(&self.client, #name, #tuple, __concoord_timeout)
+            }
+        } else {
+            quote!(self.client.call::<_, #ret>(#name, #tuple))
+        };
         quote! {
             #doc
             pub fn #ident(&self, #(#params),*) -> ::std::result::Result<#ret, ::concoord::ClientError> {
-                self.client.call::<_, #ret>(#name, #tuple)
+                #body
             }
         }
     });
@@ -433,6 +503,11 @@ fn blocking_proxy(model: &ObjectModel, token: Option<&str>) -> TokenStream {
             /// Re-runs the type's constructor on the replicated state (ConCoord's `__concoordinit__`).
             pub fn concoord_init(&self, #(#init_params),*) -> ::std::result::Result<(), ::concoord::ClientError> {
                 self.client.call::<_, ()>(::concoord::objects::INIT_METHOD, #init_tuple)
+            }
+
+            /// The object's description, as the replicas hold it (the seed's `>>> s`).
+            pub fn concoord_str(&self) -> ::std::result::Result<::std::string::String, ::concoord::ClientError> {
+                self.client.call::<_, ::std::string::String>(::concoord::objects::STR_METHOD, ())
             }
 
             #(#methods)*
@@ -520,6 +595,11 @@ fn batch_proxy(model: &ObjectModel, token: Option<&str>) -> TokenStream {
             /// ordered with the other buffered calls.
             pub fn concoord_init(&mut self, #(#init_params),*) -> ::concoord::proxy::Ticket<()> {
                 self.batch.push(::concoord::objects::INIT_METHOD, #init_tuple)
+            }
+
+            /// Buffers a read of the object's description (the seed's `>>> s`).
+            pub fn concoord_str(&mut self) -> ::concoord::proxy::Ticket<::std::string::String> {
+                self.batch.push(::concoord::objects::STR_METHOD, ())
             }
 
             #(#methods)*

@@ -13,6 +13,7 @@ use syn::{
 /// method with one of these names would be shadowed or unreachable.
 pub const RESERVED_METHODS: &[&str] = &[
     "concoord_init",
+    "concoord_str",
     "concoord_batch",
     "new",
     "with_options",
@@ -55,6 +56,36 @@ pub struct Method {
     /// `&self`: it only reads the state.
     pub read_only: bool,
     pub output: Output,
+    /// Where the calling command (`&mut CallContext<'_>`, ConCoord's
+    /// `_concoord_command`) goes among the Rust parameters; proxies leave it out.
+    pub command_at: Option<usize>,
+    /// Returns `Blocking<T>`: it may park.
+    pub parks: bool,
+}
+
+impl Method {
+    /// A parking method's argument named `timeout` (seconds, `f64` or
+    /// `Option<f64>`, Python's convention): the proxy cancels the call when
+    /// it runs out. `Some((index, optional))`.
+    pub fn timeout_param(&self) -> Option<(usize, bool)> {
+        if !self.parks {
+            return None;
+        }
+        self.params.iter().enumerate().find_map(|(i, p)| {
+            if p.name != "timeout" {
+                return None;
+            }
+            match &p.decode {
+                Decode::Required(t) if is_f64(t) => Some((i, false)),
+                Decode::Optional(t) if is_f64(t) => Some((i, true)),
+                _ => None,
+            }
+        })
+    }
+}
+
+fn is_f64(ty: &Type) -> bool {
+    matches!(ty, Type::Path(p) if p.path.is_ident("f64"))
 }
 
 /// One positional argument.
@@ -251,15 +282,85 @@ fn read_fn(f: &ImplItemFn, self_ident: &Ident) -> syn::Result<Read> {
             ),
         ));
     }
-    let params = read_params(sig, self_ident)?;
-    let output = read_output(&sig.output, self_ident)?;
+    let (params, command_at) = read_method_params(sig, self_ident)?;
+    let (output, parks) = read_output(&sig.output, self_ident)?;
+    if read_only && (parks || command_at.is_some()) {
+        let culprit: &dyn quote::ToTokens = if parks { &sig.output } else { receiver };
+        return Err(syn::Error::new_spanned(
+            culprit,
+            format!(
+                "`{name}` takes `&self`, so it is read-only and may be answered without a log write; \
+                 a read-only method cannot take the calling command or park, because parking \
+                 changes the object (its wait queues). Take `&mut self` to park"
+            ),
+        ));
+    }
+    if parks && command_at.is_none() {
+        return Err(syn::Error::new_spanned(
+            &sig.output,
+            "a method that returns `Blocking<T>` parks the calling command, so it must take it: \
+             add a parameter `cmd: &mut concoord::CallContext<'_>` and pass it to the primitive that parks",
+        ));
+    }
     Ok(Read::Method(Box::new(Method {
         ident: sig.ident.clone(),
         name,
         params,
         read_only,
         output,
+        command_at,
+        parks,
     })))
+}
+
+/// Whether `ty` names the calling command's context (`CallContext<..>`).
+fn is_call_context(ty: &Type) -> bool {
+    matches!(ty, Type::Path(p) if p.qself.is_none()
+        && p.path.segments.last().is_some_and(|s| s.ident == "CallContext"))
+}
+
+/// The parameters clients send, and where the calling command goes.
+fn read_method_params(
+    sig: &syn::Signature,
+    self_ident: &Ident,
+) -> syn::Result<(Vec<Param>, Option<usize>)> {
+    let mut command_at = None;
+    let mut sent = syn::punctuated::Punctuated::<FnArg, syn::Token![,]>::new();
+    for (index, input) in sig.inputs.iter().filter(|i| matches!(i, FnArg::Typed(_))).enumerate() {
+        let FnArg::Typed(pt) = input else { continue };
+        let context = match &*pt.ty {
+            Type::Reference(r) if is_call_context(&r.elem) => {
+                if r.mutability.is_none() {
+                    return Err(syn::Error::new_spanned(
+                        &pt.ty,
+                        "take the calling command as `&mut CallContext<'_>`: primitives park and wake through it",
+                    ));
+                }
+                true
+            }
+            other if is_call_context(other) => {
+                return Err(syn::Error::new_spanned(
+                    &pt.ty,
+                    "take the calling command by reference, `&mut CallContext<'_>`",
+                ))
+            }
+            _ => false,
+        };
+        if context {
+            if command_at.is_some() {
+                return Err(syn::Error::new_spanned(
+                    &pt.ty,
+                    "the calling command can be taken once",
+                ));
+            }
+            command_at = Some(index);
+        } else {
+            sent.push(input.clone());
+        }
+    }
+    let mut stripped = sig.clone();
+    stripped.inputs = sent;
+    Ok((read_params(&stripped, self_ident)?, command_at))
 }
 
 fn read_ctor(f: &ImplItemFn, self_ident: &Ident) -> syn::Result<Ctor> {
@@ -400,11 +501,32 @@ fn check_serializable_shape(ty: &Type) -> syn::Result<()> {
     }
 }
 
-fn read_output(output: &ReturnType, self_ident: &Ident) -> syn::Result<Output> {
+/// What a method returns, and whether it is wrapped in `Blocking<T>`
+/// (`Blocking<T>` or `Result<Blocking<T>, E>`).
+fn read_output(output: &ReturnType, self_ident: &Ident) -> syn::Result<(Output, bool)> {
     let ty = match output {
-        ReturnType::Default => return Ok(Output::Unit),
+        ReturnType::Default => return Ok((Output::Unit, false)),
         ReturnType::Type(_, ty) => replace_self(ty, self_ident),
     };
+    if let Some(inner) = single_generic(&ty, "Blocking") {
+        return Ok((read_plain_output(inner)?, true));
+    }
+    if let Some((ok, err)) = result_parts(&ty) {
+        if let Some(inner) = single_generic(&ok, "Blocking") {
+            check_serializable_shape(&inner)?;
+            return Ok((
+                Output::Result {
+                    ok: inner,
+                    error: error_kind(&err),
+                },
+                true,
+            ));
+        }
+    }
+    Ok((read_plain_output(ty)?, false))
+}
+
+fn read_plain_output(ty: Type) -> syn::Result<Output> {
     if let Type::Tuple(t) = &ty {
         if t.elems.is_empty() {
             return Ok(Output::Unit);

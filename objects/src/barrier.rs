@@ -101,6 +101,14 @@ impl Barrier {
 }
 
 impl ReplicatedObject for Barrier {
+    fn describe(&self) -> String {
+        if self.broken {
+            "<Barrier: broken>".into()
+        } else {
+            format!("<Barrier: waiters={}/{}>", self.waiting.len(), self.parties)
+        }
+    }
+
     const NAME: &'static str = "Barrier";
 
     fn call(&mut self, method: &str, args: &Args, ctx: &mut CallContext<'_>) -> Outcome {

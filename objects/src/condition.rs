@@ -96,6 +96,14 @@ impl Condition {
 }
 
 impl ReplicatedObject for Condition {
+    fn describe(&self) -> String {
+        format!(
+            "<Condition({}), waiting={}>",
+            self.lock.describe("RLock"),
+            self.waiters.len()
+        )
+    }
+
     const NAME: &'static str = "Condition";
 
     fn call(&mut self, method: &str, args: &Args, ctx: &mut CallContext<'_>) -> Outcome {

@@ -51,6 +51,11 @@ impl Event {
 }
 
 impl ReplicatedObject for Event {
+    fn describe(&self) -> String {
+        let state = if self.flag { "set" } else { "unset" };
+        format!("<Event: {state}, waiting={}>", self.waiters.len())
+    }
+
     const NAME: &'static str = "Event";
 
     fn call(&mut self, method: &str, args: &Args, ctx: &mut CallContext<'_>) -> Outcome {

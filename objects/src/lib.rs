@@ -60,7 +60,7 @@ pub use membership::Membership;
 pub use mesh_membership::MeshMembership;
 pub use nameserver_coord::NameserverCoord;
 pub use object::{
-    reply, Blocking, CallContext, Hosted, Outcome, ReplicatedObject, Reply, RunMode, StateMachine,
+    describe_state, reply, Blocking, CallContext, Hosted, Outcome, ReplicatedObject, Reply, RunMode, StateMachine,
     INIT_METHOD, STR_METHOD,
 };
 pub use queue::Queue;

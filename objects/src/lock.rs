@@ -56,6 +56,12 @@ impl Lock {
 }
 
 impl ReplicatedObject for Lock {
+    /// Python's repr, without the address: `<locked Lock, waiting=1>`.
+    fn describe(&self) -> String {
+        let state = if self.locked { "locked" } else { "unlocked" };
+        format!("<{state} Lock, waiting={}>", self.waiters.len())
+    }
+
     const NAME: &'static str = "Lock";
 
     fn call(&mut self, method: &str, args: &Args, ctx: &mut CallContext<'_>) -> Outcome {

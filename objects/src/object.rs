@@ -244,11 +244,16 @@ pub trait ReplicatedObject: Default + Serialize + DeserializeOwned + Send + 'sta
     /// What `concoord_str` answers (the seed's `>>> s`). By default the
     /// type's name and its state, as JSON-like text.
     fn describe(&self) -> String {
-        let state = rmpv::ext::to_value(self)
-            .map(|v| crate::util::py_repr(&v))
-            .unwrap_or_else(|e| format!("<unprintable: {e}>"));
-        format!("{}({state})", Self::NAME)
+        describe_state(self)
     }
+}
+
+/// The default description: the type's name and its serialized state.
+pub fn describe_state<T: ReplicatedObject>(object: &T) -> String {
+    let state = rmpv::ext::to_value(object)
+        .map(|v| crate::util::py_repr(&v))
+        .unwrap_or_else(|e| format!("<unprintable: {e}>"));
+    format!("{}({state})", T::NAME)
 }
 
 /// The object-safe face of a replicated object that the replica runs.

@@ -132,4 +132,40 @@ mod tests {
         };
         assert_eq!(e.kind, "ValueError");
     }
+
+    #[test]
+    fn every_object_describes_itself() {
+        let str_of = |object: &mut Box<dyn StateMachine>| {
+            let mut wakes = Vec::new();
+            let mut ctx = CallContext::new(CommandId::new(1, 1), 1, &mut wakes);
+            match object.apply(crate::STR_METHOD, &crate::encode_args(&[] as &[i64]), &mut ctx) {
+                Outcome::Reply(Ok(bytes)) => rmp_serde::from_slice::<String>(&bytes).unwrap(),
+                other => panic!("{other:?}"),
+            }
+        };
+        for &name in builtin_names() {
+            let mut object = builtin(name).unwrap();
+            assert!(object.is_read_only(crate::STR_METHOD), "{name}");
+            let text = str_of(&mut object);
+            assert!(text.contains(name), "{name}: {text}");
+        }
+        let mut sem = builtin("Semaphore").unwrap();
+        let mut wakes = Vec::new();
+        let mut ctx = CallContext::new(CommandId::new(1, 2), 2, &mut wakes);
+        sem.apply("concoord_init", &crate::encode_args(&[3]), &mut ctx);
+        sem.apply("acquire", &crate::encode_args(&[true]), &mut ctx);
+        assert_eq!(str_of(&mut sem), "<Semaphore: value=2, waiting=0>");
+        let mut lock = builtin("Lock").unwrap();
+        assert_eq!(str_of(&mut lock), "<unlocked Lock, waiting=0>");
+        let mut counter = builtin("Counter").unwrap();
+        let mut ctx = CallContext::new(CommandId::new(1, 3), 3, &mut wakes);
+        counter.apply("increment", &crate::encode_args(&[] as &[i64]), &mut ctx);
+        assert_eq!(str_of(&mut counter), "Counter([1])");
+        let mut ctx = CallContext::new(CommandId::new(1, 4), 4, &mut wakes);
+        let Outcome::Reply(Err(e)) = lock.apply(crate::STR_METHOD, &crate::encode_args(&[1]), &mut ctx)
+        else {
+            panic!()
+        };
+        assert_eq!(e.kind, crate::ObjectError::BAD_ARGUMENTS);
+    }
 }

@@ -37,6 +37,18 @@ pub(crate) struct Reentrant {
 }
 
 impl Reentrant {
+    /// Python's repr of an RLock, without the address.
+    pub(crate) fn describe(&self, name: &str) -> String {
+        match self.owner {
+            Some(owner) => format!(
+                "<locked {name} owner={owner:x} count={}, waiting={}>",
+                self.count,
+                self.waiters.len()
+            ),
+            None => format!("<unlocked {name} owner=None count=0>"),
+        }
+    }
+
     pub(crate) fn is_owned_by(&self, client: ClientId) -> bool {
         self.owner == Some(client)
     }
@@ -165,6 +177,10 @@ impl RLock {
 }
 
 impl ReplicatedObject for RLock {
+    fn describe(&self) -> String {
+        self.lock.describe("RLock")
+    }
+
     const NAME: &'static str = "RLock";
 
     fn call(&mut self, method: &str, args: &Args, ctx: &mut CallContext<'_>) -> Outcome {

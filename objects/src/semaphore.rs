@@ -138,6 +138,17 @@ macro_rules! semaphore_object {
             fn parked(&self) -> Vec<CommandId> {
                 self.core.waiters.ids().collect()
             }
+
+            /// Python's repr, without the address: `<Semaphore: value=3, waiting=0>`
+            /// (a BoundedSemaphore shows `value/initial`).
+            fn describe(&self) -> String {
+                let c = &self.core;
+                if $bounded {
+                    format!("<{}: value={}/{}, waiting={}>", $name, c.value, c.initial, c.waiters.len())
+                } else {
+                    format!("<{}: value={}, waiting={}>", $name, c.value, c.waiters.len())
+                }
+            }
         }
     };
 }
