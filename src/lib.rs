@@ -69,7 +69,7 @@ pub mod __private {
 
     /// `concoord_str` of a generated object picks, by autoref, the type's
     /// `Display`, else its `Debug`, else its serialized state:
-    /// `(&&Describe(x)).concoord_describe()`.
+    /// `(&&&Describe(x)).concoord_describe()`.
     pub struct Describe<'a, T>(pub &'a T);
 
     pub trait ViaDisplay {

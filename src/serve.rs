@@ -68,10 +68,22 @@ pub struct ServeArgs {
 }
 
 #[derive(clap::Parser, Debug)]
-#[command(about = "Serve a replicated object (the flags of `concoord replica`, without -o)")]
+#[command(
+    about = "Serve a replicated object (the flags of `concoord replica`; -o may name the type served)"
+)]
 struct ServeCli {
+    /// The object, as `concoord replica -o` names it: this binary serves one
+    /// type, so -o may only name it (by its name or a dotted path ending in it).
+    #[arg(short = 'o', long = "objectname")]
+    object: Option<String>,
     #[command(flatten)]
     args: ServeArgs,
+}
+
+/// Whether `-o NAME` names the type `T` serves: `Semaphore`, or a dotted
+/// path ending in it (`concoord.object.semaphore.Semaphore`).
+pub fn names_object(name: &str, served: &str) -> bool {
+    name.rsplit(['.', ':']).next() == Some(served)
 }
 
 /// Serves `T` with the flags on this process's command line (a leading
@@ -96,6 +108,16 @@ where
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
+    if let Some(name) = &cli.object {
+        if !names_object(name, T::NAME) {
+            return fail(format!(
+                "-o {name}: this binary serves {} only (name it {} or by a dotted path ending in .{})",
+                T::NAME,
+                T::NAME,
+                T::NAME
+            ));
+        }
+    }
     init_logging(cli.args.debug, cli.args.logger.as_deref());
     run_replica(Box::new(Hosted::<T>::default()), cli.args)
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-const EXAMPLE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/tencounter");
+const EXAMPLE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
 
 /// A fresh directory of this test run's own.
 fn temp_dir() -> PathBuf {
@@ -39,18 +39,20 @@ fn args(object: &str) -> ObjectArgs {
     }
 }
 
-#[test]
-fn checked_in_tencounter_proxy_is_what_the_generator_writes() {
-    let dir = Path::new(EXAMPLE_DIR);
-    let source = std::fs::read_to_string(dir.join("tencounter.rs")).expect("the example exists");
+/// The proxy checked in beside `examples/DIR/FILE.rs` is what
+/// `cd examples/DIR && concoord object -o FILE.TYPE -p 1 -s` writes today.
+fn assert_checked_in_proxy_is_current(dir: &str, file: &str, type_name: &str) {
+    let dir = Path::new(EXAMPLE_DIR).join(dir);
+    let source_name = format!("{file}.rs");
+    let source = std::fs::read_to_string(dir.join(&source_name)).expect("the example exists");
     let options = ProxyFileOptions {
         kind: ProxyKind::Blocking,
         token: None,
         safety: true,
     };
-    let generated = generate_proxy_file(&source, "tencounter.rs", "TenCounter", &options)
+    let generated = generate_proxy_file(&source, &source_name, type_name, &options)
         .unwrap_or_else(|e| panic!("generation failed: {e}"));
-    let checked_in = dir.join("tencounter_proxy.rs");
+    let checked_in = dir.join(format!("{file}_proxy.rs"));
     if std::env::var_os("CONCOORD_BLESS").is_some() {
         std::fs::write(&checked_in, &generated.text).expect("write the proxy");
         let _ = std::process::Command::new("rustfmt")
@@ -62,17 +64,49 @@ fn checked_in_tencounter_proxy_is_what_the_generator_writes() {
     assert_eq!(
         tokens(&current),
         tokens(&generated.text),
-        "examples/tencounter/tencounter_proxy.rs is stale: regenerate it with \
-         `cd examples/tencounter && concoord object -o tencounter.TenCounter -p 1 -s` \
-         (or CONCOORD_BLESS=1 cargo test --test object_cmd)"
+        "{} is stale: regenerate it with \
+         `cd {} && concoord object -o {file}.{type_name} -p 1 -s` \
+         (or CONCOORD_BLESS=1 cargo test --test object_cmd)",
+        checked_in.display(),
+        dir.display()
     );
+}
+
+#[test]
+fn checked_in_tencounter_proxy_is_what_the_generator_writes() {
+    assert_checked_in_proxy_is_current("tencounter", "tencounter", "TenCounter");
+}
+
+#[test]
+fn checked_in_semaphore_proxy_is_what_the_generator_writes() {
+    // The seed's blocking walk-through: the command parameter is left out.
+    assert_checked_in_proxy_is_current("semaphore", "semaphore", "Semaphore");
+    let proxy =
+        std::fs::read_to_string(Path::new(EXAMPLE_DIR).join("semaphore/semaphore_proxy.rs"))
+            .expect("checked in");
+    let acquire = proxy
+        .split("pub fn acquire(")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .expect("the proxy has acquire");
+    let params: Vec<&str> = acquire
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
+    assert_eq!(params, ["&self", "timeout: Option<f64>"], "{proxy}");
+    assert!(!proxy.contains("CallContext"), "the proxy takes no command");
 }
 
 #[test]
 fn writes_each_proxy_kind_beside_the_file_and_it_parses() {
     let dir = temp_dir();
     let file = dir.join("tencounter.rs");
-    std::fs::copy(Path::new(EXAMPLE_DIR).join("tencounter.rs"), &file).expect("copy");
+    std::fs::copy(
+        Path::new(EXAMPLE_DIR).join("tencounter/tencounter.rs"),
+        &file,
+    )
+    .expect("copy");
     for (number, name) in [
         (0, "TenCounterProxy"),
         (1, "TenCounterBlockingProxy"),

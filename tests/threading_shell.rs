@@ -240,6 +240,11 @@ fn semaphore_and_rlock_through_concoord_shell() {
     b.send("acquire");
     sem.wait_parked(1);
     assert!(b.nothing_yet());
+    // The seed's `>>> s`: the object describes itself, read-only.
+    assert_eq!(
+        a.call("concoord_str"),
+        json!("<Semaphore: value=0, waiting=1>")
+    );
     assert_eq!(a.call("release"), Value::Null);
     assert_eq!(b.reply("the blocked acquire"), json!(true));
     assert_eq!(a.call("acquire false"), json!(false), "2 permits, 2 held");

@@ -401,7 +401,8 @@ impl Replica {
             for (seq, state) in &mut record.results {
                 if *state == CommandState::Parked {
                     *state = CommandState::Done(reply.clone());
-                    fx.replies.push((CommandId::new(*client, *seq), reply.clone()));
+                    fx.replies
+                        .push((CommandId::new(*client, *seq), reply.clone()));
                 }
             }
             record.parked_calls.clear();

@@ -238,8 +238,14 @@ fn describe_model(model: &ObjectModel, notes: &mut Vec<String>) {
                 ok.to_token_stream()
             ),
         };
+        let parks = match (m.parks, m.timeout_param()) {
+            (true, Some(_)) => "; may park (the replica supplies the calling command), cancelled when `timeout` runs out",
+            (true, None) => "; may park (the replica supplies the calling command)",
+            (false, _) if m.command_at.is_some() => "; takes the calling command (the replica supplies it)",
+            _ => "",
+        };
         notes.push(format!(
-            "method `{}({})` -> {result}: {}",
+            "method `{}({})` -> {result}: {}{parks}",
             m.name,
             args.join(", "),
             if m.read_only {

@@ -245,7 +245,7 @@ pub fn replicated_object_impl(model: &ObjectModel) -> TokenStream {
             fn describe(&self) -> ::std::string::String {
                 #[allow(unused_imports)]
                 use ::concoord::__private::{ViaDebug as _, ViaDisplay as _, ViaState as _};
-                (&&::concoord::__private::Describe(self)).concoord_describe()
+                (&&&::concoord::__private::Describe(self)).concoord_describe()
             }
         }
     }

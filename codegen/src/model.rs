@@ -326,7 +326,12 @@ fn read_method_params(
 ) -> syn::Result<(Vec<Param>, Option<usize>)> {
     let mut command_at = None;
     let mut sent = syn::punctuated::Punctuated::<FnArg, syn::Token![,]>::new();
-    for (index, input) in sig.inputs.iter().filter(|i| matches!(i, FnArg::Typed(_))).enumerate() {
+    for (index, input) in sig
+        .inputs
+        .iter()
+        .filter(|i| matches!(i, FnArg::Typed(_)))
+        .enumerate()
+    {
         let FnArg::Typed(pt) = input else { continue };
         let context = match &*pt.ty {
             Type::Reference(r) if is_call_context(&r.elem) => {

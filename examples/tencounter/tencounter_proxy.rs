@@ -48,6 +48,13 @@ impl TenCounterBlockingProxy {
         self.client
             .call::<_, ()>(::concoord::objects::INIT_METHOD, (value,))
     }
+    /// The object's description, as the replicas hold it (the seed's `>>> s`).
+    pub fn concoord_str(
+        &self,
+    ) -> ::std::result::Result<::std::string::String, ::concoord::ClientError> {
+        self.client
+            .call::<_, ::std::string::String>(::concoord::objects::STR_METHOD, ())
+    }
     /// Calls `TenCounter::decrement` on the replicated object (it changes the state).
     pub fn decrement(&self) -> ::std::result::Result<(), ::concoord::ClientError> {
         self.client.call::<_, ()>("decrement", ())

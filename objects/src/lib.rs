@@ -60,8 +60,8 @@ pub use membership::Membership;
 pub use mesh_membership::MeshMembership;
 pub use nameserver_coord::NameserverCoord;
 pub use object::{
-    describe_state, reply, Blocking, CallContext, Hosted, Outcome, ReplicatedObject, Reply, RunMode, StateMachine,
-    INIT_METHOD, STR_METHOD,
+    describe_state, reply, Blocking, CallContext, Hosted, Outcome, ReplicatedObject, Reply,
+    RunMode, StateMachine, INIT_METHOD, STR_METHOD,
 };
 pub use queue::Queue;
 pub use registry::{builtin, builtin_names};

@@ -138,7 +138,11 @@ mod tests {
         let str_of = |object: &mut Box<dyn StateMachine>| {
             let mut wakes = Vec::new();
             let mut ctx = CallContext::new(CommandId::new(1, 1), 1, &mut wakes);
-            match object.apply(crate::STR_METHOD, &crate::encode_args(&[] as &[i64]), &mut ctx) {
+            match object.apply(
+                crate::STR_METHOD,
+                &crate::encode_args(&[] as &[i64]),
+                &mut ctx,
+            ) {
                 Outcome::Reply(Ok(bytes)) => rmp_serde::from_slice::<String>(&bytes).unwrap(),
                 other => panic!("{other:?}"),
             }
@@ -162,7 +166,8 @@ mod tests {
         counter.apply("increment", &crate::encode_args(&[] as &[i64]), &mut ctx);
         assert_eq!(str_of(&mut counter), "Counter([1])");
         let mut ctx = CallContext::new(CommandId::new(1, 4), 4, &mut wakes);
-        let Outcome::Reply(Err(e)) = lock.apply(crate::STR_METHOD, &crate::encode_args(&[1]), &mut ctx)
+        let Outcome::Reply(Err(e)) =
+            lock.apply(crate::STR_METHOD, &crate::encode_args(&[1]), &mut ctx)
         else {
             panic!()
         };

@@ -144,9 +144,20 @@ macro_rules! semaphore_object {
             fn describe(&self) -> String {
                 let c = &self.core;
                 if $bounded {
-                    format!("<{}: value={}/{}, waiting={}>", $name, c.value, c.initial, c.waiters.len())
+                    format!(
+                        "<{}: value={}/{}, waiting={}>",
+                        $name,
+                        c.value,
+                        c.initial,
+                        c.waiters.len()
+                    )
                 } else {
-                    format!("<{}: value={}, waiting={}>", $name, c.value, c.waiters.len())
+                    format!(
+                        "<{}: value={}, waiting={}>",
+                        $name,
+                        c.value,
+                        c.waiters.len()
+                    )
                 }
             }
         }

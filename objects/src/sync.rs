@@ -115,7 +115,13 @@ impl DLock {
             self.waiters.remove(cmd.id);
             return Ok(Blocking::Ready(true));
         }
-        Ok(park_or_time_out(&mut self.waiters, cmd, (), may_park, false))
+        Ok(park_or_time_out(
+            &mut self.waiters,
+            cmd,
+            (),
+            may_park,
+            false,
+        ))
     }
 
     /// `release()`: RuntimeError when unlocked; wakes the longest waiter.
@@ -177,12 +183,19 @@ impl DRLock {
                 Ok(Blocking::Ready(true))
             }
             Some(owner) if owner == cmd.client() => {
-                self.count = self.count.checked_add(1).ok_or_else(|| {
-                    ObjectError::new("OverflowError", "RLock recursion too deep")
-                })?;
+                self.count = self
+                    .count
+                    .checked_add(1)
+                    .ok_or_else(|| ObjectError::new("OverflowError", "RLock recursion too deep"))?;
                 Ok(Blocking::Ready(true))
             }
-            Some(_) => Ok(park_or_time_out(&mut self.waiters, cmd, (), may_park, false)),
+            Some(_) => Ok(park_or_time_out(
+                &mut self.waiters,
+                cmd,
+                (),
+                may_park,
+                false,
+            )),
         }
     }
 
@@ -384,7 +397,13 @@ impl DSemaphore {
             self.waiters.remove(cmd.id);
             return Ok(Blocking::Ready(true));
         }
-        Ok(park_or_time_out(&mut self.waiters, cmd, (), may_park, false))
+        Ok(park_or_time_out(
+            &mut self.waiters,
+            cmd,
+            (),
+            may_park,
+            false,
+        ))
     }
 
     /// `release(n=1)`: adds `n` permits and wakes up to `n` waiters.
@@ -512,7 +531,13 @@ impl DEvent {
             self.waiters.remove(cmd.id);
             return Ok(Blocking::Ready(true));
         }
-        Ok(park_or_time_out(&mut self.waiters, cmd, (), may_park, false))
+        Ok(park_or_time_out(
+            &mut self.waiters,
+            cmd,
+            (),
+            may_park,
+            false,
+        ))
     }
 
     pub fn set(&mut self, cmd: &mut CallContext<'_>) {
@@ -664,7 +689,12 @@ impl fmt::Display for DBarrier {
         if self.broken {
             write!(f, "<Barrier: broken>")
         } else {
-            write!(f, "<Barrier: waiters={}/{}>", self.waiters.len(), self.parties)
+            write!(
+                f,
+                "<Barrier: waiters={}/{}>",
+                self.waiters.len(),
+                self.parties
+            )
         }
     }
 }

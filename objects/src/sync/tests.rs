@@ -146,7 +146,10 @@ fn semaphore_parks_fifo_and_wakes_by_rerun() {
     let b = d.call(2, Op::Acquire(None));
     let c = d.call(3, Op::Acquire(None));
     assert!(d.is_parked(b) && d.is_parked(c));
-    assert_eq!(d.machine.semaphore.to_string(), "<Semaphore: value=0, waiting=2>");
+    assert_eq!(
+        d.machine.semaphore.to_string(),
+        "<Semaphore: value=0, waiting=2>"
+    );
     d.call(1, Op::Release);
     assert_eq!(d.value_of(b), 1, "the longest waiter goes first");
     assert!(d.is_parked(c));
@@ -166,7 +169,11 @@ fn semaphore_timeout_leaks_no_permit() {
     assert_eq!(d.value_of(b), 0, "timed out: False");
     assert_eq!(d.machine.semaphore.waiting(), 0);
     d.call(1, Op::Release);
-    assert_eq!(d.machine.semaphore.value(), 1, "the permit is back, nobody took it");
+    assert_eq!(
+        d.machine.semaphore.value(),
+        1,
+        "the permit is back, nobody took it"
+    );
     // A cancel ordered after the wake finds nothing parked: the grant stands.
     let c = d.call(3, Op::Acquire(None));
     let e = d.call(4, Op::Acquire(Some(1.0)));
@@ -187,8 +194,14 @@ fn semaphore_argument_errors_as_python() {
         s.acquire(&mut cmd, true, Some(f64::NAN)).unwrap_err().kind,
         "ValueError"
     );
-    assert_eq!(s.acquire(&mut cmd, false, None).unwrap(), Blocking::Ready(false));
-    assert_eq!(s.acquire(&mut cmd, true, Some(0.0)).unwrap(), Blocking::Ready(false));
+    assert_eq!(
+        s.acquire(&mut cmd, false, None).unwrap(),
+        Blocking::Ready(false)
+    );
+    assert_eq!(
+        s.acquire(&mut cmd, true, Some(0.0)).unwrap(),
+        Blocking::Ready(false)
+    );
     assert_eq!(s.release(&mut cmd, 0).unwrap_err().kind, "ValueError");
     let mut b = DBoundedSemaphore::new(1);
     assert_eq!(
@@ -260,7 +273,11 @@ fn bounded_buffer_from_a_lock_and_two_conditions() {
         assert_eq!(d.value_of(p), 0);
     }
     let got: Vec<i64> = getters.iter().map(|g| d.value_of(*g)).collect();
-    assert_eq!(got, vec![10, 11, 12], "each item once, in order, FIFO getters");
+    assert_eq!(
+        got,
+        vec![10, 11, 12],
+        "each item once, in order, FIFO getters"
+    );
     // Producers block when full and are let in as consumers take items.
     let puts: Vec<_> = (20..25).map(|i| d.call(7, Op::Put(i))).collect();
     assert_eq!(puts.iter().filter(|p| d.is_parked(**p)).count(), 3);
@@ -320,13 +337,22 @@ fn condition_needs_its_lock() {
     );
     let e = cond.notify(&mut cmd, &lock, 1).unwrap_err();
     assert_eq!(e.message, "cannot notify on un-acquired lock");
-    assert_eq!(lock.release(&mut cmd).unwrap_err().message, "release unlocked lock");
+    assert_eq!(
+        lock.release(&mut cmd).unwrap_err().message,
+        "release unlocked lock"
+    );
     // An RLock condition checks the owner.
     let mut rlock = DRLock::new();
-    assert_eq!(rlock.acquire(&mut cmd, true, None).unwrap(), Blocking::Ready(true));
+    assert_eq!(
+        rlock.acquire(&mut cmd, true, None).unwrap(),
+        Blocking::Ready(true)
+    );
     let mut other_wakes = Vec::new();
     let mut other = CallContext::new(CommandId::new(2, 1), 0, &mut other_wakes);
-    assert_eq!(cond.wait(&mut other, &mut rlock, None).unwrap_err().kind, "RuntimeError");
+    assert_eq!(
+        cond.wait(&mut other, &mut rlock, None).unwrap_err().kind,
+        "RuntimeError"
+    );
     assert_eq!(rlock.release(&mut other).unwrap_err().kind, "RuntimeError");
 }
 
@@ -447,7 +473,10 @@ fn barrier_releases_with_indices_and_breaks_on_timeout() {
     let y = d.call(2, Op::Get(Some(0.5)));
     d.cancel(y);
     for id in [x, y] {
-        assert_eq!(d.answer_of(id).unwrap().as_ref().unwrap_err().kind, "BrokenBarrierError");
+        assert_eq!(
+            d.answer_of(id).unwrap().as_ref().unwrap_err().kind,
+            "BrokenBarrierError"
+        );
     }
     assert!(d.machine.barrier.broken());
     let z = d.call(3, Op::Get(None));
