@@ -37,6 +37,7 @@ mod registry;
 mod rlock;
 mod semaphore;
 mod stack;
+pub mod store;
 pub mod sync;
 #[cfg(test)]
 mod testkit;
@@ -68,6 +69,10 @@ pub use registry::{builtin, builtin_names};
 pub use rlock::RLock;
 pub use semaphore::{BoundedSemaphore, Semaphore};
 pub use stack::Stack;
+pub use store::{
+    Limits, ObjectInfo, ObjectStore, StoreChange, StoreSnapshot, Target, Types, DELETED,
+    DELETE_METHOD, LIMIT_EXCEEDED, NO_SUCH_OBJECT, WRONG_TYPE,
+};
 pub use value::Value;
 pub use wait_queue::WaitQueue;
 

@@ -267,6 +267,8 @@ pub trait StateMachine: Send {
     fn restore(&mut self, bytes: &[u8]) -> Result<(), ObjectError>;
     fn is_read_only(&self, method: &str) -> bool;
     fn parked_count(&self) -> usize;
+    /// The commands the object itself knows to be parked ([`ReplicatedObject::parked`]).
+    fn parked_ids(&self) -> Vec<CommandId>;
     /// [`ReplicatedObject::RERUNS_PARKED`].
     fn reruns_parked(&self) -> bool;
     /// [`ReplicatedObject::describe`].
@@ -343,6 +345,10 @@ impl<T: ReplicatedObject> StateMachine for Hosted<T> {
 
     fn parked_count(&self) -> usize {
         self.object.parked().len()
+    }
+
+    fn parked_ids(&self) -> Vec<CommandId> {
+        self.object.parked()
     }
 
     fn reruns_parked(&self) -> bool {
