@@ -12,6 +12,7 @@ use std::sync::Arc;
 fn call_frame(seq: u64) -> Frame {
     Frame::Call {
         id: CommandId::new(0xfeed, seq),
+        target: Default::default(),
         method: "increment".into(),
         args: encode_args::<i64>(&[]),
         ack_below: seq,
@@ -30,6 +31,7 @@ fn wire(c: &mut Criterion) {
     let batch: Vec<Command> = (0..64)
         .map(|seq| Command::Call {
             id: CommandId::new(0xfeed, seq),
+            target: Default::default(),
             method: "increment".into(),
             args: encode_args::<i64>(&[]),
             ack_below: seq,

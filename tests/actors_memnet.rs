@@ -257,6 +257,7 @@ async fn every_session_waiting_for_a_command_gets_its_one_outcome() {
     let closed_key = node.open_session(closed.recipient());
     let call = |seq| Command::Call {
         id: CommandId::new(42, seq),
+        target: Default::default(),
         method: "increment".into(),
         args: encode_args::<i64>(&[]),
         ack_below: 0,

@@ -218,7 +218,7 @@ proptest! {
     /// Every frame survives encoding and decoding.
     #[test]
     fn calls_round_trip(client in any::<u64>(), seq in any::<u64>(), method in "[a-z_]{0,20}", args in proptest::collection::vec(any::<u8>(), 0..64)) {
-        let frame = Frame::Call { id: concoord::CommandId::new(client, seq), method, args, ack_below: seq };
+        let frame = Frame::Call { id: concoord::CommandId::new(client, seq), target: Default::default(), method, args, ack_below: seq };
         let bytes = concoord::actors::wire::encode_frame(&frame);
         prop_assert_eq!(decode_frame(&bytes).unwrap(), frame);
     }

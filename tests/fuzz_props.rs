@@ -118,6 +118,7 @@ fn sample_frames() -> Vec<Frame> {
         Frame::StatusRequest,
         Frame::Call {
             id: CommandId::new(7, 1),
+            target: Default::default(),
             method: "increment".into(),
             args: vec![0x90],
             ack_below: 1,
@@ -156,6 +157,7 @@ fn read_only_sample_frames() -> Vec<Frame> {
                 ..
             } => Frame::Call {
                 id,
+                target: Default::default(),
                 method: "getvalue".into(),
                 args,
                 ack_below,

@@ -396,6 +396,7 @@ fn bad_calls_fail_alike_everywhere_and_change_nothing() {
     for (seq, (method, args)) in bad.iter().enumerate() {
         let call = Command::Call {
             id: CommandId::new(99, seq as u64 + 1),
+            target: Default::default(),
             method: method.to_string(),
             args: args.clone(),
             ack_below: 0,

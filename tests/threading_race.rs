@@ -102,6 +102,7 @@ impl ClientModel {
         // One command outstanding at a time: every reply below `seq` is in.
         let command = Command::Call {
             id: CommandId::new(self.id, seq),
+            target: Default::default(),
             method: method.to_string(),
             args,
             ack_below: seq,
@@ -185,6 +186,7 @@ impl World {
         if kind != Kind::Lock {
             let init = Command::Call {
                 id: CommandId::new(INIT_CLIENT, 1),
+                target: Default::default(),
                 method: "concoord_init".into(),
                 args: encode_args(&[permits]),
                 ack_below: 1,
@@ -495,6 +497,7 @@ impl World {
             let id = CommandId::new(PROBE_CLIENT, seq);
             self.decide(vec![Command::Call {
                 id,
+                target: Default::default(),
                 method: "acquire".into(),
                 args: arg_values(&[V::Boolean(false)]),
                 ack_below: seq,
@@ -583,6 +586,7 @@ fn resending_a_granted_acquire_returns_the_same_grant_without_acquiring_twice() 
     };
     let call = |client: u64, seq: u64, method: &str, args: Vec<u8>| Command::Call {
         id: CommandId::new(client, seq),
+        target: Default::default(),
         method: method.into(),
         args,
         ack_below: seq,

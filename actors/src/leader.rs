@@ -685,6 +685,7 @@ mod tests {
     fn call(seq: u64) -> Command {
         Command::Call {
             id: CommandId::new(7, seq),
+            target: Default::default(),
             method: "increment".into(),
             args: vec![0x90],
             ack_below: 0,

@@ -245,6 +245,7 @@ impl MemClient {
             {
                 let command = Command::Call {
                     id,
+                    target: Default::default(),
                     method: method.to_string(),
                     args: args.to_vec(),
                     ack_below: self.seq,

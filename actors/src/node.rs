@@ -88,6 +88,14 @@ pub struct GetLeaderView;
 #[rtype(result = "ReplicaView")]
 pub struct GetReplicaView;
 
+/// A page of the named objects a replica holds (`concoord objects`).
+#[derive(Message)]
+#[rtype(result = "(Vec<concoord_objects::ObjectInfo>, bool)")]
+pub struct GetObjects {
+    pub after: String,
+    pub limit: usize,
+}
+
 /// What the leader role says about itself.
 #[derive(Clone, Debug)]
 pub struct LeaderView {
@@ -119,6 +127,10 @@ pub struct NodeOptions {
     /// A TCP replica polls its sockets this long after each message before it
     /// sleeps (see [`crate::spin`]); zero never spins.
     pub spin: Duration,
+    /// The object types named objects may have (built-ins and registered user types).
+    pub types: Arc<concoord_objects::Types>,
+    /// The limits a founding replica gives the group (joiners take the group's).
+    pub limits: concoord_objects::Limits,
 }
 
 impl Default for NodeOptions {
@@ -131,6 +143,8 @@ impl Default for NodeOptions {
             tick_ms: 10,
             seed: 0,
             spin: Duration::from_micros(100),
+            types: Arc::new(concoord_objects::Types::builtins()),
+            limits: concoord_objects::Limits::default(),
         }
     }
 }
@@ -197,11 +211,15 @@ impl NodeHandle {
         let (replica, configs) = match founding {
             Some(members) => {
                 let configs = ConfigHistory::genesis(members);
-                (Replica::founding(me.id, object, configs.clone()), configs)
+                let replica = Replica::founding(me.id, object, configs.clone())
+                    .with_types(options.types.clone(), options.limits);
+                (replica, configs)
             }
             None => {
                 let configs = ConfigHistory::genesis(Vec::new());
-                (Replica::joining(me.id, object, Vec::new()), configs)
+                let replica = Replica::joining(me.id, object, Vec::new())
+                    .with_types(options.types.clone(), options.limits);
+                (replica, configs)
             }
         };
         let acceptor_ctx = Context::<AcceptorActor>::new();
@@ -271,6 +289,12 @@ impl NodeHandle {
                     .metrics
                     .snapshot_bytes
                     .observe(s.object_state.len() as f64),
+                // The whole snapshot's size, observed once per snapshot sent.
+                PeerMsg::SnapshotChunk(c) if c.index == 0 => self
+                    .shared
+                    .metrics
+                    .snapshot_bytes
+                    .observe(c.bytes.len() as f64 * f64::from(c.total.max(1))),
                 _ => {}
             }
             if to == self.shared.me {
@@ -390,6 +414,15 @@ impl NodeHandle {
             uptime_s: self.shared.started.elapsed().as_secs(),
             object: replica.object,
         })
+    }
+
+    /// Named objects after `after`, at most `limit`, and whether more follow.
+    pub async fn objects(
+        &self,
+        after: String,
+        limit: usize,
+    ) -> Option<(Vec<concoord_objects::ObjectInfo>, bool)> {
+        self.replica.send(GetObjects { after, limit }).await.ok()
     }
 
     /// Stops every role actor (a crash, as far as the group can tell).
@@ -560,6 +593,13 @@ impl Handler<GetReplicaView> for ReplicaActor {
             object: self.logic.object_name().to_string(),
             has_state: self.logic.has_state(),
         })
+    }
+}
+
+impl Handler<GetObjects> for ReplicaActor {
+    type Result = MessageResult<GetObjects>;
+    fn handle(&mut self, m: GetObjects, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.logic.list_objects(&m.after, m.limit))
     }
 }
 

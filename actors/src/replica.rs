@@ -5,13 +5,19 @@
 use crate::config::{ConfigHistory, Member};
 use crate::message::{
     Batch, CatchUp, CatchUpRequest, ClientRecord, Command, CommandState, Decision, Effects,
-    ParkedCall, PeerMsg, Progress, Snapshot, SNAPSHOT_FORMAT,
+    ParkedCall, PeerMsg, Progress, Snapshot, SnapshotChunk, SNAPSHOT_FORMAT,
 };
 use crate::{NodeId, Slot};
 use concoord_objects::{
-    CallContext, ClientId, CommandId, ObjectError, Outcome, Reply, RunMode, StateMachine,
+    CallContext, ClientId, CommandId, Limits, ObjectError, ObjectInfo, ObjectStore, Outcome, Reply,
+    RunMode, StateMachine, StoreChange, Target, Types, DELETED,
 };
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+/// A snapshot travels in pieces of at most this many bytes, so a group
+/// holding many objects still fits the frame limit.
+pub const SNAPSHOT_CHUNK_BYTES: usize = 4 << 20;
 
 /// Executed batches a replica keeps to serve catch-up; older ones are only
 /// available inside a snapshot.
@@ -28,15 +34,30 @@ pub const RERUNS_PER_COMMAND_MAX: usize = 1 << 16;
 
 /// What a run of the object asks the replica to do next.
 struct FollowUp {
+    /// The object the run was on.
+    object: String,
     wakes: Vec<(CommandId, Reply)>,
     reruns: Vec<CommandId>,
     reinitialised: bool,
+    deleted: bool,
 }
 
-/// A replica of one object.
+/// A snapshot arriving in pieces.
+struct Assembly {
+    executed: Slot,
+    total: u32,
+    bytes: Vec<u8>,
+    next: u32,
+}
+
+/// A replica of the group's objects.
 pub struct Replica {
     me: NodeId,
-    object: Box<dyn StateMachine>,
+    objects: ObjectStore,
+    incoming_snapshot: Option<Assembly>,
+    /// Parked commands (entries of every record's `parked_calls`), kept
+    /// counted so metrics need no walk over the client table.
+    parked_total: usize,
     /// Every slot below this has been executed.
     executed: Slot,
     /// Decided, not yet executed.
@@ -66,7 +87,9 @@ impl Replica {
     pub fn founding(me: NodeId, object: Box<dyn StateMachine>, configs: ConfigHistory) -> Self {
         Replica {
             me,
-            object,
+            objects: ObjectStore::new(object, Arc::new(Types::builtins()), Limits::default()),
+            incoming_snapshot: None,
+            parked_total: 0,
             executed: 0,
             decisions: BTreeMap::new(),
             log: BTreeMap::new(),
@@ -84,6 +107,22 @@ impl Replica {
         let mut replica = Self::founding(me, object, ConfigHistory::genesis(bootstrap));
         replica.has_state = false;
         replica
+    }
+
+    /// The types it can create and the limits a founding replica gives the
+    /// group (a joiner takes the group's limits from its snapshot).
+    pub fn with_types(mut self, types: Arc<Types>, limits: Limits) -> Self {
+        let default = std::mem::replace(
+            &mut self.objects,
+            ObjectStore::new(
+                concoord_objects::builtin("Counter").expect("Counter is built in"),
+                Arc::new(Types::builtins()),
+                Limits::default(),
+            ),
+        );
+        let default = default.into_default();
+        self.objects = ObjectStore::new(default, types, limits);
+        self
     }
 
     pub fn executed(&self) -> Slot {
@@ -110,15 +149,7 @@ impl Replica {
     /// Commands waiting for an answer, from the client table (the object's
     /// own count cannot see calls parked in a user type's primitives).
     pub fn parked_count(&self) -> usize {
-        self.clients
-            .values()
-            .map(|r| {
-                r.results
-                    .values()
-                    .filter(|s| **s == CommandState::Parked)
-                    .count()
-            })
-            .sum()
+        self.parked_total
     }
 
     pub fn snapshot_slot(&self) -> Slot {
@@ -126,7 +157,35 @@ impl Replica {
     }
 
     pub fn object_name(&self) -> &'static str {
-        self.object.name()
+        self.objects.default_name()
+    }
+
+    /// Named objects held.
+    pub fn object_count(&self) -> usize {
+        self.objects.len()
+    }
+
+    /// Named objects after `after` in name order, at most `limit`, each with
+    /// its calls parked; and whether more follow.
+    pub fn list_objects(&self, after: &str, limit: usize) -> (Vec<ObjectInfo>, bool) {
+        let page = self.objects.list(after, limit.saturating_add(1));
+        let more = page.len() > limit;
+        let mut parked: BTreeMap<&str, u64> = BTreeMap::new();
+        for record in self.clients.values() {
+            for call in record.parked_calls.values() {
+                *parked.entry(call.object.as_str()).or_default() += 1;
+            }
+        }
+        let objects = page
+            .into_iter()
+            .take(limit)
+            .map(|(name, type_name)| ObjectInfo {
+                parked: parked.get(name.as_str()).copied().unwrap_or(0),
+                name,
+                type_name: type_name.to_string(),
+            })
+            .collect();
+        (objects, more)
     }
 
     /// The cached outcome of a command, if it has one.
@@ -155,6 +214,7 @@ impl Replica {
                 }
             }
             PeerMsg::Snapshot(s) => self.on_snapshot(*s, fx),
+            PeerMsg::SnapshotChunk(c) => self.on_snapshot_chunk(c, fx),
             PeerMsg::CommitPoint { source, executed } => self.on_commit_point(source, executed, fx),
             _ => {}
         }
@@ -206,10 +266,11 @@ impl Replica {
         match command {
             Command::Call {
                 id,
+                target,
                 method,
                 args,
                 ack_below,
-            } => self.execute_call(slot, *id, method, args, *ack_below, fx),
+            } => self.execute_call(slot, *id, target, method, args, *ack_below, fx),
             Command::Cancel { id } => self.execute_cancel(slot, *id, fx),
             Command::AddMember(member) => {
                 if self.configs.latest().contains(member) {
@@ -245,10 +306,12 @@ impl Replica {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn execute_call(
         &mut self,
         slot: Slot,
         id: CommandId,
+        target: &Target,
         method: &str,
         args: &[u8],
         ack_below: u64,
@@ -276,11 +339,11 @@ impl Replica {
             }
             None => {}
         }
-        let (outcome, follow) = self.run(id, slot, method, args, RunMode::First);
+        let (outcome, follow) = self.run(id, slot, target, method, args, RunMode::First);
         if let Some(trace) = &mut self.trace {
             trace.applied.push(id);
         }
-        self.settle(id, outcome, Some((method, args)), fx);
+        self.settle(id, outcome, Some((&target.name, method, args)), fx);
         self.follow_up(slot, id, follow, fx);
     }
 
@@ -290,6 +353,7 @@ impl Replica {
         &mut self,
         id: CommandId,
         slot: Slot,
+        target: &Target,
         method: &str,
         args: &[u8],
         mode: RunMode,
@@ -304,14 +368,16 @@ impl Replica {
         let mut ctx = CallContext::new(id, slot, &mut wakes)
             .with_mode(mode)
             .with_waiting(&waiting);
-        let outcome = self.object.apply(method, args, &mut ctx);
+        let (outcome, change) = self.objects.apply(target, method, args, &mut ctx);
         let reruns = ctx.take_reruns();
         let reinitialised = ctx.reinitialised();
         drop(ctx);
         let follow = FollowUp {
+            object: target.name.clone(),
             wakes,
             reruns,
             reinitialised,
+            deleted: change == StoreChange::Deleted,
         };
         (outcome, follow)
     }
@@ -323,27 +389,36 @@ impl Replica {
         &mut self,
         id: CommandId,
         outcome: Outcome,
-        first_run: Option<(&str, &[u8])>,
+        first_run: Option<(&str, &str, &[u8])>,
         fx: &mut Effects,
     ) {
-        let reruns = self.object.reruns_parked();
+        let reruns = first_run.is_some_and(|(object, _, _)| self.objects.reruns_parked(object));
         let record = self.clients.entry(id.client).or_default();
         match outcome {
             Outcome::Reply(reply) => {
                 fx.replies.push((id, reply.clone()));
                 record.results.insert(id.seq, CommandState::Done(reply));
-                record.parked_calls.remove(&id.seq);
+                if record.parked_calls.remove(&id.seq).is_some() {
+                    self.parked_total -= 1;
+                }
             }
             Outcome::Park => {
                 record.results.insert(id.seq, CommandState::Parked);
-                if let Some((method, args)) = first_run {
+                if let Some((object, method, args)) = first_run {
                     fx.parked.push(id);
-                    if reruns {
-                        let call = ParkedCall {
-                            method: method.to_string(),
-                            args: args.to_vec(),
-                        };
-                        record.parked_calls.insert(id.seq, call);
+                    // The method and arguments only matter to an object that runs calls again.
+                    let (method, args) = if reruns {
+                        (method.to_string(), args.to_vec())
+                    } else {
+                        (String::new(), Vec::new())
+                    };
+                    let call = ParkedCall {
+                        object: object.to_string(),
+                        method,
+                        args,
+                    };
+                    if record.parked_calls.insert(id.seq, call).is_none() {
+                        self.parked_total += 1;
                     }
                 }
             }
@@ -360,7 +435,16 @@ impl Replica {
             while let Some(follow) = pending.pop_front() {
                 self.deliver_wakes(follow.wakes, fx);
                 if follow.reinitialised {
-                    self.answer_all_parked(fx);
+                    self.answer_parked_in(
+                        &follow.object,
+                        ObjectError::runtime("object was re-initialised while this call waited"),
+                        fx,
+                    );
+                }
+                if follow.deleted {
+                    let gone =
+                        ObjectError::new(DELETED, format!("{:?} was deleted", follow.object));
+                    self.answer_parked_in(&follow.object, gone, fx);
                 }
                 woken.extend(follow.reruns);
             }
@@ -377,7 +461,9 @@ impl Replica {
                 );
                 break;
             }
-            let (outcome, follow) = self.run(id, slot, &call.method, &call.args, RunMode::Woken);
+            let target = Target::named(call.object.clone(), "");
+            let (outcome, follow) =
+                self.run(id, slot, &target, &call.method, &call.args, RunMode::Woken);
             self.settle(id, outcome, None, fx);
             pending.push_back(follow);
         }
@@ -389,23 +475,38 @@ impl Replica {
         if record.results.get(&id.seq) != Some(&CommandState::Parked) {
             return None;
         }
-        record.parked_calls.get(&id.seq).cloned()
+        record
+            .parked_calls
+            .get(&id.seq)
+            .filter(|call| !call.method.is_empty())
+            .cloned()
     }
 
-    /// After `concoord_init`: nothing waits on the old state any more.
-    fn answer_all_parked(&mut self, fx: &mut Effects) {
-        let reply: Reply = Err(ObjectError::runtime(
-            "object was re-initialised while this call waited",
-        ));
+    /// After `concoord_init` or `concoord_delete`: nothing waits on the old
+    /// object any more; whatever still does is answered `error`.
+    fn answer_parked_in(&mut self, object: &str, error: ObjectError, fx: &mut Effects) {
+        let reply: Reply = Err(error);
+        let parked_total = &mut self.parked_total;
         for (client, record) in &mut self.clients {
-            for (seq, state) in &mut record.results {
-                if *state == CommandState::Parked {
-                    *state = CommandState::Done(reply.clone());
-                    fx.replies
-                        .push((CommandId::new(*client, *seq), reply.clone()));
+            let ClientRecord {
+                results,
+                parked_calls,
+                ..
+            } = record;
+            parked_calls.retain(|seq, call| {
+                if call.object != object {
+                    return true;
                 }
-            }
-            record.parked_calls.clear();
+                if let Some(state) = results.get_mut(seq) {
+                    if *state == CommandState::Parked {
+                        *state = CommandState::Done(reply.clone());
+                        fx.replies
+                            .push((CommandId::new(*client, *seq), reply.clone()));
+                    }
+                }
+                *parked_total -= 1;
+                false
+            });
         }
     }
 
@@ -417,11 +518,20 @@ impl Replica {
         match record.results.get(&id.seq) {
             Some(CommandState::Done(reply)) => fx.replies.push((id, reply.clone())),
             Some(CommandState::Parked) => {
-                if let Some(call) = record.parked_calls.get(&id.seq).cloned() {
+                let call = record.parked_calls.get(&id.seq).cloned();
+                let object = call.as_ref().map(|c| c.object.clone()).unwrap_or_default();
+                if let Some(call) = call.filter(|c| !c.method.is_empty()) {
                     // Its primitives answer as timed out, or it stays parked
                     // (a Condition wait re-acquiring its lock).
-                    let (outcome, follow) =
-                        self.run(id, slot, &call.method, &call.args, RunMode::DeadlinePassed);
+                    let target = Target::named(call.object.clone(), "");
+                    let (outcome, follow) = self.run(
+                        id,
+                        slot,
+                        &target,
+                        &call.method,
+                        &call.args,
+                        RunMode::DeadlinePassed,
+                    );
                     self.settle(id, outcome, None, fx);
                     self.follow_up(slot, id, follow, fx);
                     return;
@@ -429,7 +539,7 @@ impl Replica {
                 let mut wakes = Vec::new();
                 let reply = {
                     let mut ctx = CallContext::new(id, slot, &mut wakes);
-                    self.object.cancel(id, &mut ctx)
+                    self.objects.cancel(&object, id, &mut ctx)
                 };
                 if let Some(reply) = reply {
                     wakes.insert(0, (id, reply));
@@ -457,7 +567,9 @@ impl Replica {
                 record
                     .results
                     .insert(id.seq, CommandState::Done(reply.clone()));
-                record.parked_calls.remove(&id.seq);
+                if record.parked_calls.remove(&id.seq).is_some() {
+                    self.parked_total -= 1;
+                }
                 fx.replies.push((id, reply));
             } else {
                 log::warn!("object woke {id}, which was not parked; ignored");
@@ -487,7 +599,9 @@ impl Replica {
             return;
         }
         if request.needs_snapshot || request.from_slot < self.log_start {
-            fx.send(from, PeerMsg::Snapshot(Box::new(self.snapshot())));
+            for chunk in self.snapshot_chunks() {
+                fx.send(from, PeerMsg::SnapshotChunk(chunk));
+            }
             return;
         }
         let decisions = self
@@ -504,14 +618,74 @@ impl Replica {
         Snapshot {
             format: SNAPSHOT_FORMAT,
             executed: self.executed,
-            object_name: self.object.name().to_string(),
-            object_state: self.object.snapshot(),
+            object_name: self.objects.default_name().to_string(),
+            object_state: self.objects.default_object().snapshot(),
             clients: self
                 .clients
                 .iter()
                 .map(|(id, record)| (*id, record.clone()))
                 .collect(),
             configs: self.configs.clone(),
+            store: self.objects.snapshot(),
+        }
+    }
+
+    /// The snapshot as the pieces that carry it.
+    pub fn snapshot_chunks(&self) -> Vec<SnapshotChunk> {
+        let snapshot = self.snapshot();
+        let bytes = rmp_serde::to_vec(&snapshot).expect("snapshots serialize");
+        let pieces: Vec<&[u8]> = bytes.chunks(SNAPSHOT_CHUNK_BYTES).collect();
+        let total = pieces.len() as u32;
+        pieces
+            .into_iter()
+            .enumerate()
+            .map(|(index, piece)| SnapshotChunk {
+                executed: snapshot.executed,
+                index: index as u32,
+                total,
+                bytes: piece.to_vec(),
+            })
+            .collect()
+    }
+
+    /// Collects pieces in order; installs the snapshot on the last one.
+    fn on_snapshot_chunk(&mut self, chunk: SnapshotChunk, fx: &mut Effects) {
+        if self.has_state && chunk.executed <= self.executed {
+            return;
+        }
+        if chunk.index == 0 {
+            self.incoming_snapshot = Some(Assembly {
+                executed: chunk.executed,
+                total: chunk.total,
+                bytes: Vec::new(),
+                next: 0,
+            });
+        }
+        let Some(assembly) = &mut self.incoming_snapshot else {
+            return; // a piece of a snapshot whose start was lost
+        };
+        if assembly.executed != chunk.executed
+            || assembly.next != chunk.index
+            || assembly.total != chunk.total
+        {
+            // Out of order or of another snapshot: drop it; a later catch-up asks again.
+            self.incoming_snapshot = None;
+            return;
+        }
+        assembly.bytes.extend_from_slice(&chunk.bytes);
+        assembly.next += 1;
+        if assembly.next < assembly.total {
+            return;
+        }
+        let bytes = std::mem::take(&mut assembly.bytes);
+        self.incoming_snapshot = None;
+        match rmp_serde::from_slice::<Snapshot>(&bytes) {
+            Ok(snapshot) => self.on_snapshot(snapshot, fx),
+            Err(e) => log::error!(
+                "cannot decode the snapshot at slot {} ({} bytes): {e}",
+                chunk.executed,
+                bytes.len()
+            ),
         }
     }
 
@@ -527,22 +701,29 @@ impl Replica {
             );
             return;
         }
-        if snapshot.object_name != self.object.name() {
+        if snapshot.object_name != self.objects.default_name() {
             log::error!(
                 "refusing a snapshot of {} for a replica of {}",
                 snapshot.object_name,
-                self.object.name()
+                self.objects.default_name()
             );
             return;
         }
-        if let Err(e) = self.object.restore(&snapshot.object_state) {
+        let before = self.objects.default_object().snapshot();
+        if let Err(e) = self.objects.default_mut().restore(&snapshot.object_state) {
             log::error!("cannot install snapshot at slot {}: {e}", snapshot.executed);
+            return;
+        }
+        if let Err(e) = self.objects.restore(&snapshot.store) {
+            log::error!("cannot install snapshot at slot {}: {e}", snapshot.executed);
+            let _ = self.objects.default_mut().restore(&before);
             return;
         }
         log::info!("installed snapshot at slot {}", snapshot.executed);
         self.executed = snapshot.executed;
         self.executed_at_last_commit_point = snapshot.executed;
         self.clients = snapshot.clients.into_iter().collect();
+        self.parked_total = self.clients.values().map(|r| r.parked_calls.len()).sum();
         self.configs = snapshot.configs;
         self.has_state = true;
         self.log.clear();

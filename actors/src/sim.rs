@@ -49,6 +49,9 @@ pub struct SimConfig {
     pub method: String,
     /// Percent of operations that read (`getvalue`) instead of calling `method`.
     pub read_percent: u64,
+    /// Spread operations over this many named objects of type `object`
+    /// (`obj0`, `obj1`, ...) besides the default one; 0 uses only the default.
+    pub named_objects: u64,
     pub tick_ms: u64,
     pub delay_min_ms: u64,
     pub delay_max_ms: u64,
@@ -66,6 +69,7 @@ impl Default for SimConfig {
             object: "Counter".into(),
             method: "increment".into(),
             read_percent: 0,
+            named_objects: 0,
             tick_ms: 10,
             delay_min_ms: 1,
             delay_max_ms: 6,
@@ -147,6 +151,7 @@ pub struct SimClient {
 #[derive(Debug, Clone)]
 struct Outstanding {
     id: CommandId,
+    target: concoord_objects::Target,
     method: String,
     /// Index of this operation in [`Sim::ops`].
     op: usize,
@@ -169,6 +174,8 @@ pub struct Delivery {
 #[derive(Clone, Debug)]
 pub struct SimOp {
     pub client: usize,
+    /// The object's name ("" for the default one).
+    pub object: String,
     pub method: String,
     pub invoke_ms: u64,
     /// When and what it returned; `None` if it never did (outcome unknown).
@@ -450,8 +457,24 @@ impl Sim {
                 } else {
                     self.config.method.clone()
                 };
+                // One in named+1 goes to the default object, the rest to a named one.
+                let named = self.config.named_objects;
+                // (No draw without named objects: earlier seeds replay as they did.)
+                let pick = if named == 0 {
+                    0
+                } else {
+                    self.rng.below(named + 1)
+                };
+                let target = match pick {
+                    0 => concoord_objects::Target::default(),
+                    n => concoord_objects::Target::named(
+                        format!("obj{}", n - 1),
+                        self.config.object.clone(),
+                    ),
+                };
                 self.ops.push(SimOp {
                     client: c,
+                    object: target.name.clone(),
                     method: method.clone(),
                     invoke_ms: now,
                     completed: None,
@@ -459,6 +482,7 @@ impl Sim {
                 let client = &mut self.clients[c];
                 client.outstanding = Some(Outstanding {
                     id,
+                    target,
                     method,
                     op: self.ops.len() - 1,
                     first_sent_ms: now,
@@ -486,6 +510,7 @@ impl Sim {
         o.last_sent_ms = now;
         let command = Command::Call {
             id: o.id,
+            target: o.target.clone(),
             method: o.method.clone(),
             args: encode_args::<i64>(&[]),
             ack_below: o.id.seq,

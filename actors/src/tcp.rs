@@ -25,6 +25,9 @@ pub const PEER_QUEUE_MAX: usize = 65_536;
 pub const PEER_LINKS_FROM_HELLO_MAX: usize = 64;
 /// Frames queued for one client connection before it is considered stuck.
 pub const SESSION_QUEUE_MAX: usize = 65_536;
+/// Named objects listed in one `Objects` frame at most (names are at most
+/// 256 bytes, so a page stays far below the frame limit).
+pub const OBJECTS_PAGE_MAX: usize = 10_000;
 const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(20);
 const RECONNECT_BACKOFF_MAX: Duration = Duration::from_millis(1_000);
 /// A connection must say hello within this long.
@@ -473,15 +476,31 @@ impl StreamHandler<Result<Frame, WireError>> for ClientSession {
         match frame {
             Ok(Frame::Call {
                 id,
+                target,
                 method,
                 args,
                 ack_below,
             }) => self.submit(Command::Call {
                 id,
+                target,
                 method,
                 args,
                 ack_below,
             }),
+            Ok(Frame::ObjectsRequest { after, limit }) => {
+                let node = self.node.clone();
+                let out = self.out.clone();
+                // A page stays well inside one frame.
+                let limit = (limit as usize).clamp(1, OBJECTS_PAGE_MAX);
+                ctx.spawn(
+                    async move {
+                        if let Some((objects, more)) = node.objects(after, limit).await {
+                            let _ = out.try_send(Frame::Objects { objects, more });
+                        }
+                    }
+                    .into_actor(self),
+                );
+            }
             Ok(Frame::Cancel { id }) => self.submit(Command::Cancel { id }),
             Ok(Frame::StatusRequest) => {
                 let node = self.node.clone();
@@ -555,6 +574,8 @@ fn frame_name(frame: &Frame) -> &'static str {
         Frame::Redirect { .. } => "Redirect",
         Frame::StatusRequest => "StatusRequest",
         Frame::Status(_) => "Status",
+        Frame::ObjectsRequest { .. } => "ObjectsRequest",
+        Frame::Objects { .. } => "Objects",
         Frame::Join(_) => "Join",
         Frame::Joined { .. } => "Joined",
     }

@@ -57,6 +57,7 @@ pub fn seeds() -> Vec<Vec<u8>> {
         Frame::StatusRequest,
         Frame::Call {
             id: CommandId::new(7, 1),
+            target: Default::default(),
             method: "increment".into(),
             args: vec![0x90],
             ack_below: 1,

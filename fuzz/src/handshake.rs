@@ -178,6 +178,7 @@ pub fn seeds() -> Vec<Vec<u8>> {
     };
     let call = Frame::Call {
         id: CommandId::new(42, 1),
+        target: Default::default(),
         method: "increment".into(),
         args: vec![0x90],
         ack_below: 1,

@@ -443,6 +443,11 @@ impl ObjectStore {
     pub fn default_mut(&mut self) -> &mut dyn StateMachine {
         &mut *self.default
     }
+
+    /// The default object, leaving the named ones.
+    pub fn into_default(self) -> Box<dyn StateMachine> {
+        self.default
+    }
 }
 
 /// The parked commands an object reports itself (built-ins do).

@@ -3,7 +3,8 @@
 
 use crate::config::{ConfigHistory, Member};
 use crate::{Ballot, NodeId, Slot};
-use concoord_objects::{CommandId, Reply};
+pub use concoord_objects::Target;
+use concoord_objects::{CommandId, Reply, StoreSnapshot};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -17,6 +18,8 @@ pub enum Command {
     /// sequence number, so the client table may forget them.
     Call {
         id: CommandId,
+        /// Which object: the default one, or a named one (and its type).
+        target: Target,
         method: String,
         #[serde(with = "serde_bytes_vec")]
         args: Vec<u8>,
@@ -44,7 +47,12 @@ impl Command {
     /// Rough wire size, for bounding batches.
     pub fn size_hint(&self) -> usize {
         match self {
-            Command::Call { method, args, .. } => 32 + method.len() + args.len(),
+            Command::Call {
+                target,
+                method,
+                args,
+                ..
+            } => 32 + target.name.len() + target.type_name.len() + method.len() + args.len(),
             Command::AddMember(m) => 16 + m.addr.len(),
             _ => 16,
         }
@@ -132,14 +140,17 @@ pub struct CatchUp {
 pub struct ClientRecord {
     pub ack_below: u64,
     pub results: std::collections::BTreeMap<u64, CommandState>,
-    /// The calls of parked commands of an object that answers them by
-    /// running them again (user types with embedded primitives).
+    /// Every parked command's call: the object it waits in (to route its
+    /// cancel and answer it when the object goes), and, for an object that
+    /// answers by running calls again, the method and arguments.
     pub parked_calls: std::collections::BTreeMap<u64, ParkedCall>,
 }
 
 /// A parked call kept to run again when it is woken or its deadline passes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ParkedCall {
+    /// The object it waits in ("" for the default one).
+    pub object: String,
     pub method: String,
     #[serde(with = "serde_bytes_vec")]
     pub args: Vec<u8>,
@@ -148,7 +159,7 @@ pub struct ParkedCall {
 /// The layout of [`Snapshot`]: a replica refuses a snapshot of a format it
 /// does not know, with an error that names both.
 /// 1: the first (object, client table, configs); 2: client records carry
-/// parked calls.
+/// parked calls, the snapshot carries named objects and limits.
 pub const SNAPSHOT_FORMAT: u32 = 2;
 
 /// Where one command stands in the client table.
@@ -171,6 +182,20 @@ pub struct Snapshot {
     pub object_state: Vec<u8>,
     pub clients: Vec<(u64, ClientRecord)>,
     pub configs: ConfigHistory,
+    /// The named objects and the group's limits.
+    pub store: StoreSnapshot,
+}
+
+/// One piece of a [`Snapshot`] too large for one frame: the MessagePack
+/// bytes of the snapshot, cut into `total` pieces sent in order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotChunk {
+    /// The snapshot's slot: pieces of different snapshots never mix.
+    pub executed: Slot,
+    pub index: u32,
+    pub total: u32,
+    #[serde(with = "serde_bytes_vec")]
+    pub bytes: Vec<u8>,
 }
 
 /// Everything nodes say to each other, addressed to one role.
@@ -186,6 +211,7 @@ pub enum PeerMsg {
     CatchUpRequest(CatchUpRequest),
     CatchUp(CatchUp),
     Snapshot(Box<Snapshot>),
+    SnapshotChunk(SnapshotChunk),
     /// Replica → its own node's leader and acceptor: progress and membership.
     Progress(Progress),
     /// Leader → its own replica: someone has executed up to `executed`.
@@ -220,6 +246,7 @@ impl PeerMsg {
             | PeerMsg::CatchUpRequest(_)
             | PeerMsg::CatchUp(_)
             | PeerMsg::Snapshot(_)
+            | PeerMsg::SnapshotChunk(_)
             | PeerMsg::CommitPoint { .. } => &[Role::Replica],
             PeerMsg::Progress(_) => &[Role::Leader, Role::Acceptor],
         }

@@ -6,7 +6,7 @@ use crate::config::Member;
 use crate::message::PeerMsg;
 use crate::{Ballot, NodeId, Slot};
 use bytes::{Bytes, BytesMut};
-use concoord_objects::{ClientId, CommandId, Reply};
+use concoord_objects::{ClientId, CommandId, ObjectInfo, Reply, Target};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
@@ -70,6 +70,7 @@ pub enum Frame {
     /// A method call (or `concoord_init`). The client has every reply below `ack_below`.
     Call {
         id: CommandId,
+        target: Target,
         method: String,
         #[serde(with = "crate::message::serde_bytes_vec")]
         args: Vec<u8>,
@@ -95,6 +96,16 @@ pub enum Frame {
     },
     StatusRequest,
     Status(Box<StatusInfo>),
+    /// Lists named objects in name order after `after`, at most `limit`.
+    ObjectsRequest {
+        after: String,
+        limit: u32,
+    },
+    /// `more`: objects follow the last one listed.
+    Objects {
+        objects: Vec<ObjectInfo>,
+        more: bool,
+    },
     /// A new replica asks to be added to the group.
     Join(Member),
     /// The join was ordered; the group will send state.

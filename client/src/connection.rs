@@ -1,0 +1,422 @@
+//! The connection task behind a [`crate::Client`]: finds the leader,
+//! follows leader changes, resends the same command id after a timeout or a
+//! disconnect, cancels a parked call at its deadline, and gives up only at
+//! the caller's deadline.
+
+use crate::{ClientError, ClientOptions};
+use concoord_objects::{ClientId, CommandId, Reply, Target};
+use concoord_proto::wire::{Frame, FrameCodec, HelloRole, StatusInfo, PROTOCOL_VERSION};
+use futures::{FutureExt, SinkExt, StreamExt};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::codec::{FramedRead, FramedWrite};
+
+pub(crate) enum Op {
+    Call {
+        target: Target,
+        method: String,
+        args: Vec<u8>,
+        deadline: Instant,
+        /// When the deadline passes, cancel the parked call and return its outcome.
+        cancel_at_deadline: bool,
+        done: oneshot::Sender<Result<Vec<u8>, ClientError>>,
+    },
+    Status {
+        done: oneshot::Sender<Result<StatusInfo, ClientError>>,
+    },
+}
+
+pub(crate) struct Pending {
+    target: Target,
+    method: String,
+    args: Vec<u8>,
+    deadline: Instant,
+    cancel_at_deadline: bool,
+    cancel_sent: bool,
+    /// The replica told us the call waits in a queue: no point resending it
+    /// while this connection lives.
+    parked: bool,
+    last_sent: Option<Instant>,
+    done: oneshot::Sender<Result<Vec<u8>, ClientError>>,
+}
+
+type Reader = FramedRead<tokio::net::tcp::OwnedReadHalf, FrameCodec>;
+type Writer = FramedWrite<tokio::net::tcp::OwnedWriteHalf, FrameCodec>;
+
+pub(crate) struct Core {
+    pub(crate) id: ClientId,
+    pub(crate) options: ClientOptions,
+    pub(crate) addrs: Vec<String>,
+    pub(crate) next_addr: usize,
+    /// The replica to try next (a redirect's leader).
+    pub(crate) preferred: Option<String>,
+    pub(crate) next_seq: u64,
+    pub(crate) pending: BTreeMap<u64, Pending>,
+    /// Calls (and cancels) not written on the current connection yet, in order.
+    pub(crate) unsent: Vec<u64>,
+    pub(crate) status_waiters: Vec<oneshot::Sender<Result<StatusInfo, ClientError>>>,
+    pub(crate) status_requested: bool,
+}
+
+const TICK: Duration = Duration::from_millis(50);
+
+impl Core {
+    pub(crate) async fn run(mut self, mut ops: mpsc::UnboundedReceiver<Op>) {
+        let mut conn: Option<(Reader, Writer, String)> = None;
+        let mut ticker = tokio::time::interval(TICK);
+        let mut last_progress = Instant::now();
+        // The last frame in or out: spinning goes on for `options.spin` after it.
+        let mut last_traffic = Instant::now();
+        loop {
+            let has_work = !self.pending.is_empty() || !self.status_waiters.is_empty();
+            if conn.is_none() && has_work {
+                match self.connect().await {
+                    Ok(c) => {
+                        conn = Some(c);
+                        last_progress = Instant::now();
+                        for p in self.pending.values_mut() {
+                            p.last_sent = None;
+                            p.parked = false;
+                        }
+                        self.unsent = self.pending.keys().copied().collect();
+                        self.status_requested = false;
+                    }
+                    Err(fatal) => {
+                        self.fail_all(fatal);
+                        continue;
+                    }
+                }
+            }
+            if let Some((_, writer, _)) = &mut conn {
+                match self.flush_sends(writer).await {
+                    Ok(true) => last_traffic = Instant::now(),
+                    Ok(false) => {}
+                    Err(()) => {
+                        conn = None;
+                        continue;
+                    }
+                }
+            }
+            let spinning = conn.is_some()
+                && !self.pending.is_empty()
+                && !self.options.spin.is_zero()
+                && last_traffic.elapsed() < self.options.spin;
+            let frame = async {
+                match &mut conn {
+                    Some((reader, _, _)) => reader.next().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let spin = async {
+                if spinning {
+                    tokio::task::yield_now().await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            };
+            tokio::select! {
+                op = ops.recv() => match op {
+                    None => return,
+                    Some(op) => {
+                        self.take(op);
+                        // With other calls outstanding, callers woken by the replies
+                        // just handed out are about to call again: let them, so their
+                        // calls share one write. A lone caller goes out at once.
+                        if self.pending.len() > 1 {
+                            tokio::task::yield_now().await;
+                        }
+                        while let Ok(op) = ops.try_recv() {
+                            self.take(op);
+                        }
+                    }
+                },
+                frame = frame => {
+                    let mut next = Some(frame);
+                    // Handle every frame already read before writing again.
+                    while let Some(frame) = next.take() {
+                        match frame {
+                            Some(Ok(frame)) => {
+                                last_progress = Instant::now();
+                                last_traffic = last_progress;
+                                if let Some(redirect_to) = self.on_frame(frame) {
+                                    self.preferred = redirect_to;
+                                    conn = None;
+                                }
+                            }
+                            Some(Err(e)) => {
+                                log::debug!("client: connection error: {e}");
+                                conn = None;
+                            }
+                            None => conn = None,
+                        }
+                        if let Some((reader, _, _)) = &mut conn {
+                            next = reader.next().now_or_never();
+                        }
+                    }
+                },
+                _ = spin => {
+                    // Let other runnable threads on this CPU go first.
+                    std::thread::yield_now();
+                },
+                _ = ticker.tick() => {
+                    self.expire();
+                    let stale = self.pending.values().any(|p| {
+                        !p.parked
+                            && p.last_sent.is_some_and(|t| t.elapsed() >= self.options.resend_after)
+                    });
+                    if stale && last_progress.elapsed() >= self.options.resend_after {
+                        // The replica we talk to is not getting our calls through: try another.
+                        if let Some((_, _, addr)) = &conn {
+                            log::debug!("client: no answer from {addr}; trying another replica");
+                        }
+                        conn = None;
+                        self.preferred = None;
+                    }
+                }
+            }
+        }
+    }
+
+    fn take(&mut self, op: Op) {
+        match op {
+            Op::Call {
+                target,
+                method,
+                args,
+                deadline,
+                cancel_at_deadline,
+                done,
+            } => {
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                self.unsent.push(seq);
+                self.pending.insert(
+                    seq,
+                    Pending {
+                        target,
+                        method,
+                        args,
+                        deadline,
+                        cancel_at_deadline,
+                        cancel_sent: false,
+                        parked: false,
+                        last_sent: None,
+                        done,
+                    },
+                );
+            }
+            Op::Status { done } => self.status_waiters.push(done),
+        }
+    }
+
+    fn ack_below(&self) -> u64 {
+        self.pending.keys().next().copied().unwrap_or(self.next_seq)
+    }
+
+    /// Writes what has not been sent on this connection; true if it wrote.
+    async fn flush_sends(&mut self, writer: &mut Writer) -> Result<bool, ()> {
+        let ack_below = self.ack_below();
+        let mut wrote = false;
+        let now = Instant::now();
+        for seq in std::mem::take(&mut self.unsent) {
+            let Some(p) = self.pending.get_mut(&seq) else {
+                continue;
+            };
+            if p.last_sent.is_some() {
+                continue;
+            }
+            p.last_sent = Some(now);
+            let id = CommandId::new(self.id, seq);
+            let frame = if p.cancel_sent {
+                Frame::Cancel { id }
+            } else {
+                Frame::Call {
+                    id,
+                    target: p.target.clone(),
+                    method: p.method.clone(),
+                    args: p.args.clone(),
+                    ack_below,
+                }
+            };
+            writer.feed(frame).await.map_err(|_| ())?;
+            wrote = true;
+        }
+        if !self.status_waiters.is_empty() && !self.status_requested {
+            self.status_requested = true;
+            writer.feed(Frame::StatusRequest).await.map_err(|_| ())?;
+            wrote = true;
+        }
+        if wrote {
+            writer.flush().await.map_err(|_| ())?;
+        }
+        Ok(wrote)
+    }
+
+    /// Handles one frame; returns `Some(target)` when we should reconnect.
+    fn on_frame(&mut self, frame: Frame) -> Option<Option<String>> {
+        match frame {
+            Frame::Reply { id, reply } => {
+                if id.client == self.id {
+                    if let Some(p) = self.pending.remove(&id.seq) {
+                        let _ = p.done.send(to_result(reply));
+                    }
+                }
+                None
+            }
+            Frame::Parked { id } => {
+                if let Some(p) = self
+                    .pending
+                    .get_mut(&id.seq)
+                    .filter(|_| id.client == self.id)
+                {
+                    p.parked = true;
+                }
+                None
+            }
+            Frame::Redirect {
+                leader, members, ..
+            } => {
+                self.learn(&members);
+                Some(leader)
+            }
+            Frame::Status(status) => {
+                for w in self.status_waiters.drain(..) {
+                    let _ = w.send(Ok((*status).clone()));
+                }
+                self.status_requested = false;
+                None
+            }
+            Frame::Refused { kind, message } if kind == "Busy" => {
+                log::debug!("client: {message}");
+                None
+            }
+            Frame::Refused { kind, message } => {
+                self.fail_all(ClientError::Refused(format!("{kind}: {message}")));
+                Some(None)
+            }
+            _ => None,
+        }
+    }
+
+    fn learn(&mut self, members: &[String]) {
+        for m in members {
+            if !self.addrs.contains(m) {
+                self.addrs.push(m.clone());
+            }
+        }
+    }
+
+    fn expire(&mut self) {
+        let now = Instant::now();
+        let expired: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| now >= p.deadline)
+            .map(|(s, _)| *s)
+            .collect();
+        for seq in expired {
+            let p = self.pending.get_mut(&seq).expect("listed above");
+            if p.cancel_at_deadline && !p.cancel_sent {
+                p.cancel_sent = true;
+                p.parked = false;
+                p.last_sent = None;
+                self.unsent.push(seq);
+                p.deadline = now + self.options.cancel_grace;
+                continue;
+            }
+            let p = self.pending.remove(&seq).expect("listed above");
+            let _ = p.done.send(Err(ClientError::Unavailable(format!(
+                "no answer from a quorum before the deadline (tried {})",
+                self.addrs.join(",")
+            ))));
+        }
+    }
+
+    fn fail_all(&mut self, error: ClientError) {
+        for (_, p) in std::mem::take(&mut self.pending) {
+            let _ = p.done.send(Err(error.clone()));
+        }
+        for w in self.status_waiters.drain(..) {
+            let _ = w.send(Err(error.clone()));
+        }
+    }
+
+    /// Connects to the preferred replica or the next one; a refusal is fatal.
+    async fn connect(&mut self) -> Result<(Reader, Writer, String), ClientError> {
+        let mut attempts = 0;
+        loop {
+            let addr = match self.preferred.take() {
+                Some(a) => a,
+                None => {
+                    let a = self.addrs[self.next_addr % self.addrs.len()].clone();
+                    self.next_addr += 1;
+                    a
+                }
+            };
+            match self.try_connect(&addr).await {
+                Ok((reader, writer, members)) => {
+                    self.learn(&members);
+                    return Ok((reader, writer, addr));
+                }
+                Err(ConnectError::Refused(why)) => return Err(ClientError::Refused(why)),
+                Err(ConnectError::Failed(why)) => {
+                    log::debug!("client: cannot reach {addr}: {why}");
+                    attempts += 1;
+                    self.expire();
+                    if self.pending.is_empty() && self.status_waiters.is_empty() {
+                        return Err(ClientError::Unavailable("nothing to do".into()));
+                    }
+                    if attempts % self.addrs.len() == 0 {
+                        if !self.status_waiters.is_empty() {
+                            let e = ClientError::Unavailable(format!("cannot reach {addr}: {why}"));
+                            for w in self.status_waiters.drain(..) {
+                                let _ = w.send(Err(e.clone()));
+                            }
+                        }
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn try_connect(&self, addr: &str) -> Result<(Reader, Writer, Vec<String>), ConnectError> {
+        let stream = tokio::time::timeout(self.options.connect_timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| ConnectError::Failed("connect timed out".into()))?
+            .map_err(|e| ConnectError::Failed(e.to_string()))?;
+        let _ = stream.set_nodelay(true);
+        let (read, write) = stream.into_split();
+        let mut reader = FramedRead::new(read, FrameCodec::default());
+        let mut writer = FramedWrite::new(write, FrameCodec::default());
+        writer
+            .send(Frame::Hello {
+                version: PROTOCOL_VERSION,
+                role: HelloRole::Client(self.id),
+                token: self.options.token.clone(),
+            })
+            .await
+            .map_err(|e| ConnectError::Failed(e.to_string()))?;
+        match tokio::time::timeout(self.options.connect_timeout, reader.next()).await {
+            Ok(Some(Ok(Frame::Welcome { members, .. }))) => Ok((reader, writer, members)),
+            Ok(Some(Ok(Frame::Refused { kind, message }))) => {
+                Err(ConnectError::Refused(format!("{kind}: {message}")))
+            }
+            Ok(Some(Ok(other))) => Err(ConnectError::Failed(format!("unexpected {other:?}"))),
+            Ok(Some(Err(e))) => Err(ConnectError::Failed(e.to_string())),
+            Ok(None) => Err(ConnectError::Failed("closed during hello".into())),
+            Err(_) => Err(ConnectError::Failed("no welcome".into())),
+        }
+    }
+}
+
+enum ConnectError {
+    Refused(String),
+    Failed(String),
+}
+
+fn to_result(reply: Reply) -> Result<Vec<u8>, ClientError> {
+    reply.map_err(ClientError::from_reply_error)
+}

@@ -1,0 +1,35 @@
+//! How a client behaves: token, deadlines, resend and connect timeouts.
+
+use std::time::Duration;
+
+/// How a client behaves.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    pub token: String,
+    /// A call that is not answered by then fails with `Unavailable`.
+    pub deadline: Duration,
+    /// Without an answer for this long, try another replica with the same id.
+    pub resend_after: Duration,
+    pub connect_timeout: Duration,
+    /// After a deadline, how long a call that is cancelled may take to report
+    /// the cancel's outcome before it fails with `Unavailable`.
+    pub cancel_grace: Duration,
+    /// While calls are outstanding, poll the connection for this long after
+    /// the last frame before sleeping: a reply that comes within it skips the
+    /// thread's wake-up (tens of µs on a VM). Zero (the default) never spins:
+    /// a client that shares its cores with the replicas slows them down.
+    pub spin: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            token: String::new(),
+            deadline: Duration::from_secs(30),
+            resend_after: Duration::from_millis(1_000),
+            connect_timeout: Duration::from_millis(1_000),
+            cancel_grace: Duration::from_secs(2),
+            spin: Duration::ZERO,
+        }
+    }
+}
