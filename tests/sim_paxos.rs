@@ -5,7 +5,7 @@
 
 use concoord_actors::sim::{Sim, SimConfig};
 use concoord_objects::{rmpv, ObjectError};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 const DEFAULT_SEEDS: u64 = 200;
 /// Simulated time every run must finish in.
@@ -52,11 +52,18 @@ fn config(seed: u64, nodes: usize) -> SimConfig {
 }
 
 fn counter_value(sim: &Sim, node: usize) -> Result<i64, String> {
-    let state = sim.nodes[node].replica.snapshot().object_state;
-    let value = rmpv::decode::read_value(&mut &state[..]).map_err(|e| e.to_string())?;
-    value[0]
-        .as_i64()
-        .ok_or_else(|| format!("counter state is not [value]: {value}"))
+    // The default object's count plus every named Counter's.
+    let snapshot = sim.nodes[node].replica.snapshot();
+    let states = std::iter::once(snapshot.object_state.as_slice())
+        .chain(snapshot.store.named.iter().map(|(_, _, state)| state.0.as_slice()));
+    let mut total = 0;
+    for state in states {
+        let value = rmpv::decode::read_value(&mut &state[..]).map_err(|e| e.to_string())?;
+        total += value[0]
+            .as_i64()
+            .ok_or_else(|| format!("counter state is not [value]: {value}"))?;
+    }
+    Ok(total)
 }
 
 /// Drives the run to the end and checks what every scenario must hold.
@@ -129,45 +136,53 @@ fn finish_and_check(sim: &mut Sim) -> Result<(), String> {
     check_linearizable(sim)
 }
 
-/// The clients' history of increments and reads has a linearization.
+/// The clients' history of increments and reads has a linearization, for
+/// each object on its own.
 fn check_linearizable(sim: &Sim) -> Result<(), String> {
     use concoord::check::linearizability::{check_object, CheckResult, Options};
     use concoord::history::{ms, Operation};
-    let ops: Vec<Operation> = sim
-        .ops
-        .iter()
-        .map(|op| {
-            let client = format!("c{}", op.client);
-            match &op.completed {
-                Some((at, Ok(bytes))) => {
-                    let result =
-                        rmpv::decode::read_value(&mut &bytes[..]).unwrap_or(rmpv::Value::Nil);
-                    Operation::ok(
-                        client,
-                        &op.method,
-                        vec![],
-                        result,
-                        ms(op.invoke_ms),
-                        ms(*at),
-                    )
-                }
-                Some((at, Err(e))) => Operation::err(
+    let mut per_object: BTreeMap<&str, Vec<Operation>> = BTreeMap::new();
+    for op in &sim.ops {
+        let client = format!("c{}", op.client);
+        let operation = match &op.completed {
+            Some((at, Ok(bytes))) => {
+                let result = rmpv::decode::read_value(&mut &bytes[..]).unwrap_or(rmpv::Value::Nil);
+                Operation::ok(
                     client,
                     &op.method,
                     vec![],
-                    &e.kind,
+                    result,
                     ms(op.invoke_ms),
                     ms(*at),
-                ),
-                None => Operation::info(client, &op.method, vec![], ms(op.invoke_ms)),
+                )
             }
-        })
-        .collect();
-    match check_object("Counter", &ops, &Options::default()) {
-        CheckResult::Ok => Ok(()),
-        CheckResult::Illegal(why) => Err(format!("history not linearizable: {}", why.explanation)),
-        CheckResult::Unknown(why) => Err(format!("linearizability undecided: {why}")),
+            Some((at, Err(e))) => Operation::err(
+                client,
+                &op.method,
+                vec![],
+                &e.kind,
+                ms(op.invoke_ms),
+                ms(*at),
+            ),
+            None => Operation::info(client, &op.method, vec![], ms(op.invoke_ms)),
+        };
+        per_object.entry(op.object.as_str()).or_default().push(operation);
     }
+    for (object, ops) in per_object {
+        match check_object("Counter", &ops, &Options::default()) {
+            CheckResult::Ok => {}
+            CheckResult::Illegal(why) => {
+                return Err(format!(
+                    "history of object {object:?} not linearizable: {}",
+                    why.explanation
+                ))
+            }
+            CheckResult::Unknown(why) => {
+                return Err(format!("linearizability of {object:?} undecided: {why}"))
+            }
+        }
+    }
+    Ok(())
 }
 
 /// After `healed_ms`, some client must be answered within the recovery bound.
@@ -293,6 +308,46 @@ fn lossy_network(seed: u64, nodes: usize) -> Result<(), String> {
         check_recovery(&sim, healed_at)?;
     }
     Ok(())
+}
+
+/// Calls spread over the default object and four named Counters, created
+/// by their first call, through a leader crash and through loss.
+fn named_objects(seed: u64, nodes: usize) -> Result<(), String> {
+    let mut cfg = config(seed, nodes);
+    cfg.named_objects = 4;
+    cfg.ops_per_client = 16;
+    let mut sim = Sim::new(cfg);
+    sim.run_until(400);
+    let leader = elect(&mut sim)?;
+    sim.net.drop_percent = 10;
+    sim.net.duplicate_percent = 10;
+    sim.run_until(sim.now_ms + 300);
+    sim.crash(leader);
+    sim.run_until(sim.now_ms + 1_000);
+    sim.net.drop_percent = 0;
+    sim.net.duplicate_percent = 0;
+    finish_and_check(&mut sim)?;
+    let held: BTreeSet<usize> = (0..sim.nodes.len())
+        .filter(|n| sim.nodes[*n].alive)
+        .map(|n| sim.nodes[n].replica.object_count())
+        .collect();
+    let named_used: BTreeSet<&str> = sim
+        .ops
+        .iter()
+        .filter(|op| !op.object.is_empty() && matches!(op.completed, Some((_, Ok(_)))))
+        .map(|op| op.object.as_str())
+        .collect();
+    if held.len() != 1 || held.iter().next().copied().unwrap_or(0) < named_used.len() {
+        return Err(format!(
+            "replicas hold {held:?} named objects; calls reached {named_used:?}"
+        ));
+    }
+    Ok(())
+}
+
+#[test]
+fn named_objects_3() {
+    for_each_seed("named_objects_3", |seed| named_objects(seed, 3));
 }
 
 #[test]
