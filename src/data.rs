@@ -13,16 +13,18 @@
 
 use crate::threading::proxy_type;
 use crate::{Client, ClientError, ClientOptions};
+use concoord_objects::Target;
 
 /// An item stored in an object: any MessagePack value.
 pub type Item = concoord_objects::rmpv::Value;
 
 async fn call<A: serde::Serialize, R: serde::de::DeserializeOwned>(
     client: &Client,
+    target: &Target,
     method: &str,
     args: A,
 ) -> Result<R, ClientError> {
-    client.call(method, args).await
+    client.call_on(target, method, args).await
 }
 
 proxy_type!(
@@ -32,13 +34,13 @@ proxy_type!(
 
 impl Counter {
     pub async fn increment(&self) -> Result<(), ClientError> {
-        call(&self.client, "increment", ()).await
+        call(&self.client, &self.target, "increment", ()).await
     }
     pub async fn decrement(&self) -> Result<(), ClientError> {
-        call(&self.client, "decrement", ()).await
+        call(&self.client, &self.target, "decrement", ()).await
     }
     pub async fn getvalue(&self) -> Result<i64, ClientError> {
-        call(&self.client, "getvalue", ()).await
+        call(&self.client, &self.target, "getvalue", ()).await
     }
 }
 
@@ -49,10 +51,39 @@ proxy_type!(
 
 impl Value {
     pub async fn getvalue(&self) -> Result<Item, ClientError> {
-        call(&self.client, "getvalue", ()).await
+        call(&self.client, &self.target, "getvalue", ()).await
     }
     pub async fn setvalue(&self, value: Item) -> Result<(), ClientError> {
-        call(&self.client, "setvalue", (value,)).await
+        call(&self.client, &self.target, "setvalue", (value,)).await
+    }
+    /// Grows by one on every successful write.
+    pub async fn version(&self) -> Result<u64, ClientError> {
+        call(&self.client, &self.target, "version", ()).await
+    }
+    /// Writes `new` if the value is `expected`; whether it did.
+    pub async fn compare_and_set(&self, expected: Item, new: Item) -> Result<bool, ClientError> {
+        call(
+            &self.client,
+            &self.target,
+            "compare_and_set",
+            (expected, new),
+        )
+        .await
+    }
+    /// A watch: waits until the version is above `version` and returns the
+    /// value and version then; `None` if `timeout` runs out first. A client
+    /// that reconnects is attached to the same wait.
+    pub async fn wait_change(
+        &self,
+        version: u64,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<Option<(Item, u64)>, ClientError> {
+        use crate::threading::{call_parking, secs, Timed};
+        let args = (version, timeout.map(secs));
+        match call_parking(&self.client, &self.target, "wait_change", args, timeout).await? {
+            Timed::Done(seen) => Ok(seen),
+            Timed::TimedOut => Ok(None),
+        }
     }
 }
 
@@ -63,19 +94,19 @@ proxy_type!(
 
 impl Queue {
     pub async fn put(&self, item: Item) -> Result<(), ClientError> {
-        call(&self.client, "put", (item,)).await
+        call(&self.client, &self.target, "put", (item,)).await
     }
     pub async fn get(&self) -> Result<Item, ClientError> {
-        call(&self.client, "get", ()).await
+        call(&self.client, &self.target, "get", ()).await
     }
     pub async fn qsize(&self) -> Result<u64, ClientError> {
-        call(&self.client, "qsize", ()).await
+        call(&self.client, &self.target, "qsize", ()).await
     }
     pub async fn empty(&self) -> Result<bool, ClientError> {
-        call(&self.client, "empty", ()).await
+        call(&self.client, &self.target, "empty", ()).await
     }
     pub async fn full(&self) -> Result<bool, ClientError> {
-        call(&self.client, "full", ()).await
+        call(&self.client, &self.target, "full", ()).await
     }
 }
 
@@ -86,16 +117,16 @@ proxy_type!(
 
 impl Stack {
     pub async fn append(&self, item: Item) -> Result<(), ClientError> {
-        call(&self.client, "append", (item,)).await
+        call(&self.client, &self.target, "append", (item,)).await
     }
     pub async fn pop(&self) -> Result<Item, ClientError> {
-        call(&self.client, "pop", ()).await
+        call(&self.client, &self.target, "pop", ()).await
     }
     pub async fn get_size(&self) -> Result<u64, ClientError> {
-        call(&self.client, "get_size", ()).await
+        call(&self.client, &self.target, "get_size", ()).await
     }
     pub async fn get_stack(&self) -> Result<Vec<Item>, ClientError> {
-        call(&self.client, "get_stack", ()).await
+        call(&self.client, &self.target, "get_stack", ()).await
     }
 }
 
@@ -107,14 +138,14 @@ proxy_type!(
 impl Log {
     /// Replaces the log with one entry.
     pub async fn write(&self, entry: Item) -> Result<(), ClientError> {
-        call(&self.client, "write", (entry,)).await
+        call(&self.client, &self.target, "write", (entry,)).await
     }
     pub async fn append(&self, entry: Item) -> Result<(), ClientError> {
-        call(&self.client, "append", (entry,)).await
+        call(&self.client, &self.target, "append", (entry,)).await
     }
     /// The entries joined by spaces, as ConCoord returns them.
     pub async fn read(&self) -> Result<String, ClientError> {
-        call(&self.client, "read", ()).await
+        call(&self.client, &self.target, "read", ()).await
     }
 }
 
@@ -126,20 +157,20 @@ proxy_type!(
 impl Bank {
     /// False if the account exists already.
     pub async fn open(&self, account: &str) -> Result<bool, ClientError> {
-        call(&self.client, "open", (account,)).await
+        call(&self.client, &self.target, "open", (account,)).await
     }
     pub async fn close(&self, account: &str) -> Result<bool, ClientError> {
-        call(&self.client, "close", (account,)).await
+        call(&self.client, &self.target, "close", (account,)).await
     }
     /// The new balance, or `false` on an overdraft (as ConCoord).
     pub async fn debit(&self, account: &str, amount: f64) -> Result<Item, ClientError> {
-        call(&self.client, "debit", (account, amount)).await
+        call(&self.client, &self.target, "debit", (account, amount)).await
     }
     pub async fn deposit(&self, account: &str, amount: f64) -> Result<Item, ClientError> {
-        call(&self.client, "deposit", (account, amount)).await
+        call(&self.client, &self.target, "deposit", (account, amount)).await
     }
     pub async fn balance(&self, account: &str) -> Result<Item, ClientError> {
-        call(&self.client, "balance", (account,)).await
+        call(&self.client, &self.target, "balance", (account,)).await
     }
 }
 
@@ -150,13 +181,13 @@ proxy_type!(
 
 impl Membership {
     pub async fn add(&self, member: Item) -> Result<(), ClientError> {
-        call(&self.client, "add", (member,)).await
+        call(&self.client, &self.target, "add", (member,)).await
     }
     pub async fn remove(&self, member: Item) -> Result<(), ClientError> {
-        call(&self.client, "remove", (member,)).await
+        call(&self.client, &self.target, "remove", (member,)).await
     }
     pub async fn get_members(&self) -> Result<Vec<Item>, ClientError> {
-        call(&self.client, "get_members", ()).await
+        call(&self.client, &self.target, "get_members", ()).await
     }
 }
 
@@ -167,16 +198,16 @@ proxy_type!(
 
 impl JobManager {
     pub async fn schedule(&self, job: Item) -> Result<(), ClientError> {
-        call(&self.client, "schedule", (job,)).await
+        call(&self.client, &self.target, "schedule", (job,)).await
     }
     pub async fn deschedule(&self, job: Item) -> Result<(), ClientError> {
-        call(&self.client, "deschedule", (job,)).await
+        call(&self.client, &self.target, "deschedule", (job,)).await
     }
     pub async fn update(&self, job: Item, key: Item, value: Item) -> Result<Item, ClientError> {
-        call(&self.client, "update", (job, key, value)).await
+        call(&self.client, &self.target, "update", (job, key, value)).await
     }
     pub async fn list_jobs(&self) -> Result<Vec<Item>, ClientError> {
-        call(&self.client, "list_jobs", ()).await
+        call(&self.client, &self.target, "list_jobs", ()).await
     }
 }
 
@@ -187,25 +218,25 @@ proxy_type!(
 
 impl BinaryTree {
     pub async fn insert(&self, value: Item) -> Result<(), ClientError> {
-        call(&self.client, "insert", (value,)).await
+        call(&self.client, &self.target, "insert", (value,)).await
     }
     pub async fn find(&self, value: Item) -> Result<bool, ClientError> {
-        call(&self.client, "find", (value,)).await
+        call(&self.client, &self.target, "find", (value,)).await
     }
     pub async fn delete(&self, value: Item) -> Result<bool, ClientError> {
-        call(&self.client, "delete", (value,)).await
+        call(&self.client, &self.target, "delete", (value,)).await
     }
     pub async fn get_min(&self) -> Result<Item, ClientError> {
-        call(&self.client, "get_min", ()).await
+        call(&self.client, &self.target, "get_min", ()).await
     }
     pub async fn get_max(&self) -> Result<Item, ClientError> {
-        call(&self.client, "get_max", ()).await
+        call(&self.client, &self.target, "get_max", ()).await
     }
     pub async fn get_depth(&self) -> Result<u64, ClientError> {
-        call(&self.client, "get_depth", ()).await
+        call(&self.client, &self.target, "get_depth", ()).await
     }
     pub async fn get_size(&self) -> Result<u64, ClientError> {
-        call(&self.client, "get_size", ()).await
+        call(&self.client, &self.target, "get_size", ()).await
     }
 }
 
@@ -216,19 +247,19 @@ proxy_type!(
 
 impl MeshMembership {
     pub async fn add_group(&self, group: &str, minsize: u64) -> Result<(), ClientError> {
-        call(&self.client, "add_group", (group, minsize)).await
+        call(&self.client, &self.target, "add_group", (group, minsize)).await
     }
     pub async fn remove_group(&self, group: &str) -> Result<(), ClientError> {
-        call(&self.client, "remove_group", (group,)).await
+        call(&self.client, &self.target, "remove_group", (group,)).await
     }
     pub async fn get_group_members(&self, group: &str) -> Result<Vec<Item>, ClientError> {
-        call(&self.client, "get_group_members", (group,)).await
+        call(&self.client, &self.target, "get_group_members", (group,)).await
     }
     pub async fn get_group_epoch(&self, group: &str) -> Result<u64, ClientError> {
-        call(&self.client, "get_group_epoch", (group,)).await
+        call(&self.client, &self.target, "get_group_epoch", (group,)).await
     }
     pub async fn get_group_state(&self, group: &str) -> Result<Item, ClientError> {
-        call(&self.client, "get_group_state", (group,)).await
+        call(&self.client, &self.target, "get_group_state", (group,)).await
     }
     pub async fn approve_join(
         &self,
@@ -236,10 +267,16 @@ impl MeshMembership {
         node: Item,
         epoch: u64,
     ) -> Result<Item, ClientError> {
-        call(&self.client, "approve_join", (group, node, epoch)).await
+        call(
+            &self.client,
+            &self.target,
+            "approve_join",
+            (group, node, epoch),
+        )
+        .await
     }
     pub async fn check_member(&self, group: &str, node: Item) -> Result<Item, ClientError> {
-        call(&self.client, "check_member", (group, node)).await
+        call(&self.client, &self.target, "check_member", (group, node)).await
     }
     pub async fn notify_failure(
         &self,
@@ -247,7 +284,13 @@ impl MeshMembership {
         epoch: u64,
         node: Item,
     ) -> Result<Item, ClientError> {
-        call(&self.client, "notify_failure", (group, epoch, node)).await
+        call(
+            &self.client,
+            &self.target,
+            "notify_failure",
+            (group, epoch, node),
+        )
+        .await
     }
     /// Blocks until the group changes.
     pub async fn wait(&self, group: &str) -> Result<Item, ClientError> {
@@ -279,6 +322,7 @@ impl NameserverCoord {
     ) -> Result<(), ClientError> {
         call(
             &self.client,
+            &self.target,
             "addnodetosubdomain",
             (subdomain, nodetype, node),
         )
@@ -292,25 +336,32 @@ impl NameserverCoord {
     ) -> Result<Item, ClientError> {
         call(
             &self.client,
+            &self.target,
             "delnodefromsubdomain",
             (subdomain, nodetype, node),
         )
         .await
     }
     pub async fn updatesubdomain(&self, subdomain: &str, nodes: Item) -> Result<(), ClientError> {
-        call(&self.client, "updatesubdomain", (subdomain, nodes)).await
+        call(
+            &self.client,
+            &self.target,
+            "updatesubdomain",
+            (subdomain, nodes),
+        )
+        .await
     }
     pub async fn delsubdomain(&self, subdomain: &str) -> Result<bool, ClientError> {
-        call(&self.client, "delsubdomain", (subdomain,)).await
+        call(&self.client, &self.target, "delsubdomain", (subdomain,)).await
     }
     pub async fn getnodes(&self, subdomain: &str) -> Result<Item, ClientError> {
-        call(&self.client, "getnodes", (subdomain,)).await
+        call(&self.client, &self.target, "getnodes", (subdomain,)).await
     }
     pub async fn getsubdomains(&self) -> Result<Item, ClientError> {
-        call(&self.client, "getsubdomains", ()).await
+        call(&self.client, &self.target, "getsubdomains", ()).await
     }
     pub async fn getdomains(&self) -> Result<Item, ClientError> {
-        call(&self.client, "getdomains", ()).await
+        call(&self.client, &self.target, "getdomains", ()).await
     }
 }
 
@@ -331,6 +382,9 @@ pub mod blocking {
     blocking_proxy!(Value {
         fn getvalue() -> Result<Item, ClientError>;
         fn setvalue(value: Item) -> Result<(), ClientError>;
+        fn version() -> Result<u64, ClientError>;
+        fn compare_and_set(expected: Item, new: Item) -> Result<bool, ClientError>;
+        fn wait_change(version: u64, timeout: Option<std::time::Duration>) -> Result<Option<(Item, u64)>, ClientError>;
     });
 
     blocking_proxy!(Queue {

@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 use concoord::client::fetch_status;
 use concoord::json::{encode_args, parse_each, parse_json_args, result_to_json};
+use concoord::objects::Target;
 use concoord::{BlockingClient, ClientError, ClientOptions};
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
@@ -39,6 +40,8 @@ enum Cmd {
     Shell(ShellArgs),
     /// Print each replica's view of the group as a JSON array.
     Status(StatusArgs),
+    /// List the group's named objects as JSON: name, type, parked calls.
+    Objects(ObjectsArgs),
     /// Closed-loop load: ops/s and latency percentiles.
     Bench(BenchArgs),
     /// Generate a typed proxy module for a type (ConCoord's `concoord object`).
@@ -120,6 +123,13 @@ struct CallArgs {
     /// Give up after this many seconds.
     #[arg(long = "timeout", default_value_t = 30.0)]
     timeout: f64,
+    /// Call the named object NAME instead of the group's default one.
+    #[arg(long = "object", value_name = "NAME")]
+    object: Option<String>,
+    /// The object's type (Lock, Counter, ...): creates NAME if it does not
+    /// exist yet; a name of another type fails with kind WrongType.
+    #[arg(long = "type", value_name = "TYPE", requires = "object")]
+    type_name: Option<String>,
     /// The method to call.
     method: String,
     /// Arguments, each a JSON value (strings in quotes: '"text"').
@@ -138,6 +148,20 @@ struct ShellArgs {
     token: String,
     /// Give up on one call after this many seconds.
     #[arg(long = "timeout", default_value_t = 30.0)]
+    timeout: f64,
+}
+
+#[derive(Parser)]
+struct ObjectsArgs {
+    /// Replica addresses; the first that answers lists what it holds.
+    #[arg(short = 'r', long = "replicas")]
+    replicas: String,
+    /// Send log records to a network logger at HOST:PORT.
+    #[arg(short = 'l', long = "logger")]
+    logger: Option<String>,
+    #[arg(short = 't', long = "token", default_value = "")]
+    token: String,
+    #[arg(long = "timeout", default_value_t = 10.0)]
     timeout: f64,
 }
 
@@ -166,6 +190,7 @@ fn main() -> ExitCode {
         Cmd::Call(c) => (false, c.logger.clone(), "client call".into()),
         Cmd::Shell(c) => (false, c.logger.clone(), "client shell".into()),
         Cmd::Status(c) => (false, c.logger.clone(), "client status".into()),
+        Cmd::Objects(c) => (false, c.logger.clone(), "client objects".into()),
         Cmd::Bench(c) => (false, c.logger.clone(), "client bench".into()),
         Cmd::Logdaemon(_) => (false, None, "logdaemon".into()),
         Cmd::Object(_) => (false, None, "object".into()),
@@ -183,6 +208,7 @@ fn main() -> ExitCode {
         Cmd::Call(args) => run_call(args),
         Cmd::Shell(args) => run_shell(args),
         Cmd::Status(args) => run_status(args),
+        Cmd::Objects(args) => run_objects(args),
         Cmd::Bench(args) => run_bench(args),
         Cmd::Logdaemon(args) => run_logdaemon(args),
         Cmd::Object(args) => concoord::object_cmd::run(args),
@@ -261,6 +287,7 @@ fn call_timeout_arg(method: &str, values: &[serde_json::Value]) -> Option<f64> {
     let timeout = match method {
         "acquire" if values.first().and_then(|b| b.as_bool()) != Some(false) => values.get(1),
         "wait" => values.first(),
+        "wait_change" => values.get(1),
         _ => None,
     };
     timeout.and_then(|t| t.as_f64()).filter(|t| *t >= 0.0)
@@ -272,13 +299,15 @@ fn call_timeout_arg(method: &str, values: &[serde_json::Value]) -> Option<f64> {
 /// acquire return false, as in Python.
 fn call_cancelling(
     client: &BlockingClient,
+    target: &Target,
     method: &str,
     values: &[serde_json::Value],
     timeout_s: f64,
 ) -> Result<Vec<u8>, ClientError> {
     let own = call_timeout_arg(method, values);
     let deadline = own.map_or(timeout_s, |t| t.min(timeout_s));
-    let result = client.call_raw_with(
+    let result = client.call_raw_on(
+        target,
         method,
         encode_args(values),
         Duration::from_secs_f64(deadline),
@@ -307,7 +336,11 @@ fn run_call(args: CallArgs) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(format!("-r: {}", e.message())),
     };
-    match call_cancelling(&client, &args.method, &values, args.timeout) {
+    let target = Target {
+        name: args.object.unwrap_or_default(),
+        type_name: args.type_name.unwrap_or_default(),
+    };
+    match call_cancelling(&client, &target, &args.method, &values, args.timeout) {
         Ok(bytes) => match result_to_json(&bytes) {
             Ok(json) => {
                 println!("{json}");
@@ -339,10 +372,23 @@ fn run_shell(args: ShellArgs) -> ExitCode {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
+        let (target, line) = match shell_target(line) {
+            Ok(found) => found,
+            Err(e) => {
+                let out = serde_json::json!({"error": {"kind": "BadArguments", "message": e}});
+                if writeln!(stdout, "{out}")
+                    .and_then(|_| stdout.flush())
+                    .is_err()
+                {
+                    break;
+                }
+                continue;
+            }
+        };
         let (method, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
         let out = match parse_json_args(rest) {
             Err(e) => serde_json::json!({"error": {"kind": "BadArguments", "message": e}}),
-            Ok(values) => match call_cancelling(&client, method, &values, args.timeout) {
+            Ok(values) => match call_cancelling(&client, &target, method, &values, args.timeout) {
                 Ok(bytes) => result_to_json(&bytes).unwrap_or_else(
                     |e| serde_json::json!({"error": {"kind": "Invalid", "message": e}}),
                 ),
@@ -357,6 +403,67 @@ fn run_shell(args: ShellArgs) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// A shell line's object: `@NAME[:TYPE] METHOD ARGS` names one (the type
+/// creates it if new); a plain line calls the default object. A name holding
+/// ':' is written with its type (`@a:b:Lock`: name `a:b`).
+fn shell_target(line: &str) -> Result<(Target, &str), String> {
+    let Some(rest) = line.strip_prefix('@') else {
+        return Ok((Target::default(), line));
+    };
+    let (spec, call) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+    let call = call.trim_start();
+    if call.is_empty() {
+        return Err(format!(
+            "@{spec}: a method must follow the object (@NAME[:TYPE] METHOD ARGS)"
+        ));
+    }
+    let looks_like_type = |t: &str| {
+        !t.is_empty()
+            && t.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+    };
+    let (name, type_name) = match spec.rsplit_once(':') {
+        Some((name, t)) if looks_like_type(t) => (name, t),
+        _ => (spec, ""),
+    };
+    if name.is_empty() {
+        return Err("@: an object name must follow the @".into());
+    }
+    Ok((Target::named(name, type_name), call))
+}
+
+fn run_objects(args: ObjectsArgs) -> ExitCode {
+    let addrs = match concoord::client::parse_addresses(&args.replicas) {
+        Ok(a) => a,
+        Err(e) => return fail(format!("-r: {}", e.message())),
+    };
+    if !(args.timeout.is_finite() && args.timeout > 0.0) {
+        return fail("--timeout must be a positive number of seconds");
+    }
+    let timeout = Duration::from_secs_f64(args.timeout);
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return fail(format!("cannot start a runtime: {e}")),
+    };
+    let mut last_error = None;
+    for addr in &addrs {
+        match runtime.block_on(concoord::client::fetch_objects(addr, &args.token, timeout)) {
+            Ok(objects) => {
+                let json = serde_json::to_string(&objects).expect("object lists serialize");
+                println!("{json}");
+                return ExitCode::SUCCESS;
+            }
+            Err(e) => last_error = Some(e),
+        }
+    }
+    let e = last_error.expect("parse_addresses gives at least one address");
+    eprintln!("{}", error_json(&e));
+    ExitCode::from(1)
 }
 
 fn run_status(args: StatusArgs) -> ExitCode {

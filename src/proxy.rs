@@ -12,6 +12,7 @@ use crate::objects::{
     STR_METHOD,
 };
 use crate::{BlockingClient, Client, ClientError};
+use concoord_objects::Target;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::marker::PhantomData;
@@ -39,13 +40,14 @@ fn parking_deadline(timeout_secs: Option<f64>) -> Duration {
 /// error has kind `Cancelled`.
 pub async fn call_parking<A: Serialize, R: DeserializeOwned>(
     client: &Client,
+    target: &Target,
     method: &str,
     args: A,
     timeout_secs: Option<f64>,
 ) -> Result<R, ClientError> {
     let bytes = concoord_client::encode_positional(&args)?;
     let reply = client
-        .call_raw_with(method, bytes, parking_deadline(timeout_secs), true)
+        .call_raw_on(target, method, bytes, parking_deadline(timeout_secs), true)
         .await?;
     concoord_client::decode_result(&reply)
 }
@@ -53,12 +55,13 @@ pub async fn call_parking<A: Serialize, R: DeserializeOwned>(
 /// [`call_parking`] for a blocking proxy.
 pub fn call_parking_blocking<A: Serialize, R: DeserializeOwned>(
     client: &BlockingClient,
+    target: &Target,
     method: &str,
     args: A,
     timeout_secs: Option<f64>,
 ) -> Result<R, ClientError> {
     let bytes = concoord_client::encode_positional(&args)?;
-    let reply = client.call_raw_with(method, bytes, parking_deadline(timeout_secs), true)?;
+    let reply = client.call_raw_on(target, method, bytes, parking_deadline(timeout_secs), true)?;
     concoord_client::decode_result(&reply)
 }
 
@@ -262,6 +265,15 @@ impl Batch {
     /// An error here means the batch's fate is unknown (no quorum in time);
     /// the buffer is empty afterwards either way.
     pub async fn flush(&mut self, client: &Client) -> Result<BatchResults, ClientError> {
+        self.flush_on(client, &Target::default()).await
+    }
+
+    /// [`Batch::flush`] to the object `target` names.
+    pub async fn flush_on(
+        &mut self,
+        client: &Client,
+        target: &Target,
+    ) -> Result<BatchResults, ClientError> {
         let (generation, entries) = self.take();
         let mut results = Vec::with_capacity(entries.len());
         for chunk in entries.chunks(BATCH_CALLS_MAX) {
@@ -271,7 +283,13 @@ impl Batch {
             } else {
                 decode_reply(
                     &client
-                        .call_raw(BATCH_METHOD, encode_request(request))
+                        .call_raw_on(
+                            target,
+                            BATCH_METHOD,
+                            encode_request(request),
+                            client.options().deadline,
+                            false,
+                        )
                         .await?,
                 )?
             };
@@ -285,6 +303,15 @@ impl Batch {
 
     /// [`Batch::flush`] for plain threads.
     pub fn flush_blocking(&mut self, client: &BlockingClient) -> Result<BatchResults, ClientError> {
+        self.flush_blocking_on(client, &Target::default())
+    }
+
+    /// [`Batch::flush_blocking`] to the object `target` names.
+    pub fn flush_blocking_on(
+        &mut self,
+        client: &BlockingClient,
+        target: &Target,
+    ) -> Result<BatchResults, ClientError> {
         let (generation, entries) = self.take();
         let mut results = Vec::with_capacity(entries.len());
         for chunk in entries.chunks(BATCH_CALLS_MAX) {
@@ -292,7 +319,13 @@ impl Batch {
             let reply = if request.is_empty() {
                 Vec::new()
             } else {
-                decode_reply(&client.call_raw(BATCH_METHOD, encode_request(request))?)?
+                decode_reply(&client.call_raw_on(
+                    target,
+                    BATCH_METHOD,
+                    encode_request(request),
+                    client.client().options().deadline,
+                    false,
+                )?)?
             };
             merge(chunk, positions, reply, &mut results)?;
         }

@@ -18,13 +18,14 @@
 //! ```
 
 use crate::json::{encode_args, parse_each};
-use crate::objects::{Hosted, ReplicatedObject, StateMachine};
+use crate::objects::{Limits, ReplicatedObject, StateMachine, Types};
 use crate::ReplicaOptions;
 use concoord_actors::node::NodeOptions;
 use std::ffi::OsString;
 use std::io::Write;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long sessions get to flush what they were writing at shutdown.
@@ -65,6 +66,11 @@ pub struct ServeArgs {
     /// a negative number is written `--init=-1`.
     #[arg(long = "init", num_args = 1..)]
     pub init: Vec<String>,
+    /// Named objects the group may hold at most (a founding replica sets it
+    /// for the group; joiners take the group's). Calls that would create
+    /// more fail with kind LimitExceeded.
+    #[arg(long = "max-objects", default_value_t = concoord_objects::Limits::DEFAULT_MAX_OBJECTS)]
+    pub max_objects: u64,
 }
 
 #[derive(clap::Parser, Debug)]
@@ -72,25 +78,20 @@ pub struct ServeArgs {
     about = "Serve a replicated object (the flags of `concoord replica`; -o may name the type served)"
 )]
 struct ServeCli {
-    /// The object, as `concoord replica -o` names it: this binary serves one
-    /// type, so -o may only name it (by its name or a dotted path ending in it).
+    /// The default object's type, as `concoord replica -o` names it: a type
+    /// this binary serves (a built-in, or a registered type, by its name or a
+    /// dotted path ending in it); the first registered type if left out.
     #[arg(short = 'o', long = "objectname")]
     object: Option<String>,
     #[command(flatten)]
     args: ServeArgs,
 }
 
-/// Whether `-o NAME` names the type `T` serves: `Semaphore`, or a dotted
-/// path ending in it (`concoord.object.semaphore.Semaphore`).
-pub fn names_object(name: &str, served: &str) -> bool {
-    name.rsplit(['.', ':']).next() == Some(served)
-}
-
 /// Serves `T` with the flags on this process's command line (a leading
 /// `replica` word is accepted, so the binary takes `concoord replica`'s
 /// command line). Returns the exit code: 0 after SIGTERM/Ctrl-C.
 pub fn serve<T: ReplicatedObject>() -> ExitCode {
-    serve_from::<T, _, _>(std::env::args_os())
+    Server::new().object::<T>().run()
 }
 
 /// [`serve`] with an explicit command line (the first item is the program name).
@@ -100,26 +101,74 @@ where
     I: IntoIterator<Item = S>,
     S: Into<OsString>,
 {
-    let mut argv: Vec<OsString> = args.into_iter().map(Into::into).collect();
-    if argv.get(1).is_some_and(|a| a == "replica") {
-        argv.remove(1);
+    Server::new().object::<T>().run_from(args)
+}
+
+/// A replica binary serving several object types: the built-ins always,
+/// plus every type given to [`Server::object`]. One group then hosts named
+/// objects of all of them side by side. The default object (the empty name)
+/// is the one `-o` names, or the first type given.
+///
+/// ```no_run
+/// # #[derive(Default, serde::Serialize, serde::Deserialize)] struct Inventory { n: i64 }
+/// # #[concoord::object] impl Inventory { pub fn add(&mut self) { self.n += 1 } }
+/// # #[derive(Default, serde::Serialize, serde::Deserialize)] struct Ledger { n: i64 }
+/// # #[concoord::object] impl Ledger { pub fn post(&mut self) { self.n += 1 } }
+/// fn main() -> std::process::ExitCode {
+///     concoord::Server::new().object::<Inventory>().object::<Ledger>().run()
+/// }
+/// ```
+#[derive(Clone, Default)]
+pub struct Server {
+    types: Types,
+    first: Option<&'static str>,
+}
+
+impl Server {
+    pub fn new() -> Self {
+        Self::default()
     }
-    let cli = match <ServeCli as clap::Parser>::try_parse_from(argv) {
-        Ok(cli) => cli,
-        Err(e) => e.exit(),
-    };
-    if let Some(name) = &cli.object {
-        if !names_object(name, T::NAME) {
-            return fail(format!(
-                "-o {name}: this binary serves {} only (name it {} or by a dotted path ending in .{})",
-                T::NAME,
-                T::NAME,
-                T::NAME
-            ));
+
+    /// Registers `T`: named objects of type `T::NAME` can be created.
+    pub fn object<T: ReplicatedObject>(mut self) -> Self {
+        self.types.register::<T>();
+        self.first.get_or_insert(T::NAME);
+        self
+    }
+
+    /// Serves with this process's command line.
+    pub fn run(self) -> ExitCode {
+        self.run_from(std::env::args_os())
+    }
+
+    /// Serves with an explicit command line (the first item is the program name).
+    pub fn run_from<I, S>(self, args: I) -> ExitCode
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        let mut argv: Vec<OsString> = args.into_iter().map(Into::into).collect();
+        if argv.get(1).is_some_and(|a| a == "replica") {
+            argv.remove(1);
         }
+        let cli = match <ServeCli as clap::Parser>::try_parse_from(argv) {
+            Ok(cli) => cli,
+            Err(e) => e.exit(),
+        };
+        let default = match (&cli.object, self.first) {
+            (Some(name), _) => name.clone(),
+            (None, Some(first)) => first.to_string(),
+            (None, None) => return fail("no object type to serve: give -o or register a type"),
+        };
+        let Some(object) = self.types.make(&default) else {
+            return fail(format!(
+                "-o {default}: this binary serves {} (name one, or by a dotted path ending in it)",
+                self.types.names().join(", ")
+            ));
+        };
+        init_logging(cli.args.debug, cli.args.logger.as_deref());
+        run_replica_of(object, Arc::new(self.types), cli.args)
     }
-    init_logging(cli.args.debug, cli.args.logger.as_deref());
-    run_replica(Box::new(Hosted::<T>::default()), cli.args)
 }
 
 /// Sets up console logging (`RUST_LOG` overrides the level) and, with
@@ -142,7 +191,19 @@ fn fail(message: impl std::fmt::Display) -> ExitCode {
 /// Runs a replica of `object` with `args` until SIGTERM or Ctrl-C: prints
 /// `listening on HOST:PORT`, exits 0 after a clean leave, 2 on a bad flag or
 /// a failed start (with a message that says why).
-pub fn run_replica(mut object: Box<dyn StateMachine>, args: ServeArgs) -> ExitCode {
+pub fn run_replica(object: Box<dyn StateMachine>, args: ServeArgs) -> ExitCode {
+    run_replica_of(object, Arc::new(Types::builtins()), args)
+}
+
+/// [`run_replica`] for a binary that can also create the user types in `types`.
+pub fn run_replica_of(
+    mut object: Box<dyn StateMachine>,
+    types: Arc<Types>,
+    args: ServeArgs,
+) -> ExitCode {
+    if args.max_objects == 0 {
+        return fail("--max-objects must be at least 1");
+    }
     if args.write_to_disk {
         return fail("-w (durable mode) is not available yet; run without it (state lives in memory, as in ConCoord)");
     }
@@ -188,6 +249,11 @@ pub fn run_replica(mut object: Box<dyn StateMachine>, args: ServeArgs) -> ExitCo
             token: args.token,
             node: NodeOptions {
                 spin: std::time::Duration::from_micros(args.spin_us),
+                types,
+                limits: Limits {
+                    max_objects: args.max_objects,
+                    ..Limits::default()
+                },
                 ..NodeOptions::default()
             },
         };

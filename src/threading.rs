@@ -19,6 +19,7 @@
 
 use crate::{Client, ClientError, ClientOptions};
 use concoord_client::{decode_result, encode_positional};
+use concoord_objects::Target;
 use concoord_proto::message::CANCELLED_KIND;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -29,36 +30,41 @@ const FOREVER: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// What a timed call returned: its result, or nothing because its cancel was
 /// ordered before it could proceed.
-enum Timed<R> {
+pub(crate) enum Timed<R> {
     Done(R),
     TimedOut,
 }
 
 async fn call<A: Serialize, R: DeserializeOwned>(
     client: &Client,
+    target: &Target,
     method: &str,
     args: A,
 ) -> Result<R, ClientError> {
-    client.call(method, args).await
+    client.call_on(target, method, args).await
 }
 
 /// A call that may park: waits `timeout` (or forever), then cancels it.
-async fn call_parking<A: Serialize, R: DeserializeOwned>(
+pub(crate) async fn call_parking<A: Serialize, R: DeserializeOwned>(
     client: &Client,
+    target: &Target,
     method: &str,
     args: A,
     timeout: Option<Duration>,
 ) -> Result<Timed<R>, ClientError> {
     let bytes = encode_positional(&args)?;
     let deadline = timeout.unwrap_or(FOREVER);
-    match client.call_raw_with(method, bytes, deadline, true).await {
+    match client
+        .call_raw_on(target, method, bytes, deadline, true)
+        .await
+    {
         Ok(bytes) => decode_result(&bytes).map(Timed::Done),
         Err(ClientError::Object(e)) if e.kind == CANCELLED_KIND => Ok(Timed::TimedOut),
         Err(e) => Err(e),
     }
 }
 
-fn secs(d: Duration) -> f64 {
+pub(crate) fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
 
@@ -68,27 +74,56 @@ macro_rules! proxy_type {
         #[derive(Clone)]
         pub struct $name {
             client: Client,
+            target: concoord_objects::Target,
         }
 
         impl $name {
-            /// Connects to the group replicating this object ("HOST:PORT,...").
+            /// Connects to the group replicating this object ("HOST:PORT,...")
+            /// and uses its default object (`concoord replica -o`).
             pub fn new(bootstrap: &str, options: ClientOptions) -> Result<Self, ClientError> {
-                Ok($name { client: Client::new(bootstrap, options)? })
+                Ok($name::from_client(Client::new(bootstrap, options)?))
             }
 
-            /// Uses an existing client (and its connection).
+            /// Uses an existing client (and its connection) on the default object.
             pub fn from_client(client: Client) -> Self {
-                $name { client }
+                $name { client, target: concoord_objects::Target::default() }
+            }
+
+            #[doc = concat!("The ", stringify!($name), " called `name` in the group `client` talks to, created")]
+            #[doc = concat!("with `", stringify!($name), "`'s default constructor by its first call. Any number of")]
+            /// named objects share one client: one connection, one command-id space.
+            pub fn named(client: &Client, name: &str) -> Self {
+                $name {
+                    client: client.clone(),
+                    target: concoord_objects::Target::named(name, stringify!($name)),
+                }
             }
 
             pub fn client(&self) -> &Client {
                 &self.client
             }
 
+            /// Which object it calls.
+            pub fn target(&self) -> &concoord_objects::Target {
+                &self.target
+            }
+
             /// The object's description as the replicas hold it (`concoord_str`,
             /// the seed's `>>> s`): its state as Python's repr would show it.
             pub async fn concoord_str(&self) -> Result<String, ClientError> {
-                self.client.call(concoord_objects::STR_METHOD, ()).await
+                self.client.call_on(&self.target, concoord_objects::STR_METHOD, ()).await
+            }
+
+            /// Re-runs the object's constructor with `args` (e.g. `(3,)` for
+            /// `Semaphore(3)`); on a new name it creates the object so.
+            pub async fn concoord_init<A: serde::Serialize>(&self, args: A) -> Result<(), ClientError> {
+                $crate::threading::concoord_init_on(&self.client, &self.target, args).await
+            }
+
+            /// Deletes this named object (`concoord_delete`); calls parked on it
+            /// fail with kind `Deleted`. The next call creates it afresh.
+            pub async fn concoord_delete(&self) -> Result<(), ClientError> {
+                self.client.call_on(&self.target, concoord_objects::DELETE_METHOD, ()).await
             }
         }
     };
@@ -101,7 +136,7 @@ macro_rules! acquire_methods {
     () => {
         /// Blocks until acquired; returns true.
         pub async fn acquire(&self) -> Result<bool, ClientError> {
-            match call_parking(&self.client, "acquire", (true,), None).await? {
+            match call_parking(&self.client, &self.target, "acquire", (true,), None).await? {
                 Timed::Done(b) => Ok(b),
                 Timed::TimedOut => Ok(false),
             }
@@ -109,13 +144,14 @@ macro_rules! acquire_methods {
 
         /// Acquires if free now, without waiting (`acquire(blocking=False)`).
         pub async fn try_acquire(&self) -> Result<bool, ClientError> {
-            call(&self.client, "acquire", (false,)).await
+            call(&self.client, &self.target, "acquire", (false,)).await
         }
 
         /// Waits at most `timeout`; false if it was not acquired in time.
         pub async fn acquire_timeout(&self, timeout: Duration) -> Result<bool, ClientError> {
             match call_parking(
                 &self.client,
+                &self.target,
                 "acquire",
                 (true, secs(timeout)),
                 Some(timeout),
@@ -139,11 +175,11 @@ impl Lock {
 
     /// Releases; `RuntimeError` if it is not locked.
     pub async fn release(&self) -> Result<(), ClientError> {
-        call(&self.client, "release", ()).await
+        call(&self.client, &self.target, "release", ()).await
     }
 
     pub async fn locked(&self) -> Result<bool, ClientError> {
-        call(&self.client, "locked", ()).await
+        call(&self.client, &self.target, "locked", ()).await
     }
 }
 
@@ -157,7 +193,7 @@ impl RLock {
 
     /// Releases one level; `RuntimeError` if this client does not own it.
     pub async fn release(&self) -> Result<(), ClientError> {
-        call(&self.client, "release", ()).await
+        call(&self.client, &self.target, "release", ()).await
     }
 }
 
@@ -171,7 +207,7 @@ impl Semaphore {
 
     /// Releases `n` permits (`ValueError` if n < 1).
     pub async fn release(&self, n: u64) -> Result<(), ClientError> {
-        call(&self.client, "release", (n,)).await
+        call(&self.client, &self.target, "release", (n,)).await
     }
 }
 
@@ -184,7 +220,7 @@ impl BoundedSemaphore {
     acquire_methods!();
 
     pub async fn release(&self, n: u64) -> Result<(), ClientError> {
-        call(&self.client, "release", (n,)).await
+        call(&self.client, &self.target, "release", (n,)).await
     }
 }
 
@@ -197,7 +233,7 @@ impl Condition {
     acquire_methods!();
 
     pub async fn release(&self) -> Result<(), ClientError> {
-        call(&self.client, "release", ()).await
+        call(&self.client, &self.target, "release", ()).await
     }
 
     /// Waits for a notification (holding the lock); re-acquires it before returning.
@@ -213,18 +249,18 @@ impl Condition {
 
     async fn wait_inner(&self, timeout: Option<Duration>) -> Result<bool, ClientError> {
         let args = (timeout.map(secs),);
-        match call_parking(&self.client, "wait", args, timeout).await? {
+        match call_parking(&self.client, &self.target, "wait", args, timeout).await? {
             Timed::Done(b) => Ok(b),
             Timed::TimedOut => Ok(false),
         }
     }
 
     pub async fn notify(&self, n: u64) -> Result<(), ClientError> {
-        call(&self.client, "notify", (n,)).await
+        call(&self.client, &self.target, "notify", (n,)).await
     }
 
     pub async fn notify_all(&self) -> Result<(), ClientError> {
-        call(&self.client, "notify_all", ()).await
+        call(&self.client, &self.target, "notify_all", ()).await
     }
 }
 
@@ -245,7 +281,15 @@ impl Barrier {
     }
 
     async fn wait_inner(&self, timeout: Option<Duration>) -> Result<u64, ClientError> {
-        match call_parking(&self.client, "wait", (timeout.map(secs),), timeout).await? {
+        match call_parking(
+            &self.client,
+            &self.target,
+            "wait",
+            (timeout.map(secs),),
+            timeout,
+        )
+        .await?
+        {
             Timed::Done(i) => Ok(i),
             Timed::TimedOut => Err(ClientError::Object(concoord_objects::ObjectError::new(
                 "BrokenBarrierError",
@@ -255,23 +299,23 @@ impl Barrier {
     }
 
     pub async fn reset(&self) -> Result<(), ClientError> {
-        call(&self.client, "reset", ()).await
+        call(&self.client, &self.target, "reset", ()).await
     }
 
     pub async fn abort(&self) -> Result<(), ClientError> {
-        call(&self.client, "abort", ()).await
+        call(&self.client, &self.target, "abort", ()).await
     }
 
     pub async fn parties(&self) -> Result<u64, ClientError> {
-        call(&self.client, "parties", ()).await
+        call(&self.client, &self.target, "parties", ()).await
     }
 
     pub async fn n_waiting(&self) -> Result<u64, ClientError> {
-        call(&self.client, "n_waiting", ()).await
+        call(&self.client, &self.target, "n_waiting", ()).await
     }
 
     pub async fn broken(&self) -> Result<bool, ClientError> {
-        call(&self.client, "broken", ()).await
+        call(&self.client, &self.target, "broken", ()).await
     }
 }
 
@@ -282,15 +326,15 @@ proxy_type!(
 
 impl Event {
     pub async fn set(&self) -> Result<(), ClientError> {
-        call(&self.client, "set", ()).await
+        call(&self.client, &self.target, "set", ()).await
     }
 
     pub async fn clear(&self) -> Result<(), ClientError> {
-        call(&self.client, "clear", ()).await
+        call(&self.client, &self.target, "clear", ()).await
     }
 
     pub async fn is_set(&self) -> Result<bool, ClientError> {
-        call(&self.client, "is_set", ()).await
+        call(&self.client, &self.target, "is_set", ()).await
     }
 
     /// Waits until set; true.
@@ -304,7 +348,15 @@ impl Event {
     }
 
     async fn wait_inner(&self, timeout: Option<Duration>) -> Result<bool, ClientError> {
-        match call_parking(&self.client, "wait", (timeout.map(secs),), timeout).await? {
+        match call_parking(
+            &self.client,
+            &self.target,
+            "wait",
+            (timeout.map(secs),),
+            timeout,
+        )
+        .await?
+        {
             Timed::Done(b) => Ok(b),
             Timed::TimedOut => Ok(false),
         }
@@ -314,7 +366,18 @@ impl Event {
 /// `concoord_init(args)` for any proxy: re-runs the object's constructor on the
 /// replicated state (e.g. `Semaphore(3)`).
 pub async fn concoord_init<A: Serialize>(client: &Client, args: A) -> Result<(), ClientError> {
-    client.call(concoord_objects::INIT_METHOD, args).await
+    concoord_init_on(client, &Target::default(), args).await
+}
+
+/// `concoord_init(args)` on the object `target` names (created by it if new).
+pub async fn concoord_init_on<A: Serialize>(
+    client: &Client,
+    target: &Target,
+    args: A,
+) -> Result<(), ClientError> {
+    client
+        .call_on(target, concoord_objects::INIT_METHOD, args)
+        .await
 }
 
 /// The same proxies for plain threads: every call blocks until answered.
@@ -349,13 +412,31 @@ pub mod blocking {
                     Ok($name { runtime, inner })
                 }
 
+                #[doc = concat!("The ", stringify!($name), " called `name`, over `client`'s connection")]
+                /// (created by its first call; see the async proxy's `named`).
+                pub fn named(client: &crate::BlockingClient, name: &str) -> Self {
+                    $name {
+                        runtime: client.runtime().clone(),
+                        inner: super::$name::named(client.client(), name),
+                    }
+                }
+
+                /// Deletes this named object (`concoord_delete`).
+                pub fn concoord_delete(&self) -> Result<(), ClientError> {
+                    self.runtime.block_on(self.inner.concoord_delete())
+                }
+
                 /// The async proxy underneath (same connection).
                 pub fn as_async(&self) -> &super::$name {
                     &self.inner
                 }
 
                 pub fn concoord_init<A: Serialize>(&self, args: A) -> Result<(), ClientError> {
-                    self.runtime.block_on($crate::threading::concoord_init(self.inner.client(), args))
+                    self.runtime.block_on($crate::threading::concoord_init_on(
+                        self.inner.client(),
+                        self.inner.target(),
+                        args,
+                    ))
                 }
 
                 /// The object's description as the replicas hold it (`concoord_str`).

@@ -54,8 +54,13 @@ fn config(seed: u64, nodes: usize) -> SimConfig {
 fn counter_value(sim: &Sim, node: usize) -> Result<i64, String> {
     // The default object's count plus every named Counter's.
     let snapshot = sim.nodes[node].replica.snapshot();
-    let states = std::iter::once(snapshot.object_state.as_slice())
-        .chain(snapshot.store.named.iter().map(|(_, _, state)| state.0.as_slice()));
+    let states = std::iter::once(snapshot.object_state.as_slice()).chain(
+        snapshot
+            .store
+            .named
+            .iter()
+            .map(|(_, _, state)| state.0.as_slice()),
+    );
     let mut total = 0;
     for state in states {
         let value = rmpv::decode::read_value(&mut &state[..]).map_err(|e| e.to_string())?;
@@ -166,7 +171,10 @@ fn check_linearizable(sim: &Sim) -> Result<(), String> {
             ),
             None => Operation::info(client, &op.method, vec![], ms(op.invoke_ms)),
         };
-        per_object.entry(op.object.as_str()).or_default().push(operation);
+        per_object
+            .entry(op.object.as_str())
+            .or_default()
+            .push(operation);
     }
     for (object, ops) in per_object {
         match check_object("Counter", &ops, &Options::default()) {

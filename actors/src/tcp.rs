@@ -25,6 +25,9 @@ pub const PEER_QUEUE_MAX: usize = 65_536;
 pub const PEER_LINKS_FROM_HELLO_MAX: usize = 64;
 /// Frames queued for one client connection before it is considered stuck.
 pub const SESSION_QUEUE_MAX: usize = 65_536;
+/// A call's encoded arguments may be this large at most: larger ones are
+/// refused (kind LimitExceeded) before they reach the log.
+pub const CALL_ARGS_MAX: usize = 1 << 20;
 /// Named objects listed in one `Objects` frame at most (names are at most
 /// 256 bytes, so a page stays far below the frame limit).
 pub const OBJECTS_PAGE_MAX: usize = 10_000;
@@ -474,6 +477,16 @@ impl StreamHandler<Result<Frame, WireError>> for ClientSession {
     fn handle(&mut self, frame: Result<Frame, WireError>, ctx: &mut Context<Self>) {
         crate::spin::note_activity();
         match frame {
+            Ok(Frame::Call { id, args, .. }) if args.len() > CALL_ARGS_MAX => {
+                let e = concoord_objects::ObjectError::new(
+                    concoord_objects::LIMIT_EXCEEDED,
+                    format!(
+                        "a call's arguments are at most {CALL_ARGS_MAX} bytes; these are {}",
+                        args.len()
+                    ),
+                );
+                self.send(ctx, Frame::Reply { id, reply: Err(e) });
+            }
             Ok(Frame::Call {
                 id,
                 target,

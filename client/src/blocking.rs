@@ -4,11 +4,14 @@ use crate::{Client, ClientError, ClientOptions, Target};
 use concoord_proto::wire::StatusInfo;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The same client for plain threads: each call blocks until it is answered.
+/// Clones share the connection (and its command-id space).
+#[derive(Clone)]
 pub struct BlockingClient {
-    runtime: tokio::runtime::Runtime,
+    runtime: Arc<tokio::runtime::Runtime>,
     client: Client,
 }
 
@@ -23,7 +26,16 @@ impl BlockingClient {
             let _guard = runtime.enter();
             Client::new(bootstrap, options)?
         };
-        Ok(BlockingClient { runtime, client })
+        Ok(BlockingClient {
+            runtime: Arc::new(runtime),
+            client,
+        })
+    }
+
+    /// The runtime its connection task runs on, for blocking proxies that
+    /// share this client (`Lock::named(&client, "orders-db")`).
+    pub fn runtime(&self) -> &Arc<tokio::runtime::Runtime> {
+        &self.runtime
     }
 
     /// The async client underneath, sharing this one's connection.

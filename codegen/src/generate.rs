@@ -290,6 +290,17 @@ fn doc_attrs(text: &str) -> TokenStream {
     quote!(#(#lines)*)
 }
 
+/// The type name a named proxy creates objects with, and `named`'s doc.
+fn named_parts(model: &ObjectModel) -> (String, TokenStream) {
+    let doc = doc_attrs(&format!(
+        "The `{}` called `name` in the group `client` talks to, created by its first call \
+         with `Default`; any number of named objects share one client (one connection, \
+         one command-id space). The replicas must serve this type (`concoord::serve`).",
+        model.name
+    ));
+    (model.name.clone(), doc)
+}
+
 /// The seconds a parking call may wait: its `timeout` argument, else none.
 fn timeout_expr(m: &Method) -> TokenStream {
     match m.timeout_param() {
@@ -350,6 +361,7 @@ fn token_const(token: Option<&str>) -> TokenStream {
 }
 
 fn basic_proxy(model: &ObjectModel, kind: ProxyKind, token: Option<&str>) -> TokenStream {
+    let (type_name, named_doc) = named_parts(model);
     let proxy = kind.type_name(&model.ident);
     let doc = doc_attrs(&common_docs(model, kind));
     let token = token_const(token);
@@ -364,10 +376,10 @@ fn basic_proxy(model: &ObjectModel, kind: ProxyKind, token: Option<&str>) -> Tok
             let timeout = timeout_expr(m);
             quote! {
                 let __concoord_timeout: ::std::option::Option<f64> = #timeout;
-                ::concoord::proxy::call_parking::<_, #ret>(&self.client, #name, #tuple, __concoord_timeout).await
+                ::concoord::proxy::call_parking::<_, #ret>(&self.client, &self.target, #name, #tuple, __concoord_timeout).await
             }
         } else {
-            quote!(self.client.call::<_, #ret>(#name, #tuple).await)
+            quote!(self.client.call_on::<_, #ret>(&self.target, #name, #tuple).await)
         };
         quote! {
             #doc
@@ -381,6 +393,7 @@ fn basic_proxy(model: &ObjectModel, kind: ProxyKind, token: Option<&str>) -> Tok
         #[derive(Clone)]
         pub struct #proxy {
             client: ::concoord::Client,
+            target: ::concoord::objects::Target,
         }
 
         #[allow(dead_code)]
@@ -407,9 +420,17 @@ fn basic_proxy(model: &ObjectModel, kind: ProxyKind, token: Option<&str>) -> Tok
                 ::std::result::Result::Ok(Self::from_client(::concoord::Client::new(bootstrap, options)?))
             }
 
-            /// Wraps an existing client (sharing its connection).
+            /// Wraps an existing client (sharing its connection) on the group's default object.
             pub fn from_client(client: ::concoord::Client) -> Self {
-                Self { client }
+                Self { client, target: ::std::default::Default::default() }
+            }
+
+            #named_doc
+            pub fn named(client: &::concoord::Client, name: &str) -> Self {
+                Self {
+                    client: ::std::clone::Clone::clone(client),
+                    target: ::concoord::objects::Target::named(name, #type_name),
+                }
             }
 
             /// The client underneath.
@@ -419,12 +440,17 @@ fn basic_proxy(model: &ObjectModel, kind: ProxyKind, token: Option<&str>) -> Tok
 
             /// Re-runs the type's constructor on the replicated state (ConCoord's `__concoordinit__`).
             pub async fn concoord_init(&self, #(#init_params),*) -> ::std::result::Result<(), ::concoord::ClientError> {
-                self.client.call::<_, ()>(::concoord::objects::INIT_METHOD, #init_tuple).await
+                self.client.call_on::<_, ()>(&self.target, ::concoord::objects::INIT_METHOD, #init_tuple).await
             }
 
             /// The object's description, as the replicas hold it (the seed's `>>> s`).
             pub async fn concoord_str(&self) -> ::std::result::Result<::std::string::String, ::concoord::ClientError> {
-                self.client.call::<_, ::std::string::String>(::concoord::objects::STR_METHOD, ()).await
+                self.client.call_on::<_, ::std::string::String>(&self.target, ::concoord::objects::STR_METHOD, ()).await
+            }
+
+            /// Deletes this named object; calls parked on it fail with kind `Deleted`.
+            pub async fn concoord_delete(&self) -> ::std::result::Result<(), ::concoord::ClientError> {
+                self.client.call_on::<_, ()>(&self.target, ::concoord::objects::DELETE_METHOD, ()).await
             }
 
             #(#methods)*
@@ -433,6 +459,7 @@ fn basic_proxy(model: &ObjectModel, kind: ProxyKind, token: Option<&str>) -> Tok
 }
 
 fn blocking_proxy(model: &ObjectModel, token: Option<&str>) -> TokenStream {
+    let (type_name, named_doc) = named_parts(model);
     let kind = ProxyKind::Blocking;
     let proxy = kind.type_name(&model.ident);
     let doc = doc_attrs(&common_docs(model, kind));
@@ -448,10 +475,10 @@ fn blocking_proxy(model: &ObjectModel, token: Option<&str>) -> TokenStream {
             let timeout = timeout_expr(m);
             quote! {
                 let __concoord_timeout: ::std::option::Option<f64> = #timeout;
-                ::concoord::proxy::call_parking_blocking::<_, #ret>(&self.client, #name, #tuple, __concoord_timeout)
+                ::concoord::proxy::call_parking_blocking::<_, #ret>(&self.client, &self.target, #name, #tuple, __concoord_timeout)
             }
         } else {
-            quote!(self.client.call::<_, #ret>(#name, #tuple))
+            quote!(self.client.call_on::<_, #ret>(&self.target, #name, #tuple))
         };
         quote! {
             #doc
@@ -464,6 +491,7 @@ fn blocking_proxy(model: &ObjectModel, token: Option<&str>) -> TokenStream {
         #doc
         pub struct #proxy {
             client: ::concoord::BlockingClient,
+            target: ::concoord::objects::Target,
         }
 
         #[allow(dead_code)]
@@ -490,9 +518,17 @@ fn blocking_proxy(model: &ObjectModel, token: Option<&str>) -> TokenStream {
                 ::std::result::Result::Ok(Self::from_client(::concoord::BlockingClient::new(bootstrap, options)?))
             }
 
-            /// Wraps an existing client.
+            /// Wraps an existing client, on the group's default object.
             pub fn from_client(client: ::concoord::BlockingClient) -> Self {
-                Self { client }
+                Self { client, target: ::std::default::Default::default() }
+            }
+
+            #named_doc
+            pub fn named(client: &::concoord::BlockingClient, name: &str) -> Self {
+                Self {
+                    client: ::std::clone::Clone::clone(client),
+                    target: ::concoord::objects::Target::named(name, #type_name),
+                }
             }
 
             /// The client underneath.
@@ -502,12 +538,17 @@ fn blocking_proxy(model: &ObjectModel, token: Option<&str>) -> TokenStream {
 
             /// Re-runs the type's constructor on the replicated state (ConCoord's `__concoordinit__`).
             pub fn concoord_init(&self, #(#init_params),*) -> ::std::result::Result<(), ::concoord::ClientError> {
-                self.client.call::<_, ()>(::concoord::objects::INIT_METHOD, #init_tuple)
+                self.client.call_on::<_, ()>(&self.target, ::concoord::objects::INIT_METHOD, #init_tuple)
             }
 
             /// The object's description, as the replicas hold it (the seed's `>>> s`).
             pub fn concoord_str(&self) -> ::std::result::Result<::std::string::String, ::concoord::ClientError> {
-                self.client.call::<_, ::std::string::String>(::concoord::objects::STR_METHOD, ())
+                self.client.call_on::<_, ::std::string::String>(&self.target, ::concoord::objects::STR_METHOD, ())
+            }
+
+            /// Deletes this named object; calls parked on it fail with kind `Deleted`.
+            pub fn concoord_delete(&self) -> ::std::result::Result<(), ::concoord::ClientError> {
+                self.client.call_on::<_, ()>(&self.target, ::concoord::objects::DELETE_METHOD, ())
             }
 
             #(#methods)*
@@ -516,6 +557,7 @@ fn blocking_proxy(model: &ObjectModel, token: Option<&str>) -> TokenStream {
 }
 
 fn batch_proxy(model: &ObjectModel, token: Option<&str>) -> TokenStream {
+    let (type_name, named_doc) = named_parts(model);
     let kind = ProxyKind::ClientBatch;
     let proxy = kind.type_name(&model.ident);
     let doc = doc_attrs(&common_docs(model, kind));
@@ -541,6 +583,7 @@ fn batch_proxy(model: &ObjectModel, token: Option<&str>) -> TokenStream {
         #doc
         pub struct #proxy {
             client: ::concoord::BlockingClient,
+            target: ::concoord::objects::Target,
             batch: ::concoord::proxy::Batch,
         }
 
@@ -568,10 +611,20 @@ fn batch_proxy(model: &ObjectModel, token: Option<&str>) -> TokenStream {
                 ::std::result::Result::Ok(Self::from_client(::concoord::BlockingClient::new(bootstrap, options)?))
             }
 
-            /// Wraps an existing client.
+            /// Wraps an existing client, on the group's default object.
             pub fn from_client(client: ::concoord::BlockingClient) -> Self {
                 Self {
                     client,
+                    target: ::std::default::Default::default(),
+                    batch: ::std::default::Default::default(),
+                }
+            }
+
+            #named_doc
+            pub fn named(client: &::concoord::BlockingClient, name: &str) -> Self {
+                Self {
+                    client: ::std::clone::Clone::clone(client),
+                    target: ::concoord::objects::Target::named(name, #type_name),
                     batch: ::std::default::Default::default(),
                 }
             }
@@ -588,7 +641,7 @@ fn batch_proxy(model: &ObjectModel, token: Option<&str>) -> TokenStream {
 
             /// Sends every buffered call as one request and returns the results in call order.
             pub fn flush(&mut self) -> ::std::result::Result<::concoord::proxy::BatchResults, ::concoord::ClientError> {
-                self.batch.flush_blocking(&self.client)
+                self.batch.flush_blocking_on(&self.client, &self.target)
             }
 
             /// Buffers a re-run of the type's constructor (ConCoord's `__concoordinit__`),

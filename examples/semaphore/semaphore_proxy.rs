@@ -7,6 +7,7 @@ use super::*;
 /// A blocking (each call blocks the thread until answered or woken) proxy for the replicated `Semaphore`: one method per object method, with typed arguments and results.
 pub struct SemaphoreBlockingProxy {
     client: ::concoord::BlockingClient,
+    target: ::concoord::objects::Target,
 }
 #[allow(dead_code)]
 impl SemaphoreBlockingProxy {
@@ -32,9 +33,19 @@ impl SemaphoreBlockingProxy {
             bootstrap, options,
         )?))
     }
-    /// Wraps an existing client.
+    /// Wraps an existing client, on the group's default object.
     pub fn from_client(client: ::concoord::BlockingClient) -> Self {
-        Self { client }
+        Self {
+            client,
+            target: ::std::default::Default::default(),
+        }
+    }
+    /// The `Semaphore` called `name` in the group `client` talks to, created by its first call with `Default`; any number of named objects share one client (one connection, one command-id space). The replicas must serve this type (`concoord::serve`).
+    pub fn named(client: &::concoord::BlockingClient, name: &str) -> Self {
+        Self {
+            client: ::std::clone::Clone::clone(client),
+            target: ::concoord::objects::Target::named(name, "Semaphore"),
+        }
     }
     /// The client underneath.
     pub fn client(&self) -> &::concoord::BlockingClient {
@@ -46,14 +57,22 @@ impl SemaphoreBlockingProxy {
         count: Option<i64>,
     ) -> ::std::result::Result<(), ::concoord::ClientError> {
         self.client
-            .call::<_, ()>(::concoord::objects::INIT_METHOD, (count,))
+            .call_on::<_, ()>(&self.target, ::concoord::objects::INIT_METHOD, (count,))
     }
     /// The object's description, as the replicas hold it (the seed's `>>> s`).
     pub fn concoord_str(
         &self,
     ) -> ::std::result::Result<::std::string::String, ::concoord::ClientError> {
+        self.client.call_on::<_, ::std::string::String>(
+            &self.target,
+            ::concoord::objects::STR_METHOD,
+            (),
+        )
+    }
+    /// Deletes this named object; calls parked on it fail with kind `Deleted`.
+    pub fn concoord_delete(&self) -> ::std::result::Result<(), ::concoord::ClientError> {
         self.client
-            .call::<_, ::std::string::String>(::concoord::objects::STR_METHOD, ())
+            .call_on::<_, ()>(&self.target, ::concoord::objects::DELETE_METHOD, ())
     }
     /// Calls `Semaphore::acquire` on the replicated object (it changes the state). It may wait in a queue; when `timeout` (seconds) runs out the call is cancelled by a replicated command, so it never takes effect later.
     pub fn acquire(
@@ -63,6 +82,7 @@ impl SemaphoreBlockingProxy {
         let __concoord_timeout: ::std::option::Option<f64> = timeout;
         ::concoord::proxy::call_parking_blocking::<_, bool>(
             &self.client,
+            &self.target,
             "acquire",
             (timeout,),
             __concoord_timeout,
@@ -70,6 +90,6 @@ impl SemaphoreBlockingProxy {
     }
     /// Calls `Semaphore::release` on the replicated object (it changes the state).
     pub fn release(&self) -> ::std::result::Result<(), ::concoord::ClientError> {
-        self.client.call::<_, ()>("release", ())
+        self.client.call_on::<_, ()>(&self.target, "release", ())
     }
 }

@@ -7,6 +7,7 @@ use super::*;
 /// A blocking (each call blocks the thread until answered or woken) proxy for the replicated `TenCounter`: one method per object method, with typed arguments and results.
 pub struct TenCounterBlockingProxy {
     client: ::concoord::BlockingClient,
+    target: ::concoord::objects::Target,
 }
 #[allow(dead_code)]
 impl TenCounterBlockingProxy {
@@ -32,9 +33,19 @@ impl TenCounterBlockingProxy {
             bootstrap, options,
         )?))
     }
-    /// Wraps an existing client.
+    /// Wraps an existing client, on the group's default object.
     pub fn from_client(client: ::concoord::BlockingClient) -> Self {
-        Self { client }
+        Self {
+            client,
+            target: ::std::default::Default::default(),
+        }
+    }
+    /// The `TenCounter` called `name` in the group `client` talks to, created by its first call with `Default`; any number of named objects share one client (one connection, one command-id space). The replicas must serve this type (`concoord::serve`).
+    pub fn named(client: &::concoord::BlockingClient, name: &str) -> Self {
+        Self {
+            client: ::std::clone::Clone::clone(client),
+            target: ::concoord::objects::Target::named(name, "TenCounter"),
+        }
     }
     /// The client underneath.
     pub fn client(&self) -> &::concoord::BlockingClient {
@@ -46,25 +57,33 @@ impl TenCounterBlockingProxy {
         value: Option<i64>,
     ) -> ::std::result::Result<(), ::concoord::ClientError> {
         self.client
-            .call::<_, ()>(::concoord::objects::INIT_METHOD, (value,))
+            .call_on::<_, ()>(&self.target, ::concoord::objects::INIT_METHOD, (value,))
     }
     /// The object's description, as the replicas hold it (the seed's `>>> s`).
     pub fn concoord_str(
         &self,
     ) -> ::std::result::Result<::std::string::String, ::concoord::ClientError> {
+        self.client.call_on::<_, ::std::string::String>(
+            &self.target,
+            ::concoord::objects::STR_METHOD,
+            (),
+        )
+    }
+    /// Deletes this named object; calls parked on it fail with kind `Deleted`.
+    pub fn concoord_delete(&self) -> ::std::result::Result<(), ::concoord::ClientError> {
         self.client
-            .call::<_, ::std::string::String>(::concoord::objects::STR_METHOD, ())
+            .call_on::<_, ()>(&self.target, ::concoord::objects::DELETE_METHOD, ())
     }
     /// Calls `TenCounter::decrement` on the replicated object (it changes the state).
     pub fn decrement(&self) -> ::std::result::Result<(), ::concoord::ClientError> {
-        self.client.call::<_, ()>("decrement", ())
+        self.client.call_on::<_, ()>(&self.target, "decrement", ())
     }
     /// Calls `TenCounter::increment` on the replicated object (it changes the state).
     pub fn increment(&self) -> ::std::result::Result<(), ::concoord::ClientError> {
-        self.client.call::<_, ()>("increment", ())
+        self.client.call_on::<_, ()>(&self.target, "increment", ())
     }
     /// Calls `TenCounter::getvalue` on the replicated object (it reads the state).
     pub fn getvalue(&self) -> ::std::result::Result<i64, ::concoord::ClientError> {
-        self.client.call::<_, i64>("getvalue", ())
+        self.client.call_on::<_, i64>(&self.target, "getvalue", ())
     }
 }
