@@ -412,6 +412,14 @@ pub mod blocking {
                     Ok($name { runtime, inner })
                 }
 
+                /// The group's default object, over `client`'s connection.
+                pub fn from_client(client: &crate::BlockingClient) -> Self {
+                    $name {
+                        runtime: client.runtime().clone(),
+                        inner: super::$name::from_client(client.client().clone()),
+                    }
+                }
+
                 #[doc = concat!("The ", stringify!($name), " called `name`, over `client`'s connection")]
                 /// (created by its first call; see the async proxy's `named`).
                 pub fn named(client: &crate::BlockingClient, name: &str) -> Self {

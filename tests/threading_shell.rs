@@ -302,3 +302,65 @@ fn timed_acquire_through_concoord_shell_returns_false_and_leaks_nothing() {
     assert_eq!(b.call("locked"), json!(false), "the timed-out call took it");
     group.wait_parked(0);
 }
+
+/// Named objects from the command line: shell lines `@NAME[:TYPE] METHOD`,
+/// `concoord call --object NAME --type TYPE`, and `concoord objects`.
+#[test]
+fn named_objects_through_the_command_line() {
+    let group = Group::start("Counter", &[]);
+    let mut a = group.shell();
+    let mut b = group.shell();
+    assert_eq!(a.call("@orders-db:Lock acquire"), json!(true));
+    a.error("@orders-db:Counter increment", "WrongType", None);
+    assert_eq!(a.call("@jobs:Counter increment"), Value::Null);
+    assert_eq!(a.call("@jobs getvalue"), json!(1), "a name keeps its type");
+    assert_eq!(
+        a.call("getvalue"),
+        json!(0),
+        "a plain line is the default object"
+    );
+    a.error("@nosuch getvalue", "NoSuchObject", None);
+    a.error("@jobs", "BadArguments", None);
+    b.send("@orders-db:Lock acquire");
+    group.wait_parked(1);
+    let out = Command::new(BIN)
+        .args(["objects", "-r", &group.bootstrap()])
+        .stderr(Stdio::null())
+        .output()
+        .expect("run concoord objects");
+    assert!(out.status.success());
+    let listed: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(
+        listed,
+        json!([
+            {"name": "jobs", "type": "Counter", "parked": 0},
+            {"name": "orders-db", "type": "Lock", "parked": 1},
+        ])
+    );
+    // Deleting the lock answers the parked acquire with Deleted.
+    assert_eq!(a.call("@orders-db concoord_delete"), Value::Null);
+    let reply = b.reply("the parked acquire");
+    assert_eq!(reply["error"]["kind"], "Deleted", "{reply}");
+    let call = |extra: &[&str]| {
+        Command::new(BIN)
+            .args(["call", "-r", &group.bootstrap()])
+            .args(extra)
+            .output()
+            .expect("run concoord call")
+    };
+    let out = call(&["--object", "jobs", "--type", "Counter", "increment"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = call(&["--object", "jobs", "getvalue"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "2");
+    let out = call(&["--object", "jobs", "--type", "Lock", "acquire"]);
+    assert_eq!(out.status.code(), Some(1));
+    let e: Value = serde_json::from_slice(&out.stderr).expect("a JSON error");
+    assert_eq!(e["error"]["kind"], "WrongType");
+    // --type needs --object: a clear usage error, exit 2.
+    let out = call(&["--type", "Lock", "acquire"]);
+    assert_eq!(out.status.code(), Some(2));
+}

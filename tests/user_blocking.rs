@@ -428,22 +428,31 @@ fn semaphore_example_walks_through_the_seed() {
         text.contains("second client's acquire returned true"),
         "{text}"
     );
-    // A replica binary refuses to serve an object it does not hold.
-    let wrong = std::process::Command::new(example_binary("semaphore"))
-        .args([
-            "replica",
-            "-o",
-            "concoord.object.counter.Counter",
-            "-p",
-            "0",
-        ])
-        .output()
-        .expect("runs");
-    assert_eq!(wrong.status.code(), Some(2));
-    assert!(
-        String::from_utf8_lossy(&wrong.stderr).contains("this binary serves"),
-        "{}",
-        String::from_utf8_lossy(&wrong.stderr)
+    // A replica binary refuses to serve an object it does not hold (and
+    // must exit: a replica that started instead is killed, failing the test).
+    let mut wrong = Child(
+        std::process::Command::new(example_binary("semaphore"))
+            .args(["replica", "-o", "concoord.object.pinger.Pinger", "-p", "0"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("runs"),
     );
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = wrong.0.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a replica of an unknown object started"
+        );
+        thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut wrong.0.stderr.take().expect("piped"), &mut stderr)
+        .expect("stderr");
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("this binary serves"), "{stderr}");
     drop(first);
 }

@@ -131,6 +131,8 @@ pub struct NodeOptions {
     pub types: Arc<concoord_objects::Types>,
     /// The limits a founding replica gives the group (joiners take the group's).
     pub limits: concoord_objects::Limits,
+    /// Bytes per piece of a snapshot sent to a joining or lagging member.
+    pub snapshot_chunk_bytes: usize,
 }
 
 impl Default for NodeOptions {
@@ -145,6 +147,7 @@ impl Default for NodeOptions {
             spin: Duration::from_micros(100),
             types: Arc::new(concoord_objects::Types::builtins()),
             limits: concoord_objects::Limits::default(),
+            snapshot_chunk_bytes: crate::replica::SNAPSHOT_CHUNK_BYTES,
         }
     }
 }
@@ -212,13 +215,15 @@ impl NodeHandle {
             Some(members) => {
                 let configs = ConfigHistory::genesis(members);
                 let replica = Replica::founding(me.id, object, configs.clone())
-                    .with_types(options.types.clone(), options.limits);
+                    .with_types(options.types.clone(), options.limits)
+                    .with_snapshot_chunk_bytes(options.snapshot_chunk_bytes);
                 (replica, configs)
             }
             None => {
                 let configs = ConfigHistory::genesis(Vec::new());
                 let replica = Replica::joining(me.id, object, Vec::new())
-                    .with_types(options.types.clone(), options.limits);
+                    .with_types(options.types.clone(), options.limits)
+                    .with_snapshot_chunk_bytes(options.snapshot_chunk_bytes);
                 (replica, configs)
             }
         };

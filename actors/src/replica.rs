@@ -58,6 +58,8 @@ pub struct Replica {
     /// Parked commands (entries of every record's `parked_calls`), kept
     /// counted so metrics need no walk over the client table.
     parked_total: usize,
+    /// Bytes per snapshot piece sent ([`SNAPSHOT_CHUNK_BYTES`] unless set).
+    chunk_bytes: usize,
     /// Every slot below this has been executed.
     executed: Slot,
     /// Decided, not yet executed.
@@ -90,6 +92,7 @@ impl Replica {
             objects: ObjectStore::new(object, Arc::new(Types::builtins()), Limits::default()),
             incoming_snapshot: None,
             parked_total: 0,
+            chunk_bytes: SNAPSHOT_CHUNK_BYTES,
             executed: 0,
             decisions: BTreeMap::new(),
             log: BTreeMap::new(),
@@ -122,6 +125,13 @@ impl Replica {
         );
         let default = default.into_default();
         self.objects = ObjectStore::new(default, types, limits);
+        self
+    }
+
+    /// Sends snapshots in pieces of `bytes` (tests use small pieces to
+    /// exercise reassembly without building a huge state).
+    pub fn with_snapshot_chunk_bytes(mut self, bytes: usize) -> Self {
+        self.chunk_bytes = bytes.max(1);
         self
     }
 
@@ -634,7 +644,7 @@ impl Replica {
     pub fn snapshot_chunks(&self) -> Vec<SnapshotChunk> {
         let snapshot = self.snapshot();
         let bytes = rmp_serde::to_vec(&snapshot).expect("snapshots serialize");
-        let pieces: Vec<&[u8]> = bytes.chunks(SNAPSHOT_CHUNK_BYTES).collect();
+        let pieces: Vec<&[u8]> = bytes.chunks(self.chunk_bytes).collect();
         let total = pieces.len() as u32;
         pieces
             .into_iter()
@@ -680,7 +690,15 @@ impl Replica {
         let bytes = std::mem::take(&mut assembly.bytes);
         self.incoming_snapshot = None;
         match rmp_serde::from_slice::<Snapshot>(&bytes) {
-            Ok(snapshot) => self.on_snapshot(snapshot, fx),
+            Ok(snapshot) => {
+                log::info!(
+                    "snapshot at slot {} arrived in {} pieces ({} bytes)",
+                    chunk.executed,
+                    chunk.total,
+                    bytes.len()
+                );
+                self.on_snapshot(snapshot, fx)
+            }
             Err(e) => log::error!(
                 "cannot decode the snapshot at slot {} ({} bytes): {e}",
                 chunk.executed,

@@ -3,9 +3,10 @@
 
 #![allow(dead_code)]
 
+use concoord::actors::node::NodeOptions;
 use concoord::client::fetch_status;
-use concoord::objects::{Hosted, ReplicatedObject};
-use concoord::{ClientError, LocalReplica};
+use concoord::objects::{Hosted, ReplicatedObject, StateMachine};
+use concoord::{ClientError, LocalReplica, ReplicaOptions};
 use std::time::{Duration, Instant};
 
 const GROUP_FORM_TIMEOUT: Duration = Duration::from_secs(20);
@@ -30,6 +31,49 @@ impl Group {
         let group = Group { replicas };
         group.wait_formed(token);
         group
+    }
+
+    /// A group of `size` whose default object `make` builds, each member
+    /// started with `node` (types it can create, limits, snapshot pieces).
+    pub fn start_custom(
+        size: usize,
+        make: impl Fn() -> Box<dyn StateMachine>,
+        node: NodeOptions,
+    ) -> Group {
+        let mut replicas: Vec<LocalReplica> = Vec::new();
+        for _ in 0..size {
+            replicas.push(Self::member(
+                make(),
+                replicas.first().map(|r| r.addr()),
+                &node,
+            ));
+        }
+        let group = Group { replicas };
+        group.wait_formed_of(size, "");
+        group
+    }
+
+    /// Starts one more member that joins the group through `bootstrap`.
+    pub fn join(&mut self, object: Box<dyn StateMachine>, node: &NodeOptions) -> String {
+        let bootstrap = self.live().first().cloned();
+        let r = Self::member(object, bootstrap.as_deref(), node);
+        let addr = r.addr().to_string();
+        self.replicas.push(r);
+        addr
+    }
+
+    fn member(
+        object: Box<dyn StateMachine>,
+        bootstrap: Option<&str>,
+        node: &NodeOptions,
+    ) -> LocalReplica {
+        let options = ReplicaOptions {
+            listen: "127.0.0.1:0".parse().expect("a literal address"),
+            bootstrap: bootstrap.map(|b| vec![b.to_string()]).unwrap_or_default(),
+            token: String::new(),
+            node: node.clone(),
+        };
+        LocalReplica::start_with(object, options).expect("a replica starts")
     }
 
     pub fn addrs(&self) -> String {
@@ -60,12 +104,17 @@ impl Group {
 
     /// Every member reports 3 members, a leader, and is past joining.
     pub fn wait_formed(&self, token: &str) {
+        self.wait_formed_of(3, token)
+    }
+
+    /// Every member reports `size` members, a leader, and is past joining.
+    pub fn wait_formed_of(&self, size: usize, token: &str) {
         let deadline = Instant::now() + GROUP_FORM_TIMEOUT;
         loop {
             let all = self.statuses(token);
             let formed = all.iter().all(|s| {
                 s.as_ref().is_ok_and(|s| {
-                    s.members.len() == 3 && s.role != "joining" && s.leader.is_some()
+                    s.members.len() == size && s.role != "joining" && s.leader.is_some()
                 })
             });
             if formed {
