@@ -1,6 +1,7 @@
 //! `concoord bench`: a closed-loop load generator on the async client runtime.
 
 use crate::{Client, ClientError, ClientOptions};
+use concoord_objects::Target;
 use hdrhistogram::Histogram;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -25,6 +26,10 @@ pub struct BenchConfig {
     pub progress: bool,
     /// How long each connection polls for replies before it sleeps.
     pub spin: Duration,
+    /// Spread the calls over this many named objects (`bench/0`, ...) of
+    /// `object_type`, created by their first call; 0 calls the default object.
+    pub objects: u64,
+    pub object_type: String,
 }
 
 /// What a run measured.
@@ -106,11 +111,22 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, ClientError> {
     let stop = Arc::new(AtomicBool::new(false));
     let done_ops = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
+    let targets: Arc<Vec<Target>> = Arc::new(if config.objects == 0 {
+        vec![Target::default()]
+    } else {
+        (0..config.objects)
+            .map(|i| Target::named(format!("bench/{i}"), config.object_type.clone()))
+            .collect()
+    });
     let mut tasks = Vec::with_capacity(workers);
     for w in 0..workers {
         let client = clients[w % clients.len()].clone();
         let (remaining, stop, done_ops) = (remaining.clone(), stop.clone(), done_ops.clone());
         let (method, args) = (config.method.clone(), config.args.clone());
+        let targets = targets.clone();
+        let deadline = client.options().deadline;
+        // Workers start at different names and stride over all of them.
+        let mut next = w.wrapping_mul(7919);
         tasks.push(tokio::spawn(async move {
             let mut hist = new_histogram();
             let mut errors = 0u64;
@@ -123,7 +139,12 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, ClientError> {
                     break;
                 }
                 let t = Instant::now();
-                match client.call_raw(&method, args.clone()).await {
+                next = next.wrapping_add(1);
+                let target = &targets[next % targets.len()];
+                match client
+                    .call_raw_on(target, &method, args.clone(), deadline, false)
+                    .await
+                {
                     Ok(_) => {
                         let _ = hist.record((t.elapsed().as_micros() as u64).max(1));
                         done_ops.fetch_add(1, Ordering::Relaxed);

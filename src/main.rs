@@ -91,6 +91,13 @@ struct BenchArgs {
     /// Each connection polls for replies this many µs before it sleeps; 0 never spins.
     #[arg(long = "spin-us", default_value_t = 0)]
     spin_us: u64,
+    /// Spread the calls over N named objects (bench/0 ... bench/N-1), created
+    /// by their first call with --type; 0 calls the default object.
+    #[arg(long = "objects", value_name = "N", default_value_t = 0)]
+    objects: u64,
+    /// The type of the named objects --objects creates.
+    #[arg(long = "type", value_name = "TYPE", default_value = "Counter")]
+    type_name: String,
     /// The method to call.
     #[arg(long = "method", default_value = "increment")]
     method: String,
@@ -545,6 +552,8 @@ fn run_bench(args: BenchArgs) -> ExitCode {
         args: encode_args(&values),
         progress: long_run,
         spin: Duration::from_micros(args.spin_us),
+        objects: args.objects,
+        object_type: args.type_name,
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -86,8 +86,10 @@ fn shared_connections_and_pipelining_count_and_run_every_call_once() {
         args: concoord::objects::encode_args::<i64>(&[]),
         progress: false,
         spin: Duration::ZERO,
+        objects: 0,
+        object_type: String::new(),
     };
-    let report = rt.block_on(concoord::bench::run(config)).unwrap();
+    let report = rt.block_on(concoord::bench::run(config.clone())).unwrap();
     assert_eq!(report.errors, 0, "{:?}", report.first_error);
     assert_eq!(report.ops, 1200);
     assert_eq!(report.latency_us.len(), 1200);
@@ -96,6 +98,27 @@ fn shared_connections_and_pipelining_count_and_run_every_call_once() {
         client.call("getvalue", ()).await.unwrap()
     });
     assert_eq!(value, 1200, "each counted call ran exactly once");
+    // Spread over named Counters: every one created, the calls counted once.
+    let spread = BenchConfig {
+        objects: 40,
+        object_type: "Counter".into(),
+        ..config
+    };
+    let report = rt.block_on(concoord::bench::run(spread)).unwrap();
+    assert_eq!(report.errors, 0, "{:?}", report.first_error);
+    let total: i64 = rt.block_on(async {
+        let client = Client::new(&replicas, options()).unwrap();
+        let mut total = 0;
+        for i in 0..40 {
+            let target = concoord::objects::Target::named(format!("bench/{i}"), "");
+            total += client
+                .call_on::<_, i64>(&target, "getvalue", ())
+                .await
+                .unwrap();
+        }
+        total
+    });
+    assert_eq!(total, 1200, "spread over 40 names, each call counted once");
 }
 
 #[test]
