@@ -70,3 +70,6 @@ run "1 client" --clients 1
 run "64 clients over 4 connections" --clients 64 --conns 4
 run "64 clients, 64 connections" --clients 64
 run "4 clients x pipeline 64" --clients 4 --pipeline 64
+# The same load spread over 10,000 named Counters (created by their first call).
+run "64 clients/4 conns, 10k names" --clients 64 --conns 4 --objects 10000
+run "64 clients, 64 conns, 10k names" --clients 64 --objects 10000

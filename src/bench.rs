@@ -107,7 +107,8 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, ClientError> {
         c.status().await?;
     }
     let workers = config.clients.max(1) * config.pipeline.max(1);
-    let remaining = Arc::new(AtomicU64::new(config.ops.unwrap_or(u64::MAX)));
+    let first_remaining = config.ops.unwrap_or(u64::MAX);
+    let remaining = Arc::new(AtomicU64::new(first_remaining));
     let stop = Arc::new(AtomicBool::new(false));
     let done_ops = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -125,22 +126,20 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, ClientError> {
         let (method, args) = (config.method.clone(), config.args.clone());
         let targets = targets.clone();
         let deadline = client.options().deadline;
-        // Workers start at different names and stride over all of them.
-        let mut next = w.wrapping_mul(7919);
         tasks.push(tokio::spawn(async move {
             let mut hist = new_histogram();
             let mut errors = 0u64;
             let mut first_error = None;
             while !stop.load(Ordering::Relaxed) {
-                if remaining
+                // The n-th call of the run goes to name n mod N: every name in turn.
+                let Ok(left) = remaining
                     .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| r.checked_sub(1))
-                    .is_err()
-                {
+                else {
                     break;
-                }
+                };
+                let n = (first_remaining - left) as usize;
                 let t = Instant::now();
-                next = next.wrapping_add(1);
-                let target = &targets[next % targets.len()];
+                let target = &targets[n % targets.len()];
                 match client
                     .call_raw_on(target, &method, args.clone(), deadline, false)
                     .await

@@ -383,7 +383,12 @@ impl Replica {
         let reinitialised = ctx.reinitialised();
         drop(ctx);
         let follow = FollowUp {
-            object: target.name.clone(),
+            // Only a re-init, a delete or a re-run needs the name later.
+            object: if reinitialised || change == StoreChange::Deleted || !reruns.is_empty() {
+                target.name.clone()
+            } else {
+                String::new()
+            },
             wakes,
             reruns,
             reinitialised,
@@ -438,6 +443,13 @@ impl Replica {
     /// Delivers wake-ups, answers what a re-init left parked, and runs woken
     /// calls again, in the order asked, until nothing more is woken.
     fn follow_up(&mut self, slot: Slot, cause: CommandId, first: FollowUp, fx: &mut Effects) {
+        // Most calls wake nobody: no queues to allocate then.
+        if first.reruns.is_empty() && !first.reinitialised && !first.deleted {
+            if !first.wakes.is_empty() {
+                self.deliver_wakes(first.wakes, fx);
+            }
+            return;
+        }
         let mut pending = VecDeque::from([first]);
         let mut runs = 0usize;
         let mut woken: VecDeque<CommandId> = VecDeque::new();
