@@ -194,6 +194,40 @@ fn a_bad_address_is_a_clear_error() {
     }
 }
 
+#[test]
+fn oversized_arguments_and_names_are_refused_before_the_log() {
+    let replica = replica();
+    let c = client(replica.addr());
+    let big = vec![0u8; concoord::actors::tcp::CALL_ARGS_MAX + 1];
+    let e = c
+        .call::<_, ()>("setvalue", (serde_bytes_like(big),))
+        .unwrap_err();
+    assert!(
+        matches!(&e, ClientError::Object(o) if o.kind == "LimitExceeded"),
+        "{e:?}"
+    );
+    let long = concoord::objects::Target::named("n".repeat(5000), "Counter");
+    let e = c.call_on::<_, ()>(&long, "increment", ()).unwrap_err();
+    assert!(
+        matches!(&e, ClientError::Object(o) if o.kind == "LimitExceeded"),
+        "{e:?}"
+    );
+    // The group serves on; a name under the transport limit but over the
+    // group's 256 bytes is refused in order, just as clearly.
+    let named = concoord::objects::Target::named("n".repeat(300), "Counter");
+    let e = c.call_on::<_, ()>(&named, "increment", ()).unwrap_err();
+    assert!(
+        matches!(&e, ClientError::Object(o) if o.kind == "LimitExceeded"),
+        "{e:?}"
+    );
+    c.call::<_, ()>("increment", ()).expect("still serving");
+}
+
+/// Bytes as MessagePack bin (a `Vec<u8>` would serialize as an array of integers).
+fn serde_bytes_like(bytes: Vec<u8>) -> concoord::objects::rmpv::Value {
+    concoord::objects::rmpv::Value::Binary(bytes)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 

@@ -28,6 +28,9 @@ pub const SESSION_QUEUE_MAX: usize = 65_536;
 /// A call's encoded arguments may be this large at most: larger ones are
 /// refused (kind LimitExceeded) before they reach the log.
 pub const CALL_ARGS_MAX: usize = 1 << 20;
+/// An object name and type longer than this together never reach the log
+/// (the group's own name limit, 256 bytes by default, applies in order).
+pub const CALL_TARGET_MAX: usize = 4096;
 /// Named objects listed in one `Objects` frame at most (names are at most
 /// 256 bytes, so a page stays far below the frame limit).
 pub const OBJECTS_PAGE_MAX: usize = 10_000;
@@ -477,14 +480,20 @@ impl StreamHandler<Result<Frame, WireError>> for ClientSession {
     fn handle(&mut self, frame: Result<Frame, WireError>, ctx: &mut Context<Self>) {
         crate::spin::note_activity();
         match frame {
-            Ok(Frame::Call { id, args, .. }) if args.len() > CALL_ARGS_MAX => {
-                let e = concoord_objects::ObjectError::new(
-                    concoord_objects::LIMIT_EXCEEDED,
+            Ok(Frame::Call {
+                id, args, target, ..
+            }) if args.len() > CALL_ARGS_MAX
+                || target.name.len() + target.type_name.len() > CALL_TARGET_MAX =>
+            {
+                let what = if args.len() > CALL_ARGS_MAX {
                     format!(
                         "a call's arguments are at most {CALL_ARGS_MAX} bytes; these are {}",
                         args.len()
-                    ),
-                );
+                    )
+                } else {
+                    format!("an object's name and type are at most {CALL_TARGET_MAX} bytes")
+                };
+                let e = concoord_objects::ObjectError::new(concoord_objects::LIMIT_EXCEEDED, what);
                 self.send(ctx, Frame::Reply { id, reply: Err(e) });
             }
             Ok(Frame::Call {
