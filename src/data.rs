@@ -56,6 +56,11 @@ impl Value {
     pub async fn setvalue(&self, value: Item) -> Result<(), ClientError> {
         call(&self.client, &self.target, "setvalue", (value,)).await
     }
+    /// Writes `value` if `token` is at least the highest token a fenced
+    /// write here carried; an older one fails with kind `StaleToken`.
+    pub async fn set_fenced(&self, token: u64, value: Item) -> Result<(), ClientError> {
+        call(&self.client, &self.target, "set_fenced", (token, value)).await
+    }
     /// Grows by one on every successful write.
     pub async fn version(&self) -> Result<u64, ClientError> {
         call(&self.client, &self.target, "version", ()).await
@@ -382,6 +387,7 @@ pub mod blocking {
     blocking_proxy!(Value {
         fn getvalue() -> Result<Item, ClientError>;
         fn setvalue(value: Item) -> Result<(), ClientError>;
+        fn set_fenced(token: u64, value: Item) -> Result<(), ClientError>;
         fn version() -> Result<u64, ClientError>;
         fn compare_and_set(expected: Item, new: Item) -> Result<bool, ClientError>;
         fn wait_change(version: u64, timeout: Option<std::time::Duration>) -> Result<Option<(Item, u64)>, ClientError>;

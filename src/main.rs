@@ -292,7 +292,9 @@ fn error_json(e: &ClientError) -> serde_json::Value {
 /// `acquire(blocking, timeout)`, `wait(timeout)`), if it has one.
 fn call_timeout_arg(method: &str, values: &[serde_json::Value]) -> Option<f64> {
     let timeout = match method {
-        "acquire" if values.first().and_then(|b| b.as_bool()) != Some(false) => values.get(1),
+        "acquire" | "acquire_fenced" if values.first().and_then(|b| b.as_bool()) != Some(false) => {
+            values.get(1)
+        }
         "wait" => values.first(),
         "wait_change" => values.get(1),
         _ => None,
@@ -325,6 +327,11 @@ fn call_cancelling(
             if e.kind == concoord::proto::message::CANCELLED_KIND && method == "acquire" =>
         {
             Ok(concoord::objects::encode_value(&false))
+        }
+        Err(ClientError::Object(e))
+            if e.kind == concoord::proto::message::CANCELLED_KIND && method == "acquire_fenced" =>
+        {
+            Ok(concoord::objects::encode_value(&()))
         }
         other => other,
     }

@@ -165,6 +165,52 @@ macro_rules! acquire_methods {
     };
 }
 
+/// Fenced acquires, shared by Lock, RLock, Semaphore and BoundedSemaphore.
+macro_rules! fenced_methods {
+    () => {
+        /// `acquire_fenced()`: blocks until granted; the grant's fencing token,
+        /// larger than any this object gave before (pass it to fenced writes,
+        /// e.g. `Value::set_fenced`).
+        pub async fn acquire_fenced(&self) -> Result<u64, ClientError> {
+            match call_parking::<_, Option<u64>>(
+                &self.client,
+                &self.target,
+                "acquire_fenced",
+                (true,),
+                None,
+            )
+            .await?
+            {
+                Timed::Done(Some(token)) => Ok(token),
+                Timed::Done(None) | Timed::TimedOut => {
+                    Err(ClientError::Object(concoord_objects::ObjectError::runtime(
+                        "a blocking acquire_fenced returned no token",
+                    )))
+                }
+            }
+        }
+
+        /// `acquire_fenced(True, timeout)`: the token, or `None` if not granted in time.
+        pub async fn acquire_fenced_timeout(
+            &self,
+            timeout: Duration,
+        ) -> Result<Option<u64>, ClientError> {
+            match call_parking(
+                &self.client,
+                &self.target,
+                "acquire_fenced",
+                (true, secs(timeout)),
+                Some(timeout),
+            )
+            .await?
+            {
+                Timed::Done(token) => Ok(token),
+                Timed::TimedOut => Ok(None),
+            }
+        }
+    };
+}
+
 proxy_type!(
     /// A distributed `threading.Lock`: any client may release it.
     Lock
@@ -172,6 +218,12 @@ proxy_type!(
 
 impl Lock {
     acquire_methods!();
+    fenced_methods!();
+
+    /// The current holder's fencing token, `None` when it is free.
+    pub async fn fence(&self) -> Result<Option<u64>, ClientError> {
+        call(&self.client, &self.target, "fence", ()).await
+    }
 
     /// Releases; `RuntimeError` if it is not locked.
     pub async fn release(&self) -> Result<(), ClientError> {
@@ -190,6 +242,12 @@ proxy_type!(
 
 impl RLock {
     acquire_methods!();
+    fenced_methods!();
+
+    /// The current holder's fencing token, `None` when it is free.
+    pub async fn fence(&self) -> Result<Option<u64>, ClientError> {
+        call(&self.client, &self.target, "fence", ()).await
+    }
 
     /// Releases one level; `RuntimeError` if this client does not own it.
     pub async fn release(&self) -> Result<(), ClientError> {
@@ -204,6 +262,7 @@ proxy_type!(
 
 impl Semaphore {
     acquire_methods!();
+    fenced_methods!();
 
     /// Releases `n` permits (`ValueError` if n < 1).
     pub async fn release(&self, n: u64) -> Result<(), ClientError> {
@@ -218,6 +277,7 @@ proxy_type!(
 
 impl BoundedSemaphore {
     acquire_methods!();
+    fenced_methods!();
 
     pub async fn release(&self, n: u64) -> Result<(), ClientError> {
         call(&self.client, &self.target, "release", (n,)).await
@@ -464,6 +524,9 @@ pub mod blocking {
     pub(crate) use blocking_proxy;
 
     blocking_proxy!(Lock {
+        fn acquire_fenced() -> Result<u64, ClientError>;
+        fn acquire_fenced_timeout(timeout: Duration) -> Result<Option<u64>, ClientError>;
+        fn fence() -> Result<Option<u64>, ClientError>;
         fn acquire() -> Result<bool, ClientError>;
         fn try_acquire() -> Result<bool, ClientError>;
         fn acquire_timeout(timeout: Duration) -> Result<bool, ClientError>;
@@ -472,6 +535,9 @@ pub mod blocking {
     });
 
     blocking_proxy!(RLock {
+        fn acquire_fenced() -> Result<u64, ClientError>;
+        fn acquire_fenced_timeout(timeout: Duration) -> Result<Option<u64>, ClientError>;
+        fn fence() -> Result<Option<u64>, ClientError>;
         fn acquire() -> Result<bool, ClientError>;
         fn try_acquire() -> Result<bool, ClientError>;
         fn acquire_timeout(timeout: Duration) -> Result<bool, ClientError>;
@@ -479,6 +545,8 @@ pub mod blocking {
     });
 
     blocking_proxy!(Semaphore {
+        fn acquire_fenced() -> Result<u64, ClientError>;
+        fn acquire_fenced_timeout(timeout: Duration) -> Result<Option<u64>, ClientError>;
         fn acquire() -> Result<bool, ClientError>;
         fn try_acquire() -> Result<bool, ClientError>;
         fn acquire_timeout(timeout: Duration) -> Result<bool, ClientError>;
@@ -486,6 +554,8 @@ pub mod blocking {
     });
 
     blocking_proxy!(BoundedSemaphore {
+        fn acquire_fenced() -> Result<u64, ClientError>;
+        fn acquire_fenced_timeout(timeout: Duration) -> Result<Option<u64>, ClientError>;
         fn acquire() -> Result<bool, ClientError>;
         fn try_acquire() -> Result<bool, ClientError>;
         fn acquire_timeout(timeout: Duration) -> Result<bool, ClientError>;

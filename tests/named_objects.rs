@@ -429,3 +429,55 @@ fn watches_on_a_named_value_see_every_version_through_a_leader_kill() {
     let parked: u64 = objects_of(&group.live()[0]).iter().map(|o| o.parked).sum();
     assert_eq!(parked, 0, "no watcher left parked");
 }
+
+#[test]
+fn fencing_tokens_grow_across_leaders_and_refuse_stale_writes() {
+    let mut group = Group::start_custom(
+        3,
+        counter_default,
+        node_options(Types::builtins(), Limits::default()),
+    );
+    let c = client(&group.addrs());
+    let lock = Lock::named(&c, "db");
+    let store = Value::named(&c, "db-row");
+    assert_eq!(lock.fence().expect("fence"), None, "free: no holder token");
+    let first = lock.acquire_fenced().expect("acquire_fenced");
+    assert_eq!(lock.fence().expect("fence"), Some(first));
+    store
+        .set_fenced(first, "written by the first holder".into())
+        .expect("fenced write");
+    lock.release().expect("release");
+    // A new leader: tokens keep growing (they come from the log position).
+    let leader = group.leader("");
+    group.kill(&leader);
+    let c2 = client(&group.addrs());
+    let second = Lock::named(&c2, "db")
+        .acquire_fenced()
+        .expect("acquire_fenced");
+    assert!(second > first, "{second} after {first}");
+    Value::named(&c2, "db-row")
+        .set_fenced(second, "written by the second holder".into())
+        .expect("fenced write");
+    // The first holder, still believing it holds the lock, is refused.
+    let stale = Value::named(&c2, "db-row").set_fenced(first, "stale".into());
+    assert_eq!(kind(stale), "StaleToken");
+    assert_eq!(
+        Value::named(&c2, "db-row").getvalue().expect("read"),
+        concoord::objects::rmpv::Value::from("written by the second holder")
+    );
+    // A timed fenced acquire that times out gets None and takes nothing.
+    let other = Lock::named(&c, "db");
+    assert_eq!(
+        other
+            .acquire_fenced_timeout(Duration::from_millis(300))
+            .expect("timed"),
+        None
+    );
+    assert_eq!(Lock::named(&c2, "db").fence().expect("fence"), Some(second));
+    // Semaphore permits are fenced too.
+    let slots = Semaphore::named(&c2, "slots");
+    slots.concoord_init((2,)).expect("Semaphore(2)");
+    let a = slots.acquire_fenced().expect("permit");
+    let b = slots.acquire_fenced().expect("permit");
+    assert!(b > a && a > second);
+}

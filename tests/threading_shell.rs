@@ -341,6 +341,11 @@ fn named_objects_through_the_command_line() {
     assert_eq!(a.call("@orders-db concoord_delete"), Value::Null);
     let reply = b.reply("the parked acquire");
     assert_eq!(reply["error"]["kind"], "Deleted", "{reply}");
+    // The shell prints a fenced acquire's token, and the holder's token.
+    let token = a.call("@fenced:Lock acquire_fenced");
+    assert!(token.is_u64(), "{token}");
+    assert_eq!(a.call("@fenced fence"), token);
+    assert_eq!(b.call("@fenced acquire_fenced false"), Value::Null);
     let call = |extra: &[&str]| {
         Command::new(BIN)
             .args(["call", "-r", &group.bootstrap()])

@@ -28,7 +28,7 @@ impl Condition {
         ctx: &mut CallContext<'_>,
     ) -> Result<Outcome, ObjectError> {
         match method {
-            "acquire" => self.lock.acquire(args, ctx),
+            "acquire" => self.lock.acquire(args, false, ctx),
             "release" => {
                 args.at_most(0)?;
                 self.lock.release(ctx)?;
@@ -83,6 +83,7 @@ impl Condition {
             count,
             result,
             cancellable: false,
+            fenced: false,
         }
     }
 

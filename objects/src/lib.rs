@@ -73,6 +73,7 @@ pub use store::{
     Limits, ObjectInfo, ObjectStore, StoreChange, StoreSnapshot, Target, Types, DELETED,
     DELETE_METHOD, LIMIT_EXCEEDED, NO_SUCH_OBJECT, WRONG_TYPE,
 };
+pub use util::STALE_TOKEN;
 pub use value::Value;
 pub use wait_queue::WaitQueue;
 

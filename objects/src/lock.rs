@@ -1,4 +1,4 @@
-use crate::util::lock_acquire_args;
+use crate::util::{lock_acquire_args, Fence};
 use crate::wait_queue::WaitQueue;
 use crate::{reply, Args, CallContext, CommandId, ObjectError, Outcome, ReplicatedObject, Reply};
 use serde::{Deserialize, Serialize};
@@ -9,13 +9,33 @@ use serde::{Deserialize, Serialize};
 /// As in Python, any client may release it. A release with waiters hands the
 /// lock straight to the longest-waiting one, so the lock never looks free
 /// while someone is parked (no barging past the queue).
+///
+/// Fencing: every grant carries a token that only grows
+/// (`acquire_fenced(...) -> token | null`, `fence() -> token | null` of the
+/// holder), for writes a stale holder must not make (`Value.set_fenced`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Lock {
     locked: bool,
-    waiters: WaitQueue,
+    /// Parked acquires; `true` for `acquire_fenced` (answered its token).
+    waiters: WaitQueue<bool>,
+    fence: Fence,
+    /// The holder's token.
+    token: Option<u64>,
 }
 
 impl Lock {
+    /// Grants the lock at this call's slot; what the grantee is answered.
+    fn grant(&mut self, fenced: bool, ctx: &CallContext<'_>) -> rmpv::Value {
+        self.locked = true;
+        let token = self.fence.next(ctx.slot);
+        self.token = Some(token);
+        if fenced {
+            rmpv::Value::from(token)
+        } else {
+            rmpv::Value::Boolean(true)
+        }
+    }
+
     fn dispatch(
         &mut self,
         method: &str,
@@ -23,17 +43,21 @@ impl Lock {
         ctx: &mut CallContext<'_>,
     ) -> Result<Outcome, ObjectError> {
         match method {
-            "acquire" => {
+            "acquire" | "acquire_fenced" => {
+                let fenced = method == "acquire_fenced";
                 let may_park = lock_acquire_args(args)?;
                 if !self.locked {
-                    self.locked = true;
-                    Ok(reply(&true))
+                    Ok(reply(&self.grant(fenced, ctx)))
                 } else if may_park {
-                    self.waiters.push(ctx.id, ());
+                    self.waiters.push(ctx.id, fenced);
                     Ok(Outcome::Park)
                 } else {
-                    Ok(reply(&false))
+                    Ok(reply(&not_granted(fenced)))
                 }
+            }
+            "fence" => {
+                args.at_most(0)?;
+                Ok(reply(&self.token.filter(|_| self.locked)))
             }
             "release" => {
                 args.at_most(0)?;
@@ -41,8 +65,14 @@ impl Lock {
                     return Err(ObjectError::runtime("release unlocked lock"));
                 }
                 match self.waiters.pop() {
-                    Some((next, ())) => ctx.wake_with(next, &true),
-                    None => self.locked = false,
+                    Some((next, fenced)) => {
+                        let answer = self.grant(fenced, ctx);
+                        ctx.wake_with(next, &answer);
+                    }
+                    None => {
+                        self.locked = false;
+                        self.token = None;
+                    }
                 }
                 Ok(reply(&()))
             }
@@ -72,7 +102,7 @@ impl ReplicatedObject for Lock {
     fn cancel(&mut self, id: CommandId, _ctx: &mut CallContext<'_>) -> Option<Reply> {
         self.waiters
             .remove(id)
-            .map(|()| Ok(crate::encode_value(&false)))
+            .map(|fenced| Ok(crate::encode_value(&not_granted(fenced))))
     }
 
     fn parked(&self) -> Vec<CommandId> {
@@ -80,7 +110,17 @@ impl ReplicatedObject for Lock {
     }
 
     fn is_read_only(method: &str) -> bool {
-        method == "locked"
+        matches!(method, "locked" | "fence")
+    }
+}
+
+/// What an acquire that did not get the lock returns: False, or null for
+/// `acquire_fenced`.
+pub(crate) fn not_granted(fenced: bool) -> rmpv::Value {
+    if fenced {
+        rmpv::Value::Nil
+    } else {
+        rmpv::Value::Boolean(false)
     }
 }
 
@@ -169,6 +209,30 @@ mod tests {
         // Cancel after the grant was ordered: not parked, the grant stands.
         assert_eq!(h.cancel(b).0, None);
         assert!(h.ok::<bool>(1, "locked", &[]));
+    }
+
+    #[test]
+    fn fenced_grants_carry_growing_tokens() {
+        let mut h = Harness::<Lock>::new();
+        assert_eq!(h.ok::<Option<u64>>(1, "fence", &[]), None);
+        let first: u64 = h.ok(1, "acquire_fenced", &[]);
+        assert_eq!(h.ok::<Option<u64>>(2, "fence", &[]), Some(first));
+        assert_eq!(h.ok::<Option<u64>>(2, "acquire_fenced", &[v(false)]), None);
+        let w = id(3, 1);
+        assert!(parked(&h.call_id(w, "acquire_fenced", &[]).0));
+        let (_, wakes) = h.call_as(1, "release", &[]);
+        let handed = woke::<u64>(wakes);
+        assert_eq!(handed.len(), 1);
+        assert!(handed[0].1 > first, "the next holder's token is higher");
+        assert_eq!(h.ok::<Option<u64>>(1, "fence", &[]), Some(handed[0].1));
+        // A plain acquire still answers True, and still takes a new token.
+        h.ok::<()>(3, "release", &[]);
+        assert!(h.ok::<bool>(4, "acquire", &[]));
+        assert!(h.ok::<Option<u64>>(4, "fence", &[]).unwrap() > handed[0].1);
+        // A timed-out fenced acquire answers null.
+        let t = id(5, 1);
+        assert!(parked(&h.call_id(t, "acquire_fenced", &[v(true), v(1)]).0));
+        assert_eq!(h.cancel(t).0, Some(Ok(crate::encode_value(&()))));
     }
 
     #[test]

@@ -1,4 +1,5 @@
-use crate::util::lock_acquire_args;
+use crate::lock::not_granted;
+use crate::util::{lock_acquire_args, Fence};
 use crate::wait_queue::WaitQueue;
 use crate::{
     reply, Args, CallContext, ClientId, CommandId, ObjectError, Outcome, ReplicatedObject, Reply,
@@ -16,6 +17,9 @@ pub(crate) struct Grant {
     /// Plain acquires may time out; a Condition waiter re-acquiring the lock
     /// may not (Python's `wait` re-acquires without a timeout).
     pub cancellable: bool,
+    /// `acquire_fenced`: answered with the grant's token instead of `result`.
+    #[serde(default)]
+    pub fenced: bool,
 }
 
 impl Grant {
@@ -23,6 +27,7 @@ impl Grant {
         count: 1,
         result: true,
         cancellable: true,
+        fenced: false,
     };
 }
 
@@ -34,6 +39,9 @@ pub(crate) struct Reentrant {
     owner: Option<ClientId>,
     count: u64,
     waiters: WaitQueue<Grant>,
+    fence: Fence,
+    /// The owner's token (from its first acquire).
+    token: Option<u64>,
 }
 
 impl Reentrant {
@@ -57,30 +65,50 @@ impl Reentrant {
         self.owner.is_some()
     }
 
+    /// The owner's token, if it is owned.
+    pub(crate) fn fence(&self) -> Option<u64> {
+        self.token.filter(|_| self.owner.is_some())
+    }
+
+    /// `acquire(...)`, or with `fenced` `acquire_fenced(...)`: the token of
+    /// the first acquire (a re-entry answers the same token), null if not granted.
     pub(crate) fn acquire(
         &mut self,
         args: &Args,
+        fenced: bool,
         ctx: &mut CallContext<'_>,
     ) -> Result<Outcome, ObjectError> {
         let may_park = lock_acquire_args(args)?;
+        let answer = |token: Option<u64>| {
+            if fenced {
+                reply(&token)
+            } else {
+                reply(&true)
+            }
+        };
         match self.owner {
             None => {
                 self.owner = Some(ctx.client());
                 self.count = 1;
-                Ok(reply(&true))
+                self.token = Some(self.fence.next(ctx.slot));
+                Ok(answer(self.token))
             }
             Some(owner) if owner == ctx.client() => {
                 self.count = self
                     .count
                     .checked_add(1)
                     .ok_or_else(|| ObjectError::new("OverflowError", "lock recursion too deep"))?;
-                Ok(reply(&true))
+                Ok(answer(self.token))
             }
             Some(_) if may_park => {
-                self.waiters.push(ctx.id, Grant::ACQUIRE);
+                let grant = Grant {
+                    fenced,
+                    ..Grant::ACQUIRE
+                };
+                self.waiters.push(ctx.id, grant);
                 Ok(Outcome::Park)
             }
-            Some(_) => Ok(reply(&false)),
+            Some(_) => Ok(reply(&not_granted(fenced))),
         }
     }
 
@@ -110,7 +138,13 @@ impl Reentrant {
         if let Some((id, grant)) = self.waiters.pop() {
             self.owner = Some(id.client);
             self.count = grant.count;
-            ctx.wake_with(id, &grant.result);
+            let token = self.fence.next(ctx.slot);
+            self.token = Some(token);
+            if grant.fenced {
+                ctx.wake_with(id, &token);
+            } else {
+                ctx.wake_with(id, &grant.result);
+            }
         }
     }
 
@@ -120,6 +154,7 @@ impl Reentrant {
         if self.owner.is_none() {
             self.owner = Some(id.client);
             self.count = grant.count;
+            self.token = None; // a Condition waiter taking the lock back: no fencing there
             return Some(Ok(crate::encode_value(&grant.result)));
         }
         self.waiters.push(id, grant);
@@ -135,8 +170,8 @@ impl Reentrant {
         if !cancellable {
             return None;
         }
-        self.waiters.remove(id);
-        Some(Ok(crate::encode_value(&false)))
+        let grant = self.waiters.remove(id)?;
+        Some(Ok(crate::encode_value(&not_granted(grant.fenced))))
     }
 
     pub(crate) fn parked(&self) -> impl Iterator<Item = CommandId> + '_ {
@@ -161,7 +196,12 @@ impl RLock {
         ctx: &mut CallContext<'_>,
     ) -> Result<Outcome, ObjectError> {
         match method {
-            "acquire" => self.lock.acquire(args, ctx),
+            "acquire" => self.lock.acquire(args, false, ctx),
+            "acquire_fenced" => self.lock.acquire(args, true, ctx),
+            "fence" => {
+                args.at_most(0)?;
+                Ok(reply(&self.lock.fence()))
+            }
             "release" => {
                 args.at_most(0)?;
                 self.lock.release(ctx)?;
@@ -197,7 +237,7 @@ impl ReplicatedObject for RLock {
     }
 
     fn is_read_only(method: &str) -> bool {
-        method == "locked"
+        matches!(method, "locked" | "fence")
     }
 }
 

@@ -1,4 +1,5 @@
-use crate::util::{flag, may_wait, opt_timeout};
+use crate::lock::not_granted;
+use crate::util::{flag, may_wait, opt_timeout, Fence};
 use crate::wait_queue::WaitQueue;
 use crate::{reply, Args, CallContext, CommandId, ObjectError, Outcome, ReplicatedObject, Reply};
 use serde::{Deserialize, Serialize};
@@ -12,7 +13,11 @@ use serde::{Deserialize, Serialize};
 struct Core {
     value: u64,
     initial: u64,
-    waiters: WaitQueue,
+    /// Parked acquires; `true` for `acquire_fenced` (answered its token).
+    waiters: WaitQueue<bool>,
+    /// Every permit granted gets a token from here.
+    #[serde(default)]
+    fence: Fence,
 }
 
 impl Core {
@@ -25,6 +30,7 @@ impl Core {
             value,
             initial: value,
             waiters: WaitQueue::default(),
+            fence: Fence::default(),
         })
     }
 
@@ -38,7 +44,8 @@ impl Core {
     ) -> Result<Outcome, ObjectError> {
         match method {
             // Python: acquire(blocking=True, timeout=None)
-            "acquire" => {
+            "acquire" | "acquire_fenced" => {
+                let fenced = method == "acquire_fenced";
                 args.at_most(2)?;
                 let blocking = flag(args, 0, "blocking", true)?;
                 let timeout = opt_timeout(args, 1)?;
@@ -49,12 +56,13 @@ impl Core {
                 }
                 if self.value > 0 {
                     self.value -= 1;
-                    Ok(reply(&true))
+                    let token = self.fence.next(ctx.slot);
+                    Ok(granted(fenced, token))
                 } else if blocking && may_wait(timeout) {
-                    self.waiters.push(ctx.id, ());
+                    self.waiters.push(ctx.id, fenced);
                     Ok(Outcome::Park)
                 } else {
-                    Ok(reply(&false))
+                    Ok(reply(&not_granted(fenced)))
                 }
             }
             "release" => {
@@ -73,8 +81,13 @@ impl Core {
                 }
                 let woken = n.min(self.waiters.len() as u64);
                 for _ in 0..woken {
-                    let (id, ()) = self.waiters.pop().expect("counted above");
-                    ctx.wake_with(id, &true);
+                    let (id, fenced) = self.waiters.pop().expect("counted above");
+                    let token = self.fence.next(ctx.slot);
+                    if fenced {
+                        ctx.wake_with(id, &token);
+                    } else {
+                        ctx.wake_with(id, &true);
+                    }
                 }
                 self.value = total - woken;
                 Ok(reply(&()))
@@ -86,7 +99,7 @@ impl Core {
     fn cancel(&mut self, id: CommandId) -> Option<Reply> {
         self.waiters
             .remove(id)
-            .map(|()| Ok(crate::encode_value(&false)))
+            .map(|fenced| Ok(crate::encode_value(&not_granted(fenced))))
     }
 }
 
@@ -96,7 +109,17 @@ impl Default for Core {
             value: 1,
             initial: 1,
             waiters: WaitQueue::default(),
+            fence: Fence::default(),
         }
+    }
+}
+
+/// A granted acquire's answer: True, or the permit's token when fenced.
+fn granted(fenced: bool, token: u64) -> Outcome {
+    if fenced {
+        reply(&token)
+    } else {
+        reply(&true)
     }
 }
 
@@ -264,6 +287,23 @@ mod tests {
         assert_eq!(woke::<bool>(wakes), vec![(ids[3], true)]);
         assert_eq!(h.hosted.object.core.value, 1);
         assert!(h.parked().is_empty());
+    }
+
+    #[test]
+    fn fenced_permits_carry_growing_tokens() {
+        let mut h = Harness::<Semaphore>::init(&[v(2)]);
+        let a: u64 = h.ok(1, "acquire_fenced", &[]);
+        let b: u64 = h.ok(2, "acquire_fenced", &[]);
+        assert!(b > a);
+        assert_eq!(h.ok::<Option<u64>>(3, "acquire_fenced", &[v(false)]), None);
+        let w = id(4, 1);
+        assert!(parked(&h.call_id(w, "acquire_fenced", &[]).0));
+        let (_, wakes) = h.call_as(1, "release", &[]);
+        let handed = woke::<u64>(wakes);
+        assert!(handed[0].1 > b);
+        let t = id(5, 1);
+        assert!(parked(&h.call_id(t, "acquire_fenced", &[v(true), v(1)]).0));
+        assert_eq!(h.cancel(t).0, Some(Ok(crate::encode_value(&()))));
     }
 
     #[test]

@@ -394,3 +394,26 @@ mod tests {
         );
     }
 }
+
+/// Hands out fencing tokens: every grant of a lock or permit gets one that
+/// is larger than any this object gave before, and, being built from the
+/// grant's slot, larger than any a deleted object of the same name gave.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Fence {
+    last: u64,
+}
+
+impl Fence {
+    /// Grants per slot before tokens run ahead of the slot (they stay unique
+    /// and growing either way).
+    const SLOT_SHIFT: u32 = 16;
+
+    pub(crate) fn next(&mut self, slot: u64) -> u64 {
+        let token = (self.last + 1).max(slot.saturating_mul(1 << Self::SLOT_SHIFT));
+        self.last = token;
+        token
+    }
+}
+
+/// The kind of error a fenced write with an old token gets.
+pub const STALE_TOKEN: &str = "StaleToken";

@@ -17,6 +17,8 @@ pub struct Value {
     version: u64,
     /// Watches, each with the version it waits to see passed.
     watches: WaitQueue<u64>,
+    /// The highest fencing token `set_fenced` accepted.
+    fenced: u64,
 }
 
 impl Default for Value {
@@ -25,6 +27,7 @@ impl Default for Value {
             value: rmpv::Value::Nil,
             version: 0,
             watches: WaitQueue::default(),
+            fenced: 0,
         }
     }
 }
@@ -57,6 +60,25 @@ impl ReplicatedObject for Value {
             "setvalue" => {
                 args.at_most(1)?;
                 let value = args.raw(0, "value")?;
+                self.write(value, ctx);
+                Ok(reply(&()))
+            }
+            // A write guarded by a lock's fencing token: refused if a newer
+            // holder has written already.
+            "set_fenced" => {
+                args.at_most(2)?;
+                let token: u64 = args.get(0, "token")?;
+                let value = args.raw(1, "value")?;
+                if token < self.fenced {
+                    return Err(ObjectError::new(
+                        crate::util::STALE_TOKEN,
+                        format!(
+                            "token {token} is older than {}, the newest this Value accepted",
+                            self.fenced
+                        ),
+                    ));
+                }
+                self.fenced = token;
                 self.write(value, ctx);
                 Ok(reply(&()))
             }
@@ -154,5 +176,21 @@ mod tests {
         );
         assert!(h.parked().is_empty());
         assert_eq!(h.ok::<()>(1, "wait_change", &[v(2), v(0)]), ());
+    }
+
+    #[test]
+    fn fenced_writes_refuse_older_tokens() {
+        let mut h = Harness::<Value>::new();
+        h.ok::<()>(1, "set_fenced", &[v(10), v("a")]);
+        h.ok::<()>(1, "set_fenced", &[v(10), v("b")]);
+        let e = h.err(2, "set_fenced", &[v(9), v("stale")]);
+        assert_eq!(e.kind, "StaleToken");
+        assert_eq!(h.ok::<String>(1, "getvalue", &[]), "b");
+        h.ok::<()>(3, "set_fenced", &[v(11), v("c")]);
+        assert_eq!(h.err(1, "set_fenced", &[v(10), v("d")]).kind, "StaleToken");
+        assert_eq!(
+            h.err(1, "set_fenced", &[v(-1), v("d")]).kind,
+            ObjectError::BAD_ARGUMENTS
+        );
     }
 }
