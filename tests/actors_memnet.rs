@@ -6,7 +6,9 @@
 use concoord::actors::config::Member;
 use concoord::actors::leader::LeaderConfig;
 use concoord::actors::memnet::{MemClient, MemNetwork};
-use concoord::actors::node::{NodeHandle, NodeOptions, SessionEvent, SessionEvents, SessionReply};
+use concoord::actors::node::{
+    ConnectionEvent, ConnectionEvents, ConnectionReply, NodeHandle, NodeOptions,
+};
 use concoord::actors::Command;
 use concoord::actors::NodeId;
 use concoord::objects::encode_args;
@@ -216,16 +218,16 @@ async fn actors_survive_loss_duplication_and_reordering() {
     }
 }
 
-/// Collects what a session is told.
-struct Inbox(tokio::sync::mpsc::UnboundedSender<SessionReply>);
+/// Collects what a connection is told.
+struct Inbox(tokio::sync::mpsc::UnboundedSender<ConnectionReply>);
 
 impl actix::Actor for Inbox {
     type Context = actix::Context<Self>;
 }
 
-impl actix::Handler<SessionEvents> for Inbox {
+impl actix::Handler<ConnectionEvents> for Inbox {
     type Result = ();
-    fn handle(&mut self, m: SessionEvents, _: &mut actix::Context<Self>) {
+    fn handle(&mut self, m: ConnectionEvents, _: &mut actix::Context<Self>) {
         for event in m.0 {
             let _ = self.0.send(event);
         }
@@ -234,17 +236,17 @@ impl actix::Handler<SessionEvents> for Inbox {
 
 fn inbox() -> (
     actix::Addr<Inbox>,
-    tokio::sync::mpsc::UnboundedReceiver<SessionReply>,
+    tokio::sync::mpsc::UnboundedReceiver<ConnectionReply>,
 ) {
     use actix::Actor;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     (Inbox(tx).start(), rx)
 }
 
-/// A client that reconnected resends the same id on a second session while
-/// the first is still open: both hear the one outcome; a closed session hears nothing.
+/// A client that reconnected resends the same id on a second connection while
+/// the first is still open: both hear the one outcome; a closed connection hears nothing.
 #[actix::test]
-async fn every_session_waiting_for_a_command_gets_its_one_outcome() {
+async fn every_connection_waiting_for_a_command_gets_its_one_outcome() {
     let net = MemNetwork::new(11);
     let nodes = start_group(&net, 3, 11);
     let leader = leader_of(&nodes, &net).await.expect("a leader");
@@ -252,9 +254,9 @@ async fn every_session_waiting_for_a_command_gets_its_one_outcome() {
     let (first, mut first_rx) = inbox();
     let (second, mut second_rx) = inbox();
     let (closed, mut closed_rx) = inbox();
-    let first = node.open_session(first.recipient());
-    let second = node.open_session(second.recipient());
-    let closed_key = node.open_session(closed.recipient());
+    let first = node.open_connection(first.recipient());
+    let second = node.open_connection(second.recipient());
+    let closed_key = node.open_connection(closed.recipient());
     let call = |seq| Command::Call {
         id: CommandId::new(42, seq),
         target: Default::default(),
@@ -264,7 +266,7 @@ async fn every_session_waiting_for_a_command_gets_its_one_outcome() {
     };
     node.submit(call(1), Some(first)).await.unwrap();
     node.submit(call(1), Some(second)).await.unwrap();
-    node.close_session(closed_key);
+    node.close_connection(closed_key);
     node.submit(call(2), Some(closed_key)).await.unwrap();
     let timeout = Duration::from_secs(5);
     let a = tokio::time::timeout(timeout, first_rx.recv())
@@ -278,12 +280,12 @@ async fn every_session_waiting_for_a_command_gets_its_one_outcome() {
     for got in [&a, &b] {
         assert_eq!(got.id, CommandId::new(42, 1));
         assert!(
-            matches!(&got.event, SessionEvent::Reply(Ok(_))),
+            matches!(&got.event, ConnectionEvent::Reply(Ok(_))),
             "unexpected {got:?}"
         );
     }
     // Both submits of command 1 took effect once, and command 2 ran although
-    // its session had closed: the counter is 2. The closed session hears nothing.
+    // its connection had closed: the counter is 2. The closed connection hears nothing.
     let mut probe = MemClient::new(net.clone(), nodes.iter().map(|n| n.id()).collect(), 43);
     let value = probe
         .call("getvalue", encode_args::<i64>(&[]), timeout)
@@ -291,5 +293,8 @@ async fn every_session_waiting_for_a_command_gets_its_one_outcome() {
         .expect("an answer")
         .expect("no error");
     assert_eq!(rmp_serde::from_slice::<i64>(&value).unwrap(), 2);
-    assert!(closed_rx.try_recv().is_err(), "a closed session was told");
+    assert!(
+        closed_rx.try_recv().is_err(),
+        "a closed connection was told"
+    );
 }

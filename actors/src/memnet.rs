@@ -3,7 +3,7 @@
 //! partitions and crashes.
 
 use crate::message::{Command, PeerMsg};
-use crate::node::{NodeHandle, SessionEvents, Transport};
+use crate::node::{ConnectionEvents, NodeHandle, Transport};
 use crate::sim::SimRng;
 use crate::NodeId;
 use actix::prelude::*;
@@ -146,7 +146,7 @@ impl Transport for MemTransport {
     }
 }
 
-/// Collects replies for in-process callers (what a ClientSession does for TCP).
+/// Collects replies for in-process callers (what a ClientConnection does for TCP).
 pub struct ReplyCollector {
     waiting: BTreeMap<CommandId, tokio::sync::oneshot::Sender<Reply>>,
 }
@@ -159,11 +159,11 @@ impl Actor for ReplyCollector {
     type Context = Context<Self>;
 }
 
-impl Handler<SessionEvents> for ReplyCollector {
+impl Handler<ConnectionEvents> for ReplyCollector {
     type Result = ();
-    fn handle(&mut self, m: SessionEvents, _: &mut Context<Self>) {
+    fn handle(&mut self, m: ConnectionEvents, _: &mut Context<Self>) {
         for m in m.0 {
-            let crate::node::SessionEvent::Reply(reply) = m.event else {
+            let crate::node::ConnectionEvent::Reply(reply) = m.event else {
                 continue;
             };
             if let Some(tx) = self.waiting.remove(&m.id) {
@@ -222,7 +222,7 @@ impl MemClient {
             .call_with(id, method, &args, until, &mut opened, &mut rx)
             .await;
         for (node, key) in opened {
-            node.close_session(key);
+            node.close_connection(key);
         }
         reply
     }
@@ -233,7 +233,7 @@ impl MemClient {
         method: &str,
         args: &[u8],
         until: tokio::time::Instant,
-        opened: &mut Vec<(NodeHandle, crate::node::SessionKey)>,
+        opened: &mut Vec<(NodeHandle, crate::node::ConnectionKey)>,
         rx: &mut tokio::sync::oneshot::Receiver<Reply>,
     ) -> Option<Reply> {
         loop {
@@ -250,7 +250,7 @@ impl MemClient {
                     args: args.to_vec(),
                     ack_below: self.seq,
                 };
-                let key = node.open_session(self.collector.clone().recipient());
+                let key = node.open_connection(self.collector.clone().recipient());
                 opened.push((node.clone(), key));
                 match node.submit(command, Some(key)).await {
                     Ok(()) => {}

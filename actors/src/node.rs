@@ -25,9 +25,9 @@ pub trait Transport: Send + Sync + 'static {
     fn forget_superseded(&self, _members: &[Member]) {}
 }
 
-/// What a client session learns about one of its commands.
+/// What a client connection learns about one of its commands.
 #[derive(Clone, Debug)]
-pub enum SessionEvent {
+pub enum ConnectionEvent {
     /// The command's outcome.
     Reply(Reply),
     /// It waits in an object's queue; the reply comes later.
@@ -41,23 +41,23 @@ pub enum SessionEvent {
     Busy,
 }
 
-/// An event about command `id` for a client session.
+/// An event about command `id` for a client connection.
 #[derive(Clone, Debug)]
-pub struct SessionReply {
+pub struct ConnectionReply {
     pub id: CommandId,
-    pub event: SessionEvent,
+    pub event: ConnectionEvent,
 }
 
-/// Events for one session, in order: everything one batch produced for it
+/// Events for one connection, in order: everything one batch produced for it
 /// travels as one actor message.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
-pub struct SessionEvents(pub Vec<SessionReply>);
+pub struct ConnectionEvents(pub Vec<ConnectionReply>);
 
-/// A session registered with [`NodeHandle::open_session`]; commands name it
+/// A connection registered with [`NodeHandle::open_connection`]; commands name it
 /// so the node knows where their outcomes go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct SessionKey(u64);
+pub struct ConnectionKey(u64);
 
 /// A peer message for one of the node's roles.
 #[derive(Message)]
@@ -67,12 +67,12 @@ pub struct Deliver {
     pub msg: PeerMsg,
 }
 
-/// A client command for the leader; `session` gets the outcome.
+/// A client command for the leader; `connection` gets the outcome.
 #[derive(Message)]
 #[rtype(result = "Result<(), NotAccepted>")]
 pub struct Submit {
     pub command: Command,
-    pub session: Option<SessionKey>,
+    pub connection: Option<ConnectionKey>,
 }
 
 /// Stops an actor (a crash, in tests; shutdown otherwise).
@@ -152,23 +152,23 @@ impl Default for NodeOptions {
     }
 }
 
-/// Where outcomes go: open sessions, and which commands each waits for.
+/// Where outcomes go: open connections, and which commands each waits for.
 #[derive(Default)]
-struct Sessions {
+struct Connections {
     next_key: u64,
-    open: BTreeMap<SessionKey, Recipient<SessionEvents>>,
-    waiting: std::collections::BTreeSet<(CommandId, SessionKey)>,
+    open: BTreeMap<ConnectionKey, Recipient<ConnectionEvents>>,
+    waiting: std::collections::BTreeSet<(CommandId, ConnectionKey)>,
 }
 
-impl Sessions {
-    fn waiters(&self, id: CommandId) -> impl Iterator<Item = SessionKey> + '_ {
+impl Connections {
+    fn waiters(&self, id: CommandId) -> impl Iterator<Item = ConnectionKey> + '_ {
         self.waiting
-            .range((id, SessionKey(0))..=(id, SessionKey(u64::MAX)))
+            .range((id, ConnectionKey(0))..=(id, ConnectionKey(u64::MAX)))
             .map(|(_, key)| *key)
     }
 
-    /// Removes and returns one session waiting for `id`.
-    fn take_waiter(&mut self, id: CommandId) -> Option<SessionKey> {
+    /// Removes and returns one connection waiting for `id`.
+    fn take_waiter(&mut self, id: CommandId) -> Option<ConnectionKey> {
         let key = self.waiters(id).next()?;
         self.waiting.remove(&(id, key));
         Some(key)
@@ -179,7 +179,7 @@ struct Shared {
     me: NodeId,
     addr: String,
     transport: Arc<dyn Transport>,
-    sessions: Mutex<Sessions>,
+    connections: Mutex<Connections>,
     started: Instant,
     metrics: Arc<crate::metrics::NodeMetrics>,
 }
@@ -207,7 +207,7 @@ impl NodeHandle {
             me: me.id,
             addr: me.addr.clone(),
             transport,
-            sessions: Mutex::new(Sessions::default()),
+            connections: Mutex::new(Connections::default()),
             started: Instant::now(),
             metrics: Arc::new(crate::metrics::NodeMetrics::default()),
         });
@@ -311,78 +311,105 @@ impl NodeHandle {
         if fx.replies.is_empty() && fx.parked.is_empty() {
             return;
         }
-        let mut sessions = self.shared.sessions.lock().expect("session table lock");
-        let mut out: BTreeMap<SessionKey, Vec<SessionReply>> = BTreeMap::new();
+        let mut connections = self
+            .shared
+            .connections
+            .lock()
+            .expect("connection table lock");
+        let mut out: BTreeMap<ConnectionKey, Vec<ConnectionReply>> = BTreeMap::new();
         for id in fx.parked {
-            for key in sessions.waiters(id) {
-                out.entry(key).or_default().push(SessionReply {
+            for key in connections.waiters(id) {
+                out.entry(key).or_default().push(ConnectionReply {
                     id,
-                    event: SessionEvent::Parked,
+                    event: ConnectionEvent::Parked,
                 });
             }
         }
         for (id, reply) in fx.replies {
-            // Usually one session waits (it gets the reply itself, uncopied);
+            // Usually one connection waits (it gets the reply itself, uncopied);
             // a client that reconnected may have two.
             let mut reply = Some(reply);
-            while let Some(key) = sessions.take_waiter(id) {
-                let more = sessions.waiters(id).next().is_some();
+            while let Some(key) = connections.take_waiter(id) {
+                let more = connections.waiters(id).next().is_some();
                 let reply = if more { reply.clone() } else { reply.take() };
-                out.entry(key).or_default().push(SessionReply {
+                out.entry(key).or_default().push(ConnectionReply {
                     id,
-                    event: SessionEvent::Reply(reply.expect("taken by the last waiter only")),
+                    event: ConnectionEvent::Reply(reply.expect("taken by the last waiter only")),
                 });
             }
         }
         for (key, events) in out {
-            if let Some(session) = sessions.open.get(&key) {
-                session.do_send(SessionEvents(events));
+            if let Some(connection) = connections.open.get(&key) {
+                connection.do_send(ConnectionEvents(events));
             }
         }
     }
 
-    /// Registers a session: outcomes of commands submitted with the key go to `to`.
-    pub fn open_session(&self, to: Recipient<SessionEvents>) -> SessionKey {
-        let mut sessions = self.shared.sessions.lock().expect("session table lock");
-        sessions.next_key += 1;
-        let key = SessionKey(sessions.next_key);
-        sessions.open.insert(key, to);
+    /// Registers a connection: outcomes of commands submitted with the key go to `to`.
+    pub fn open_connection(&self, to: Recipient<ConnectionEvents>) -> ConnectionKey {
+        let mut connections = self
+            .shared
+            .connections
+            .lock()
+            .expect("connection table lock");
+        connections.next_key += 1;
+        let key = ConnectionKey(connections.next_key);
+        connections.open.insert(key, to);
         key
     }
 
-    /// Forgets a session that went away (its replies would go nowhere).
-    pub fn close_session(&self, key: SessionKey) {
-        let mut sessions = self.shared.sessions.lock().expect("session table lock");
-        sessions.open.remove(&key);
-        sessions.waiting.retain(|(_, k)| *k != key);
+    /// Forgets a connection that went away (its replies would go nowhere).
+    pub fn close_connection(&self, key: ConnectionKey) {
+        let mut connections = self
+            .shared
+            .connections
+            .lock()
+            .expect("connection table lock");
+        connections.open.remove(&key);
+        connections.waiting.retain(|(_, k)| *k != key);
     }
 
-    fn register(&self, id: CommandId, session: SessionKey) {
-        let mut sessions = self.shared.sessions.lock().expect("session table lock");
-        sessions.waiting.insert((id, session));
+    fn register(&self, id: CommandId, connection: ConnectionKey) {
+        let mut connections = self
+            .shared
+            .connections
+            .lock()
+            .expect("connection table lock");
+        connections.waiting.insert((id, connection));
     }
 
-    fn unregister(&self, id: CommandId, session: SessionKey) {
-        let mut sessions = self.shared.sessions.lock().expect("session table lock");
-        sessions.waiting.remove(&(id, session));
+    fn unregister(&self, id: CommandId, connection: ConnectionKey) {
+        let mut connections = self
+            .shared
+            .connections
+            .lock()
+            .expect("connection table lock");
+        connections.waiting.remove(&(id, connection));
     }
 
-    /// Sends `event` about `id` to one session now (outside any batch).
-    fn notify(&self, session: SessionKey, id: CommandId, event: SessionEvent) {
-        let sessions = self.shared.sessions.lock().expect("session table lock");
-        if let Some(to) = sessions.open.get(&session) {
-            to.do_send(SessionEvents(vec![SessionReply { id, event }]));
+    /// Sends `event` about `id` to one connection now (outside any batch).
+    fn notify(&self, connection: ConnectionKey, id: CommandId, event: ConnectionEvent) {
+        let connections = self
+            .shared
+            .connections
+            .lock()
+            .expect("connection table lock");
+        if let Some(to) = connections.open.get(&connection) {
+            to.do_send(ConnectionEvents(vec![ConnectionReply { id, event }]));
         }
     }
 
-    /// Submits a command; the outcome goes to `session`.
+    /// Submits a command; the outcome goes to `connection`.
     pub async fn submit(
         &self,
         command: Command,
-        session: Option<SessionKey>,
+        connection: Option<ConnectionKey>,
     ) -> Result<(), NotAccepted> {
         self.leader
-            .send(Submit { command, session })
+            .send(Submit {
+                command,
+                connection,
+            })
             .await
             .unwrap_or(Err(NotAccepted::NotLeader(None)))
     }
@@ -512,27 +539,27 @@ impl Handler<Submit> for LeaderActor {
         let id = m.command.id();
         if !self.logic.is_active() {
             let hint = self.logic.leader_hint();
-            if let (Some(id), Some(session)) = (id, m.session) {
+            if let (Some(id), Some(connection)) = (id, m.connection) {
                 let configs = self.logic.configs();
-                let event = SessionEvent::NotLeader {
+                let event = ConnectionEvent::NotLeader {
                     leader: hint.and_then(|h| configs.addr_of(h)).map(str::to_string),
                     members: configs.latest().iter().map(|m| m.addr.clone()).collect(),
                 };
-                self.node.notify(session, id, event);
+                self.node.notify(connection, id, event);
             }
             return Err(NotAccepted::NotLeader(hint));
         }
         // Register first: the reply may be produced while this call is still running.
-        if let (Some(id), Some(session)) = (id, m.session) {
-            self.node.register(id, session);
+        if let (Some(id), Some(connection)) = (id, m.connection) {
+            self.node.register(id, connection);
         }
         let mut fx = Effects::default();
         let taken = self.logic.on_request(m.command, &mut fx);
         self.node.carry_out(fx);
         if taken == Err(NotAccepted::Busy) {
-            if let (Some(id), Some(session)) = (id, m.session) {
-                self.node.unregister(id, session);
-                self.node.notify(session, id, SessionEvent::Busy);
+            if let (Some(id), Some(connection)) = (id, m.connection) {
+                self.node.unregister(id, connection);
+                self.node.notify(connection, id, ConnectionEvent::Busy);
             }
         }
         taken

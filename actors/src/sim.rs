@@ -122,14 +122,14 @@ enum Answer {
     Redirect(Option<NodeId>),
 }
 
-/// One simulated node: the three roles and the sessions waiting for replies.
+/// One simulated node: the three roles and the client connections waiting for replies.
 pub struct SimNode {
     pub id: NodeId,
     pub acceptor: Acceptor,
     pub leader: Leader,
     pub replica: Replica,
     pub alive: bool,
-    sessions: BTreeMap<CommandId, BTreeSet<usize>>,
+    connections: BTreeMap<CommandId, BTreeSet<usize>>,
 }
 
 /// One simulated closed-loop client: one command outstanding at a time.
@@ -226,7 +226,7 @@ impl Sim {
                     leader: Leader::new(node_id(i), configs, config.leader.clone(), rng.next_u64()),
                     replica,
                     alive: true,
-                    sessions: BTreeMap::new(),
+                    connections: BTreeMap::new(),
                 }
             })
             .collect();
@@ -385,7 +385,7 @@ impl Sim {
                 match self.nodes[node].leader.on_request(command, &mut fx) {
                     Ok(()) => {
                         self.nodes[node]
-                            .sessions
+                            .connections
                             .entry(id)
                             .or_default()
                             .insert(client);
@@ -427,7 +427,7 @@ impl Sim {
             });
         }
         for (id, reply) in fx.replies {
-            if let Some(waiting) = self.nodes[node].sessions.remove(&id) {
+            if let Some(waiting) = self.nodes[node].connections.remove(&id) {
                 for client in waiting {
                     let reply = reply.clone();
                     self.transmit(Endpoint::Node(node), Endpoint::Client(client), || {
@@ -573,7 +573,7 @@ impl Sim {
         }
     }
 
-    /// Hands a command to a node's leader as a session would, without a client waiting.
+    /// Hands a command to a node's leader as a connection would, without a client waiting.
     pub fn submit(&mut self, node: usize, command: Command) -> Result<(), NotAccepted> {
         let mut fx = Effects::default();
         let taken = self.nodes[node].leader.on_request(command, &mut fx);

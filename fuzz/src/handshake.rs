@@ -5,7 +5,7 @@
 //! truncated frame shows at once, and whatever the replica answers is read
 //! until it closes. Then the replica must still answer a status request on a
 //! new connection. This drives `serve_connection` exactly as a hostile client
-//! would (version, token and role checks, then the client session).
+//! would (version, token and role checks, then the client connection).
 //!
 //! Inputs that, after a valid hello, ask to change the group (`Join`) or
 //! claim the peer role are skipped: an authenticated member may do that by

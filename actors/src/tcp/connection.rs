@@ -1,0 +1,304 @@
+//! Each client connection as a [`ClientConnection`] actor: frames in,
+//! replies and redirects out through a writer task.
+
+use super::handshake::wire_error_kind;
+use crate::message::Command;
+use crate::node::{ConnectionEvent, ConnectionEvents, ConnectionKey, NodeHandle};
+use crate::wire::{Frame, FrameCodec, WireError};
+use actix::prelude::*;
+use futures::SinkExt;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use tokio::sync::mpsc;
+use tokio_util::codec::{FramedRead, FramedWrite};
+
+/// Frames queued for one client connection before it is considered stuck.
+pub const CONNECTION_QUEUE_MAX: usize = 65_536;
+/// A call's encoded arguments may be this large at most: larger ones are
+/// refused (kind LimitExceeded) before they reach the log.
+pub const CALL_ARGS_MAX: usize = 1 << 20;
+/// An object name and type longer than this together never reach the log
+/// (the group's own name limit, 256 bytes by default, applies in order).
+pub const CALL_TARGET_MAX: usize = 4096;
+/// Named objects listed in one `Objects` frame at most (names are at most
+/// 256 bytes, so a page stays far below the frame limit).
+pub const OBJECTS_PAGE_MAX: usize = 10_000;
+
+/// Serves a client the handshake has welcomed: a writer task sends the
+/// queued frames, a [`ClientConnection`] handles what the client sends
+/// until it goes or the replica shuts down.
+pub(super) fn serve_client(
+    node: NodeHandle,
+    peer: SocketAddr,
+    reader: FramedRead<tokio::net::tcp::OwnedReadHalf, FrameCodec>,
+    writer: FramedWrite<tokio::net::tcp::OwnedWriteHalf, FrameCodec>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let (tx, rx) = mpsc::channel(CONNECTION_QUEUE_MAX);
+    actix::spawn(write_frames(writer, rx));
+    let connection = ClientConnection {
+        node,
+        out: tx,
+        peer,
+        arrived: BTreeMap::new(),
+        key: None,
+    };
+    ClientConnection::create(move |ctx| {
+        ctx.add_stream(reader);
+        let mut shutdown = shutdown;
+        ctx.add_stream(futures::stream::once(async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+            ShutdownSignal
+        }));
+        connection
+    });
+}
+
+/// Writes queued frames, many per syscall when they queue up.
+async fn write_frames(
+    mut writer: FramedWrite<tokio::net::tcp::OwnedWriteHalf, FrameCodec>,
+    mut rx: mpsc::Receiver<Frame>,
+) {
+    while let Some(frame) = rx.recv().await {
+        if writer.feed(frame).await.is_err() {
+            return;
+        }
+        while let Ok(frame) = rx.try_recv() {
+            if writer.feed(frame).await.is_err() {
+                return;
+            }
+        }
+        if writer.flush().await.is_err() {
+            return;
+        }
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct ShutdownSignal;
+
+/// One client connection: frames in, replies and redirects out.
+pub struct ClientConnection {
+    node: NodeHandle,
+    out: mpsc::Sender<Frame>,
+    peer: SocketAddr,
+    /// When each call in progress arrived, for the commit latency metric.
+    arrived: BTreeMap<concoord_objects::CommandId, std::time::Instant>,
+    /// This connection's registration with the node, from `started` on.
+    key: Option<ConnectionKey>,
+}
+
+/// Calls in progress a connection remembers arrival times for; beyond it the
+/// latency of further calls is not measured.
+const CONNECTION_TIMED_CALLS_MAX: usize = 4096;
+
+impl Actor for ClientConnection {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.node.metrics().connected_clients.inc();
+        self.key = Some(self.node.open_connection(ctx.address().recipient()));
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.node.metrics().connected_clients.dec();
+        if let Some(key) = self.key.take() {
+            self.node.close_connection(key);
+        }
+    }
+}
+
+impl ClientConnection {
+    fn send(&self, ctx: &mut Context<Self>, frame: Frame) {
+        if self.out.try_send(frame).is_err() {
+            log::warn!("client {} is not reading its replies; closing", self.peer);
+            ctx.stop();
+        }
+    }
+
+    fn submit(&mut self, command: Command) {
+        let id = command.id().expect("client commands have ids");
+        if self.arrived.len() < CONNECTION_TIMED_CALLS_MAX {
+            self.arrived
+                .entry(id)
+                .or_insert_with(std::time::Instant::now);
+        }
+        // No reply future per call: the leader answers through this connection's mailbox.
+        self.node.leader.do_send(crate::node::Submit {
+            command,
+            connection: self.key,
+        });
+    }
+}
+
+impl StreamHandler<Result<Frame, WireError>> for ClientConnection {
+    fn handle(&mut self, frame: Result<Frame, WireError>, ctx: &mut Context<Self>) {
+        crate::spin::note_activity();
+        match frame {
+            Ok(Frame::Call {
+                id, args, target, ..
+            }) if args.len() > CALL_ARGS_MAX
+                || target.name.len() + target.type_name.len() > CALL_TARGET_MAX =>
+            {
+                let what = if args.len() > CALL_ARGS_MAX {
+                    format!(
+                        "a call's arguments are at most {CALL_ARGS_MAX} bytes; these are {}",
+                        args.len()
+                    )
+                } else {
+                    format!("an object's name and type are at most {CALL_TARGET_MAX} bytes")
+                };
+                let e = concoord_objects::ObjectError::new(concoord_objects::LIMIT_EXCEEDED, what);
+                self.send(ctx, Frame::Reply { id, reply: Err(e) });
+            }
+            Ok(Frame::Call {
+                id,
+                target,
+                method,
+                args,
+                ack_below,
+            }) => self.submit(Command::Call {
+                id,
+                target,
+                method,
+                args,
+                ack_below,
+            }),
+            Ok(Frame::ObjectsRequest { after, limit }) => {
+                let node = self.node.clone();
+                let out = self.out.clone();
+                // A page stays well inside one frame.
+                let limit = (limit as usize).clamp(1, OBJECTS_PAGE_MAX);
+                ctx.spawn(
+                    async move {
+                        if let Some((objects, more)) = node.objects(after, limit).await {
+                            let _ = out.try_send(Frame::Objects { objects, more });
+                        }
+                    }
+                    .into_actor(self),
+                );
+            }
+            Ok(Frame::Cancel { id }) => self.submit(Command::Cancel { id }),
+            Ok(Frame::StatusRequest) => {
+                let node = self.node.clone();
+                let out = self.out.clone();
+                ctx.spawn(
+                    async move {
+                        if let Some(status) = node.status().await {
+                            let _ = out.try_send(Frame::Status(Box::new(status)));
+                        }
+                    }
+                    .into_actor(self),
+                );
+            }
+            Ok(Frame::Join(member)) => {
+                let node = self.node.clone();
+                let out = self.out.clone();
+                ctx.spawn(
+                    async move {
+                        let taken = node.submit(Command::AddMember(member), None).await;
+                        let status = node.status().await.unwrap_or_default();
+                        let frame = match taken {
+                            Ok(()) => Frame::Joined {
+                                members: status.members,
+                            },
+                            Err(_) => Frame::Redirect {
+                                id: concoord_objects::CommandId::new(0, 0),
+                                leader: status.leader,
+                                members: status.members,
+                            },
+                        };
+                        let _ = out.try_send(frame);
+                    }
+                    .into_actor(self),
+                );
+            }
+            Ok(other) => {
+                self.send(
+                    ctx,
+                    Frame::Refused {
+                        kind: "ProtocolError".into(),
+                        message: format!("a client may not send {}", frame_name(&other)),
+                    },
+                );
+                ctx.stop();
+            }
+            Err(e) => {
+                log::warn!("client {}: {e}; closing", self.peer);
+                self.send(
+                    ctx,
+                    Frame::Refused {
+                        kind: wire_error_kind(&e).into(),
+                        message: e.to_string(),
+                    },
+                );
+                ctx.stop();
+            }
+        }
+    }
+}
+
+fn frame_name(frame: &Frame) -> &'static str {
+    match frame {
+        Frame::Hello { .. } => "Hello",
+        Frame::Welcome { .. } => "Welcome",
+        Frame::Refused { .. } => "Refused",
+        Frame::Peer { .. } => "Peer",
+        Frame::Call { .. } => "Call",
+        Frame::Cancel { .. } => "Cancel",
+        Frame::Reply { .. } => "Reply",
+        Frame::Parked { .. } => "Parked",
+        Frame::Redirect { .. } => "Redirect",
+        Frame::StatusRequest => "StatusRequest",
+        Frame::Status(_) => "Status",
+        Frame::ObjectsRequest { .. } => "ObjectsRequest",
+        Frame::Objects { .. } => "Objects",
+        Frame::Join(_) => "Join",
+        Frame::Joined { .. } => "Joined",
+    }
+}
+
+impl StreamHandler<ShutdownSignal> for ClientConnection {
+    fn handle(&mut self, _: ShutdownSignal, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+
+    fn finished(&mut self, _: &mut Context<Self>) {}
+}
+
+impl Handler<ConnectionEvents> for ClientConnection {
+    type Result = ();
+    fn handle(&mut self, m: ConnectionEvents, ctx: &mut Context<Self>) {
+        for m in m.0 {
+            let frame = match m.event {
+                ConnectionEvent::Reply(reply) => {
+                    if let Some(t) = self.arrived.remove(&m.id) {
+                        self.node
+                            .metrics()
+                            .commit_latency_seconds
+                            .observe(t.elapsed().as_secs_f64());
+                    }
+                    Frame::Reply { id: m.id, reply }
+                }
+                ConnectionEvent::Parked => Frame::Parked { id: m.id },
+                ConnectionEvent::NotLeader { leader, members } => {
+                    self.arrived.remove(&m.id);
+                    Frame::Redirect {
+                        id: m.id,
+                        leader,
+                        members,
+                    }
+                }
+                ConnectionEvent::Busy => {
+                    self.arrived.remove(&m.id);
+                    Frame::Refused {
+                        kind: "Busy".into(),
+                        message: "the leader's queue is full; retry later".into(),
+                    }
+                }
+            };
+            self.send(ctx, frame);
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! What every accepted connection goes through first: the Hello, the
+//! version and token checks, a refusal or the Welcome; then it is served as
+//! a peer or as a client.
+
+use super::connection;
+use super::peer::{self, TcpTransport};
+use crate::node::NodeHandle;
+use crate::wire::{Frame, FrameCodec, HelloRole, WireError, PROTOCOL_VERSION};
+use futures::{SinkExt, StreamExt};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio_util::codec::{FramedRead, FramedWrite};
+
+/// A connection must say hello within this long.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+
+async fn refuse(
+    writer: &mut FramedWrite<tokio::net::tcp::OwnedWriteHalf, FrameCodec>,
+    kind: &str,
+    message: String,
+) {
+    log::warn!("refusing a connection: {kind}: {message}");
+    let _ = writer
+        .send(Frame::Refused {
+            kind: kind.into(),
+            message,
+        })
+        .await;
+}
+
+/// Whether `offered` is `token`, in a time that depends only on the lengths.
+// `!=` on strings returns at the first differing byte, which leaks how much of a guessed token was right.
+fn tokens_match(offered: &str, token: &str) -> bool {
+    let (offered, token) = (offered.as_bytes(), token.as_bytes());
+    if offered.len() != token.len() {
+        return false;
+    }
+    offered
+        .iter()
+        .zip(token)
+        .fold(0u8, |differ, (a, b)| differ | (a ^ b))
+        == 0
+}
+
+/// Reads the Hello, checks its version and token, then serves the
+/// connection as a peer or (after a Welcome) as a client.
+pub(super) async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    node: NodeHandle,
+    transport: Arc<TcpTransport>,
+    token: String,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let (read, write) = stream.into_split();
+    let mut reader = FramedRead::new(read, FrameCodec::default());
+    let mut writer = FramedWrite::new(write, FrameCodec::default());
+    let hello = match tokio::time::timeout(HELLO_TIMEOUT, reader.next()).await {
+        Err(_) => return refuse(&mut writer, "ProtocolError", "no hello within 5 s".into()).await,
+        Ok(None) => return,
+        Ok(Some(Err(e))) => return refuse(&mut writer, wire_error_kind(&e), e.to_string()).await,
+        Ok(Some(Ok(frame))) => frame,
+    };
+    let Frame::Hello {
+        version,
+        role,
+        token: offered,
+    } = hello
+    else {
+        return refuse(
+            &mut writer,
+            "ProtocolError",
+            "the first frame must be Hello".into(),
+        )
+        .await;
+    };
+    if version != PROTOCOL_VERSION {
+        return refuse(
+            &mut writer,
+            "VersionMismatch",
+            format!("protocol version {version} is not supported; this replica speaks {PROTOCOL_VERSION}"),
+        )
+        .await;
+    }
+    if !tokens_match(&offered, &token) {
+        return refuse(&mut writer, "Refused", "wrong security token".into()).await;
+    }
+    match role {
+        HelloRole::Peer(member) => {
+            transport.learn_from_hello(&member);
+            peer::serve_peer(reader, node, member).await
+        }
+        HelloRole::Client(_) => {
+            let members = node.status().await.map(|s| s.members).unwrap_or_default();
+            if writer
+                .send(Frame::Welcome {
+                    node: node.id(),
+                    members,
+                })
+                .await
+                .is_err()
+            {
+                return;
+            }
+            connection::serve_client(node, peer, reader, writer, shutdown);
+        }
+    }
+}
+
+/// The `Refused` kind for a frame that could not be read.
+pub(super) fn wire_error_kind(e: &WireError) -> &'static str {
+    match e {
+        WireError::FrameTooLarge { .. } => "FrameTooLarge",
+        WireError::Malformed(_) => "Malformed",
+        WireError::Io(_) => "Io",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tokens_match;
+
+    #[test]
+    fn tokens_match_only_when_equal() {
+        assert!(tokens_match("s3cret", "s3cret"));
+        assert!(tokens_match("", ""));
+        assert!(!tokens_match("s3cres", "s3cret"), "last byte differs");
+        assert!(!tokens_match("t3cret", "s3cret"), "first byte differs");
+        assert!(!tokens_match("s3cre", "s3cret"), "a prefix");
+        assert!(!tokens_match("s3crets", "s3cret"), "longer");
+        assert!(!tokens_match("", "s3cret"), "empty offered");
+        assert!(!tokens_match("s3cret", ""), "empty token");
+    }
+}

@@ -1,0 +1,261 @@
+//! The TCP side of a replica, by concept:
+//!
+//! - this module: starting a replica ([`start_replica`]), its listener, and
+//!   joining a group;
+//! - `handshake`: what every accepted connection goes through (the Hello,
+//!   version and token checks, refusals, the Welcome);
+//! - `connection`: each client connection as a [`ClientConnection`] actor;
+//! - `peer`: the outbound peer links behind
+//!   [`Transport`](crate::node::Transport) ([`TcpTransport`]) and inbound
+//!   peer frames.
+
+mod connection;
+mod handshake;
+mod peer;
+
+pub use connection::{
+    ClientConnection, CALL_ARGS_MAX, CALL_TARGET_MAX, CONNECTION_QUEUE_MAX, OBJECTS_PAGE_MAX,
+};
+pub use peer::{TcpTransport, PEER_LINKS_FROM_HELLO_MAX, PEER_QUEUE_MAX};
+
+use crate::config::Member;
+use crate::node::{NodeHandle, NodeOptions};
+use crate::wire::{Frame, FrameCodec, HelloRole, PROTOCOL_VERSION};
+use concoord_objects::StateMachine;
+use concoord_proto::fresh_id;
+use futures::{SinkExt, StreamExt};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::codec::{FramedRead, FramedWrite};
+
+/// Why a replica could not start.
+#[derive(Debug)]
+pub enum StartError {
+    AddrInUse(String),
+    Bind(String, std::io::Error),
+    Join(String),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::AddrInUse(addr) => write!(
+                f,
+                "address {addr} is in use; pick another port with -p, or -p 0 to let the OS choose one"
+            ),
+            StartError::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
+            StartError::Join(why) => write!(f, "cannot join the group: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// How a TCP replica starts.
+pub struct ReplicaOptions {
+    pub listen: SocketAddr,
+    /// Members of the group to join; empty founds a group of one.
+    pub bootstrap: Vec<String>,
+    pub token: String,
+    pub node: NodeOptions,
+}
+
+/// A replica serving on TCP.
+pub struct RunningReplica {
+    pub node: NodeHandle,
+    pub local_addr: SocketAddr,
+    shutdown: tokio::sync::watch::Sender<bool>,
+}
+
+impl RunningReplica {
+    /// Stops accepting, closes client connections and stops the node's actors.
+    pub fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+        self.node.stop();
+    }
+}
+
+/// Binds, starts the node's actors on the current arbiter, joins the group
+/// if `bootstrap` names one, and serves peers and clients.
+pub async fn start_replica(
+    object: Box<dyn StateMachine>,
+    options: ReplicaOptions,
+) -> Result<RunningReplica, StartError> {
+    let listener = TcpListener::bind(options.listen).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            StartError::AddrInUse(options.listen.to_string())
+        } else {
+            StartError::Bind(options.listen.to_string(), e)
+        }
+    })?;
+    let local_addr = listener
+        .local_addr()
+        .map_err(|e| StartError::Bind(options.listen.to_string(), e))?;
+    let me = Member {
+        id: fresh_id(),
+        addr: local_addr.to_string(),
+    };
+    let object_name = object.name();
+    let transport = Arc::new(TcpTransport::new(me.clone(), options.token.clone()));
+    let founding = options.bootstrap.is_empty().then(|| vec![me.clone()]);
+    let mut node_options = options.node.clone();
+    node_options.seed ^= me.id;
+    let node = NodeHandle::start(
+        me.clone(),
+        object,
+        founding,
+        transport.clone(),
+        node_options,
+    );
+    let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
+    if !options.node.spin.is_zero() {
+        actix::spawn(crate::spin::spinner(options.node.spin));
+    }
+    actix::spawn(accept_loop(
+        listener,
+        node.clone(),
+        transport.clone(),
+        options.token.clone(),
+        shutdown_rx.clone(),
+    ));
+    if !options.bootstrap.is_empty() {
+        actix::spawn(join_group(
+            me.clone(),
+            options.bootstrap.clone(),
+            options.token.clone(),
+            node.clone(),
+        ));
+    }
+    log::info!(
+        "replica {:x} serving {} on {}",
+        me.id,
+        object_name,
+        local_addr
+    );
+    Ok(RunningReplica {
+        node,
+        local_addr,
+        shutdown,
+    })
+}
+
+/// Asks members to add `me` until the group has sent this replica its state.
+async fn join_group(me: Member, bootstrap: Vec<String>, token: String, node: NodeHandle) {
+    let mut targets: Vec<String> = bootstrap.clone();
+    let mut i = 0;
+    loop {
+        if node.status().await.is_some_and(|s| s.role != "joining") {
+            log::info!("joined the group");
+            return;
+        }
+        let target = targets[i % targets.len()].clone();
+        i += 1;
+        match ask_to_join(&target, &me, &token).await {
+            Ok(JoinAnswer::Joined(members)) => {
+                log::info!("join ordered by {target}; members {members:?}");
+                // Give the group time to send its state before asking again.
+                tokio::time::sleep(Duration::from_millis(1_000)).await;
+            }
+            Ok(JoinAnswer::Redirect(leader, members)) => {
+                for m in members {
+                    if !targets.contains(&m) && m != me.addr {
+                        targets.push(m);
+                    }
+                }
+                if let Some(leader) = leader.filter(|l| *l != me.addr) {
+                    targets.insert(0, leader);
+                    i = 0;
+                    continue;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(why) => {
+                log::warn!("join via {target} failed: {why}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+enum JoinAnswer {
+    Joined(Vec<String>),
+    Redirect(Option<String>, Vec<String>),
+}
+
+async fn ask_to_join(target: &str, me: &Member, token: &str) -> Result<JoinAnswer, String> {
+    let stream = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(target))
+        .await
+        .map_err(|_| "connect timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    let _ = stream.set_nodelay(true);
+    let (read, write) = stream.into_split();
+    let mut reader = FramedRead::new(read, FrameCodec::default());
+    let mut writer = FramedWrite::new(write, FrameCodec::default());
+    let exchange = async {
+        writer
+            .send(Frame::Hello {
+                version: PROTOCOL_VERSION,
+                role: HelloRole::Client(me.id),
+                token: token.to_string(),
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        writer
+            .send(Frame::Join(me.clone()))
+            .await
+            .map_err(|e| e.to_string())?;
+        loop {
+            match reader.next().await {
+                Some(Ok(Frame::Welcome { .. })) => continue,
+                Some(Ok(Frame::Joined { members })) => return Ok(JoinAnswer::Joined(members)),
+                Some(Ok(Frame::Redirect {
+                    leader, members, ..
+                })) => return Ok(JoinAnswer::Redirect(leader, members)),
+                Some(Ok(Frame::Refused { kind, message })) => {
+                    return Err(format!("{kind}: {message}"))
+                }
+                Some(Ok(other)) => return Err(format!("unexpected answer {other:?}")),
+                Some(Err(e)) => return Err(e.to_string()),
+                None => return Err("connection closed".into()),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(3), exchange)
+        .await
+        .map_err(|_| "no answer".to_string())?
+}
+
+/// Accepts connections until shutdown; each goes through the handshake.
+async fn accept_loop(
+    listener: TcpListener,
+    node: NodeHandle,
+    transport: Arc<TcpTransport>,
+    token: String,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.changed() => return,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                actix::spawn(handshake::serve_connection(
+                    stream,
+                    peer,
+                    node.clone(),
+                    transport.clone(),
+                    token.clone(),
+                    shutdown.clone(),
+                ));
+            }
+            Err(e) => {
+                log::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
