@@ -28,7 +28,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How long sessions get to flush what they were writing at shutdown.
+/// How long client connections get to flush what they were writing at shutdown.
 const SHUTDOWN_FLUSH: Duration = Duration::from_millis(100);
 
 /// The flags of `concoord replica` except `-o`.

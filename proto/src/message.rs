@@ -294,7 +294,7 @@ pub mod serde_bytes_vec {
 pub struct Effects {
     /// Messages for nodes (possibly this one).
     pub sends: Vec<(NodeId, PeerMsg)>,
-    /// Outcomes of commands, for whichever session waits for them.
+    /// Outcomes of commands, for whichever connection waits for them.
     pub replies: Vec<(CommandId, Reply)>,
     /// Commands now waiting in an object's queue (their callers should stop resending).
     pub parked: Vec<CommandId>,
