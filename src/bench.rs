@@ -30,6 +30,8 @@ pub struct BenchConfig {
     /// `object_type`, created by their first call; 0 calls the default object.
     pub objects: u64,
     pub object_type: String,
+    /// Each connection's session TTL (`None`: no sessions).
+    pub session_ttl: Option<Duration>,
 }
 
 /// What a run measured.
@@ -95,6 +97,7 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, ClientError> {
         token: config.token.clone(),
         deadline: Duration::from_secs(30),
         spin: config.spin,
+        session_ttl: config.session_ttl,
         ..ClientOptions::default()
     };
     let clients = config.clients.max(1);

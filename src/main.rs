@@ -5,6 +5,7 @@ use concoord::client::fetch_status;
 use concoord::json::{encode_args, parse_each, parse_json_args, result_to_json};
 use concoord::objects::Target;
 use concoord::{BlockingClient, ClientError, ClientOptions};
+
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -95,6 +96,9 @@ struct BenchArgs {
     /// by their first call with --type; 0 calls the default object.
     #[arg(long = "objects", value_name = "N", default_value_t = 0)]
     objects: u64,
+    /// Each client's session TTL in seconds (0: no sessions).
+    #[arg(long = "session-ttl", default_value_t = DEFAULT_SESSION_TTL_S)]
+    session_ttl: f64,
     /// The type of the named objects --objects creates.
     #[arg(long = "type", value_name = "TYPE", default_value = "Counter")]
     type_name: String,
@@ -130,6 +134,9 @@ struct CallArgs {
     /// Give up after this many seconds.
     #[arg(long = "timeout", default_value_t = 30.0)]
     timeout: f64,
+    /// The client's session TTL in seconds (0: no session).
+    #[arg(long = "session-ttl", default_value_t = DEFAULT_SESSION_TTL_S)]
+    session_ttl: f64,
     /// Call the named object NAME instead of the group's default one.
     #[arg(long = "object", value_name = "NAME")]
     object: Option<String>,
@@ -156,6 +163,10 @@ struct ShellArgs {
     /// Give up on one call after this many seconds.
     #[arg(long = "timeout", default_value_t = 30.0)]
     timeout: f64,
+    /// The session's TTL in seconds: the shell holds one session for its
+    /// life; what it holds is released this long after it dies (0: none).
+    #[arg(long = "session-ttl", default_value_t = DEFAULT_SESSION_TTL_S)]
+    session_ttl: f64,
 }
 
 #[derive(Parser)]
@@ -271,15 +282,28 @@ fn run_replica(args: ReplicaArgs) -> ExitCode {
     concoord::serve::run_replica(object, args.common)
 }
 
-fn client_options(token: &str, timeout_s: f64) -> Result<ClientOptions, String> {
+/// `--session-ttl`'s default, in seconds.
+const DEFAULT_SESSION_TTL_S: f64 = 10.0;
+
+fn client_options(
+    token: &str,
+    timeout_s: f64,
+    session_ttl_s: f64,
+) -> Result<ClientOptions, String> {
     if !(timeout_s.is_finite() && timeout_s > 0.0) {
         return Err(format!(
             "--timeout must be a positive number of seconds, got {timeout_s}"
         ));
     }
+    if !(session_ttl_s.is_finite() && session_ttl_s >= 0.0) {
+        return Err(format!(
+            "--session-ttl must be a number of seconds (0 for none), got {session_ttl_s}"
+        ));
+    }
     Ok(ClientOptions {
         token: token.to_string(),
         deadline: Duration::from_secs_f64(timeout_s),
+        session_ttl: (session_ttl_s > 0.0).then(|| Duration::from_secs_f64(session_ttl_s)),
         ..ClientOptions::default()
     })
 }
@@ -338,7 +362,7 @@ fn call_cancelling(
 }
 
 fn run_call(args: CallArgs) -> ExitCode {
-    let options = match client_options(&args.token, args.timeout) {
+    let options = match client_options(&args.token, args.timeout, args.session_ttl) {
         Ok(o) => o,
         Err(e) => return fail(e),
     };
@@ -370,7 +394,7 @@ fn run_call(args: CallArgs) -> ExitCode {
 }
 
 fn run_shell(args: ShellArgs) -> ExitCode {
-    let options = match client_options(&args.token, args.timeout) {
+    let options = match client_options(&args.token, args.timeout, args.session_ttl) {
         Ok(o) => o,
         Err(e) => return fail(e),
     };
@@ -514,6 +538,7 @@ fn run_status(args: StatusArgs) -> ExitCode {
                     "parked": s.parked,
                     "uptime_s": s.uptime_s,
                     "object": s.object,
+                    "sessions": s.sessions,
                 }),
                 Err(e) => serde_json::json!({"address": addr, "error": e.to_string()}),
             });
@@ -561,6 +586,8 @@ fn run_bench(args: BenchArgs) -> ExitCode {
         spin: Duration::from_micros(args.spin_us),
         objects: args.objects,
         object_type: args.type_name,
+        session_ttl: (args.session_ttl > 0.0 && args.session_ttl.is_finite())
+            .then(|| Duration::from_secs_f64(args.session_ttl)),
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -71,6 +71,13 @@ pub struct ServeArgs {
     /// more fail with kind LimitExceeded.
     #[arg(long = "max-objects", default_value_t = concoord_objects::Limits::DEFAULT_MAX_OBJECTS)]
     pub max_objects: u64,
+    /// The shortest session TTL (seconds) a client may ask for (a founding
+    /// replica sets it for the group).
+    #[arg(long = "session-ttl-min", default_value_t = 2.0)]
+    pub session_ttl_min: f64,
+    /// The longest session TTL (seconds) a client may ask for.
+    #[arg(long = "session-ttl-max", default_value_t = 300.0)]
+    pub session_ttl_max: f64,
 }
 
 #[derive(clap::Parser, Debug)]
@@ -204,6 +211,15 @@ pub fn run_replica_of(
     if args.max_objects == 0 {
         return fail("--max-objects must be at least 1");
     }
+    let ttl_ms = |secs: f64| (secs.is_finite() && secs > 0.0).then(|| (secs * 1000.0) as u64);
+    let (Some(ttl_min_ms), Some(ttl_max_ms)) =
+        (ttl_ms(args.session_ttl_min), ttl_ms(args.session_ttl_max))
+    else {
+        return fail("--session-ttl-min and --session-ttl-max must be positive numbers of seconds");
+    };
+    if ttl_min_ms > ttl_max_ms {
+        return fail("--session-ttl-min must not be above --session-ttl-max");
+    }
     if args.write_to_disk {
         return fail("-w (durable mode) is not available yet; run without it (state lives in memory, as in ConCoord)");
     }
@@ -252,6 +268,8 @@ pub fn run_replica_of(
                 types,
                 limits: Limits {
                     max_objects: args.max_objects,
+                    session_ttl_min_ms: ttl_min_ms,
+                    session_ttl_max_ms: ttl_max_ms,
                     ..Limits::default()
                 },
                 ..NodeOptions::default()

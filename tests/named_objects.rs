@@ -252,6 +252,7 @@ fn typed_errors_change_nothing_and_the_group_keeps_serving() {
             Limits {
                 max_objects: 3,
                 max_name_len: 16,
+                ..Limits::default()
             },
         ),
     );

@@ -10,6 +10,7 @@ use crate::message::{
     Progress, Promise,
 };
 use crate::{Ballot, NodeId, Slot};
+use concoord_objects::ClientId;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
@@ -110,7 +111,24 @@ pub struct Leader {
     now_ms: u64,
     leader_changes: u64,
     stats: LeaderStats,
+    /// Client sessions as this node's replica reports them, with when this
+    /// leader last heard from each (a new leader starts every one afresh).
+    sessions: BTreeMap<ClientId, TrackedSession>,
+    last_session_check_ms: u64,
 }
+
+/// What a leader knows of one client session.
+#[derive(Clone, Copy, Debug)]
+struct TrackedSession {
+    ttl_ms: u64,
+    last_heard_ms: u64,
+    /// Its expiry is proposed; not again until the replica reports it gone
+    /// or leadership changes.
+    expiring: bool,
+}
+
+/// How often an active leader looks for sessions past their TTL.
+const SESSION_CHECK_MS: u64 = 100;
 
 impl Leader {
     pub fn new(me: NodeId, configs: ConfigHistory, config: LeaderConfig, seed: u64) -> Self {
@@ -139,6 +157,8 @@ impl Leader {
             now_ms: 0,
             leader_changes: 0,
             stats: LeaderStats::default(),
+            sessions: BTreeMap::new(),
+            last_session_check_ms: 0,
         };
         leader.reset_election_deadline();
         leader
@@ -213,9 +233,24 @@ impl Leader {
     }
 
     /// Takes a client command if this node is the active leader.
+    /// A client was heard from (a call or a keep-alive reached this node).
+    pub fn touch(&mut self, client: ClientId) {
+        if let Some(s) = self.sessions.get_mut(&client) {
+            s.last_heard_ms = self.now_ms;
+        }
+    }
+
+    /// Live sessions this leader tracks.
+    pub fn tracked_sessions(&self) -> usize {
+        self.sessions.len()
+    }
+
     pub fn on_request(&mut self, command: Command, fx: &mut Effects) -> Result<(), NotAccepted> {
         if !self.is_active() {
             return Err(NotAccepted::NotLeader(self.leader_hint));
+        }
+        if let Some(id) = command.id() {
+            self.touch(id.client);
         }
         if self.pending.len() >= self.config.max_pending_commands {
             return Err(NotAccepted::Busy);
@@ -240,6 +275,10 @@ impl Leader {
         self.now_ms = self.now_ms.max(now_ms);
         match self.state {
             LeaderState::Active => {
+                if self.now_ms >= self.last_session_check_ms + SESSION_CHECK_MS {
+                    self.last_session_check_ms = self.now_ms;
+                    self.expire_silent_sessions(fx);
+                }
                 if self.now_ms >= self.last_heartbeat_ms + self.config.heartbeat_interval_ms {
                     self.send_heartbeats(fx);
                 }
@@ -341,8 +380,37 @@ impl Leader {
         }
     }
 
+    /// Proposes the end of every session not heard from within its TTL.
+    fn expire_silent_sessions(&mut self, fx: &mut Effects) {
+        let now = self.now_ms;
+        let silent: Vec<ClientId> = self
+            .sessions
+            .iter_mut()
+            .filter(|(_, s)| !s.expiring && now > s.last_heard_ms + s.ttl_ms)
+            .map(|(client, s)| {
+                s.expiring = true;
+                *client
+            })
+            .collect();
+        for client in silent {
+            log::info!(
+                "node {:x}: session {client:x} silent past its TTL; expiring it",
+                self.me
+            );
+            self.pending.push_back(Command::ExpireSession { client });
+        }
+        self.try_propose(fx);
+    }
+
     fn become_active(&mut self, fx: &mut Effects) {
         self.state = LeaderState::Active;
+        // Like ZooKeeper: a new leader gives every session a full TTL before
+        // it may expire any, so a failover never expires a live client.
+        let now = self.now_ms;
+        for s in self.sessions.values_mut() {
+            s.last_heard_ms = now;
+            s.expiring = false;
+        }
         self.leader_changes += 1;
         self.leader_hint = Some(self.me);
         log::info!("node {:x}: leading with ballot {}", self.me, self.ballot);
@@ -546,6 +614,21 @@ impl Leader {
     fn on_progress(&mut self, progress: Progress, fx: &mut Effects) {
         self.executed = self.executed.max(progress.executed);
         self.configs = progress.configs;
+        if progress.all_sessions {
+            self.sessions.clear();
+        }
+        let now = self.now_ms;
+        for (client, ttl_ms) in progress.sessions_opened {
+            let s = self.sessions.entry(client).or_insert(TrackedSession {
+                ttl_ms,
+                last_heard_ms: now,
+                expiring: false,
+            });
+            s.ttl_ms = ttl_ms;
+        }
+        for client in progress.sessions_ended {
+            self.sessions.remove(&client);
+        }
         if self.is_active() {
             // Members a new membership brings must promise before we use them.
             let missing = self

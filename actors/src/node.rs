@@ -75,6 +75,13 @@ pub struct Submit {
     pub connection: Option<ConnectionKey>,
 }
 
+/// A client's keep-alive reached this node: its session was heard from.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Touch {
+    pub client: concoord_objects::ClientId,
+}
+
 /// Stops an actor (a crash, in tests; shutdown otherwise).
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -115,6 +122,7 @@ pub struct ReplicaView {
     pub parked: usize,
     pub object: String,
     pub has_state: bool,
+    pub sessions: usize,
 }
 
 /// Tunables of a node.
@@ -237,6 +245,7 @@ impl NodeHandle {
             shared,
         };
         let mut fx = Effects::default();
+        let mut replica = replica;
         replica.announce(&mut fx);
         acceptor_ctx.run(AcceptorActor {
             logic: Acceptor::new(me.id),
@@ -445,6 +454,7 @@ impl NodeHandle {
             parked: replica.parked,
             uptime_s: self.shared.started.elapsed().as_secs(),
             object: replica.object,
+            sessions: replica.sessions,
         })
     }
 
@@ -530,6 +540,13 @@ impl Handler<Deliver> for LeaderActor {
             metrics.batch_commands.observe(batch as f64);
             metrics.observe_leader(self.logic.stats(), self.logic.leader_changes());
         }
+    }
+}
+
+impl Handler<Touch> for LeaderActor {
+    type Result = ();
+    fn handle(&mut self, m: Touch, _: &mut Context<Self>) {
+        self.logic.touch(m.client);
     }
 }
 
@@ -624,6 +641,7 @@ impl Handler<GetReplicaView> for ReplicaActor {
             parked: self.logic.parked_count(),
             object: self.logic.object_name().to_string(),
             has_state: self.logic.has_state(),
+            sessions: self.logic.session_count(),
         })
     }
 }

@@ -5,7 +5,8 @@
 use crate::config::{ConfigHistory, Member};
 use crate::message::{
     Batch, CatchUp, CatchUpRequest, ClientRecord, Command, CommandState, Decision, Effects,
-    ParkedCall, PeerMsg, Progress, Snapshot, SnapshotChunk, SNAPSHOT_FORMAT,
+    ParkedCall, PeerMsg, Progress, Snapshot, SnapshotChunk, OPEN_SESSION_METHOD,
+    SESSION_EXPIRED_KIND, SNAPSHOT_FORMAT,
 };
 use crate::{NodeId, Slot};
 use concoord_objects::{
@@ -14,6 +15,10 @@ use concoord_objects::{
 };
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
+
+/// Expired sessions remembered (so their calls get SessionExpired rather
+/// than start afresh); the oldest are forgotten first.
+pub const EXPIRED_SESSIONS_KEEP: usize = 65_536;
 
 /// A snapshot travels in pieces of at most this many bytes, so a group
 /// holding many objects still fits the frame limit.
@@ -60,6 +65,14 @@ pub struct Replica {
     parked_total: usize,
     /// Bytes per snapshot piece sent ([`SNAPSHOT_CHUNK_BYTES`] unless set).
     chunk_bytes: usize,
+    /// Live client sessions and their TTL in ms (replicated state).
+    sessions: BTreeMap<ClientId, u64>,
+    /// Recently expired sessions, with the slot they ended in.
+    expired: BTreeMap<ClientId, Slot>,
+    /// Session changes not yet told to this node's leader.
+    sessions_opened: Vec<(ClientId, u64)>,
+    sessions_ended: Vec<ClientId>,
+    all_sessions_news: bool,
     /// Every slot below this has been executed.
     executed: Slot,
     /// Decided, not yet executed.
@@ -93,6 +106,11 @@ impl Replica {
             incoming_snapshot: None,
             parked_total: 0,
             chunk_bytes: SNAPSHOT_CHUNK_BYTES,
+            sessions: BTreeMap::new(),
+            expired: BTreeMap::new(),
+            sessions_opened: Vec::new(),
+            sessions_ended: Vec::new(),
+            all_sessions_news: false,
             executed: 0,
             decisions: BTreeMap::new(),
             log: BTreeMap::new(),
@@ -204,14 +222,31 @@ impl Replica {
     }
 
     /// Tells the node's other roles where this replica stands; call once at start.
-    pub fn announce(&self, fx: &mut Effects) {
+    pub fn announce(&mut self, fx: &mut Effects) {
+        let all = std::mem::take(&mut self.all_sessions_news);
+        let sessions_opened = if all {
+            self.sessions.iter().map(|(c, t)| (*c, *t)).collect()
+        } else {
+            std::mem::take(&mut self.sessions_opened)
+        };
+        if all {
+            self.sessions_opened.clear();
+        }
         fx.send(
             self.me,
             PeerMsg::Progress(Progress {
                 executed: self.executed,
                 configs: self.configs.clone(),
+                sessions_opened,
+                sessions_ended: std::mem::take(&mut self.sessions_ended),
+                all_sessions: all,
             }),
         );
+    }
+
+    /// Live client sessions.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
     }
 
     pub fn handle(&mut self, from: NodeId, msg: PeerMsg, fx: &mut Effects) {
@@ -313,6 +348,7 @@ impl Replica {
                 self.configs.change(slot, members);
             }
             Command::Noop => {}
+            Command::ExpireSession { client } => self.expire_session(slot, *client, fx),
         }
     }
 
@@ -327,6 +363,14 @@ impl Replica {
         ack_below: u64,
         fx: &mut Effects,
     ) {
+        if self.expired.contains_key(&id.client) {
+            let e = ObjectError::new(
+                SESSION_EXPIRED_KIND,
+                "this client's session expired; what it held was released (start a new client)",
+            );
+            fx.replies.push((id, Err(e)));
+            return;
+        }
         let record = self.clients.entry(id.client).or_default();
         if ack_below > record.ack_below {
             record.ack_below = ack_below;
@@ -348,6 +392,11 @@ impl Replica {
                 return;
             }
             None => {}
+        }
+        if method == OPEN_SESSION_METHOD && target.is_default() {
+            let outcome = Outcome::Reply(self.open_session(id.client, args));
+            self.settle(id, outcome, None, fx);
+            return;
         }
         let (outcome, follow) = self.run(id, slot, target, method, args, RunMode::First);
         if let Some(trace) = &mut self.trace {
@@ -488,6 +537,85 @@ impl Replica {
                 self.run(id, slot, &target, &call.method, &call.args, RunMode::Woken);
             self.settle(id, outcome, None, fx);
             pending.push_back(follow);
+        }
+    }
+
+    /// `concoord_open_session(ttl_ms)`: opens the caller's session, or sets
+    /// its TTL anew; the TTL must be within the group's bounds.
+    fn open_session(&mut self, client: ClientId, args: &[u8]) -> Reply {
+        let args = concoord_objects::Args::decode(args)?;
+        args.at_most(1)?;
+        let ttl_ms: u64 = args.get(0, "ttl_ms")?;
+        let limits = self.objects.limits();
+        if ttl_ms < limits.session_ttl_min_ms || ttl_ms > limits.session_ttl_max_ms {
+            return Err(ObjectError::value(format!(
+                "a session TTL must be between {} and {} ms; {ttl_ms} ms asked",
+                limits.session_ttl_min_ms, limits.session_ttl_max_ms
+            )));
+        }
+        if self.sessions.insert(client, ttl_ms) != Some(ttl_ms) {
+            self.sessions_opened.push((client, ttl_ms));
+        }
+        Ok(concoord_objects::encode_value(&()))
+    }
+
+    /// The leader decided the session of `client` is gone: every replica
+    /// releases what it held, answers its parked calls with SessionExpired
+    /// and forgets its cached replies, at this slot.
+    fn expire_session(&mut self, slot: Slot, client: ClientId, fx: &mut Effects) {
+        if self.sessions.remove(&client).is_none() {
+            return; // expired already, or never opened
+        }
+        log::info!("slot {slot}: session {client:x} expired");
+        self.sessions_ended.push(client);
+        self.expired.insert(client, slot);
+        while self.expired.len() > EXPIRED_SESSIONS_KEEP {
+            let oldest = self
+                .expired
+                .iter()
+                .min_by_key(|(_, at)| **at)
+                .map(|(c, _)| *c)
+                .expect("not empty");
+            self.expired.remove(&oldest);
+        }
+        let expired: Reply = Err(ObjectError::new(
+            SESSION_EXPIRED_KIND,
+            "the session expired while this call waited",
+        ));
+        // Its parked calls leave their queues first, so nothing is handed to them.
+        if let Some(record) = self.clients.get(&client) {
+            let parked: Vec<(u64, String)> = record
+                .parked_calls
+                .iter()
+                .map(|(seq, call)| (*seq, call.object.clone()))
+                .collect();
+            for (seq, object) in parked {
+                let id = CommandId::new(client, seq);
+                let mut wakes = Vec::new();
+                {
+                    let mut ctx = CallContext::new(id, slot, &mut wakes);
+                    let _ = self.objects.cancel(&object, id, &mut ctx);
+                }
+                self.deliver_wakes(wakes, fx);
+                self.deliver_wakes(vec![(id, expired.clone())], fx);
+            }
+        }
+        let mut wakes = Vec::new();
+        let reruns = {
+            let mut ctx = CallContext::new(CommandId::new(client, 0), slot, &mut wakes);
+            self.objects.session_ended(client, &mut ctx);
+            ctx.take_reruns()
+        };
+        let follow = FollowUp {
+            object: String::new(),
+            wakes,
+            reruns,
+            reinitialised: false,
+            deleted: false,
+        };
+        self.follow_up(slot, CommandId::new(client, 0), follow, fx);
+        if let Some(record) = self.clients.remove(&client) {
+            self.parked_total -= record.parked_calls.len();
         }
     }
 
@@ -649,6 +777,8 @@ impl Replica {
                 .collect(),
             configs: self.configs.clone(),
             store: self.objects.snapshot(),
+            sessions: self.sessions.iter().map(|(c, t)| (*c, *t)).collect(),
+            expired: self.expired.iter().map(|(c, s)| (*c, *s)).collect(),
         }
     }
 
@@ -753,6 +883,9 @@ impl Replica {
         self.executed = snapshot.executed;
         self.executed_at_last_commit_point = snapshot.executed;
         self.clients = snapshot.clients.into_iter().collect();
+        self.sessions = snapshot.sessions.into_iter().collect();
+        self.expired = snapshot.expired.into_iter().collect();
+        self.all_sessions_news = true;
         self.parked_total = self.clients.values().map(|r| r.parked_calls.len()).sum();
         self.configs = snapshot.configs;
         self.has_state = true;

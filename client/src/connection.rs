@@ -58,6 +58,11 @@ pub(crate) struct Core {
     pub(crate) unsent: Vec<u64>,
     pub(crate) status_waiters: Vec<oneshot::Sender<Result<StatusInfo, ClientError>>>,
     pub(crate) status_requested: bool,
+    /// The session's open call has been queued (the first call does it).
+    pub(crate) session_requested: bool,
+    /// When the last frame went out: an idle session sends a keep-alive
+    /// every third of its TTL.
+    pub(crate) last_write: Instant,
 }
 
 const TICK: Duration = Duration::from_millis(50);
@@ -70,7 +75,9 @@ impl Core {
         // The last frame in or out: spinning goes on for `options.spin` after it.
         let mut last_traffic = Instant::now();
         loop {
-            let has_work = !self.pending.is_empty() || !self.status_waiters.is_empty();
+            let has_work = !self.pending.is_empty()
+                || !self.status_waiters.is_empty()
+                || self.keep_alive_due();
             if conn.is_none() && has_work {
                 match self.connect().await {
                     Ok(c) => {
@@ -90,8 +97,18 @@ impl Core {
                 }
             }
             if let Some((_, writer, _)) = &mut conn {
+                if self.keep_alive_due() && self.unsent.is_empty() {
+                    if writer.send(Frame::KeepAlive).await.is_err() {
+                        conn = None;
+                        continue;
+                    }
+                    self.last_write = Instant::now();
+                }
                 match self.flush_sends(writer).await {
-                    Ok(true) => last_traffic = Instant::now(),
+                    Ok(true) => {
+                        last_traffic = Instant::now();
+                        self.last_write = last_traffic;
+                    }
                     Ok(false) => {}
                     Err(()) => {
                         conn = None;
@@ -179,7 +196,48 @@ impl Core {
         }
     }
 
+    /// Whether an open session needs a keep-alive now.
+    fn keep_alive_due(&self) -> bool {
+        match self.options.session_ttl {
+            Some(ttl) if self.session_requested => self.last_write.elapsed() >= ttl / 3,
+            _ => false,
+        }
+    }
+
+    /// Queues `concoord_open_session(ttl_ms)` ahead of the first call.
+    fn open_session(&mut self) {
+        let Some(ttl) = self.options.session_ttl else {
+            return;
+        };
+        self.session_requested = true;
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        let args = crate::encode_positional(&(ttl_ms,)).expect("an integer encodes");
+        // Nobody waits for its reply: a refused TTL shows in the calls' errors
+        // only as far as the group reports it (see the log).
+        let (done, _) = oneshot::channel();
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.unsent.push(seq);
+        self.pending.insert(
+            seq,
+            Pending {
+                target: Target::default(),
+                method: concoord_proto::message::OPEN_SESSION_METHOD.to_string(),
+                args,
+                deadline: Instant::now() + self.options.deadline,
+                cancel_at_deadline: false,
+                cancel_sent: false,
+                parked: false,
+                last_sent: None,
+                done,
+            },
+        );
+    }
+
     fn take(&mut self, op: Op) {
+        if !self.session_requested && matches!(op, Op::Call { .. }) {
+            self.open_session();
+        }
         match op {
             Op::Call {
                 target,

@@ -14,7 +14,7 @@ pub use admin::{fetch_objects, fetch_status};
 pub use blocking::BlockingClient;
 pub use concoord_objects::Target;
 pub use error::ClientError;
-pub use options::ClientOptions;
+pub use options::{ClientOptions, DEFAULT_SESSION_TTL};
 
 use concoord_objects::ClientId;
 use concoord_proto::fresh_id;
@@ -77,6 +77,8 @@ impl Client {
             unsent: Vec::new(),
             status_waiters: Vec::new(),
             status_requested: false,
+            session_requested: false,
+            last_write: Instant::now(),
         };
         tokio::spawn(core.run(rx));
         Ok(Client {

@@ -19,7 +19,18 @@ pub struct ClientOptions {
     /// thread's wake-up (tens of µs on a VM). Zero (the default) never spins:
     /// a client that shares its cores with the replicas slows them down.
     pub spin: Duration,
+    /// The session this client keeps with the group: what it holds (locks,
+    /// permits, ephemeral entries) is released when the group has not heard
+    /// from it for this long. `None` opens no session (nothing is released).
+    /// The group bounds it (`concoord replica --session-ttl-min/-max`).
+    pub session_ttl: Option<Duration>,
 }
+
+/// The default session TTL: 10 s rides out several leader elections
+/// (about half a second each) and a long GC pause, and still hands a dead
+/// client's lock to the next waiter within seconds, as ZooKeeper's and
+/// etcd's usual settings (a few to tens of seconds) do.
+pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(10);
 
 impl Default for ClientOptions {
     fn default() -> Self {
@@ -30,6 +41,7 @@ impl Default for ClientOptions {
             connect_timeout: Duration::from_millis(1_000),
             cancel_grace: Duration::from_secs(2),
             spin: Duration::ZERO,
+            session_ttl: Some(DEFAULT_SESSION_TTL),
         }
     }
 }

@@ -1,7 +1,9 @@
 use crate::rlock::{Grant, Reentrant};
 use crate::util::{may_wait, opt_timeout};
 use crate::wait_queue::WaitQueue;
-use crate::{reply, Args, CallContext, CommandId, ObjectError, Outcome, ReplicatedObject, Reply};
+use crate::{
+    reply, Args, CallContext, ClientId, CommandId, ObjectError, Outcome, ReplicatedObject, Reply,
+};
 use serde::{Deserialize, Serialize};
 
 /// Python's `threading.Condition()` across machines (ConCoord's
@@ -97,6 +99,12 @@ impl Condition {
 }
 
 impl ReplicatedObject for Condition {
+    /// Its lock is released as after the owner's last release; its waits are
+    /// cancelled by the replica like any parked call of the session.
+    fn session_ended(&mut self, client: ClientId, ctx: &mut CallContext<'_>) {
+        self.lock.session_ended(client, ctx);
+    }
+
     fn describe(&self) -> String {
         format!(
             "<Condition({}), waiting={}>",

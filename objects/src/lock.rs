@@ -1,6 +1,8 @@
 use crate::util::{lock_acquire_args, Fence};
 use crate::wait_queue::WaitQueue;
-use crate::{reply, Args, CallContext, CommandId, ObjectError, Outcome, ReplicatedObject, Reply};
+use crate::{
+    reply, Args, CallContext, ClientId, CommandId, ObjectError, Outcome, ReplicatedObject, Reply,
+};
 use serde::{Deserialize, Serialize};
 
 /// Python's `threading.Lock` across machines (ConCoord's `DLock`):
@@ -21,12 +23,15 @@ pub struct Lock {
     fence: Fence,
     /// The holder's token.
     token: Option<u64>,
+    /// The client that took it (its session's end releases it).
+    holder: Option<ClientId>,
 }
 
 impl Lock {
     /// Grants the lock at this call's slot; what the grantee is answered.
-    fn grant(&mut self, fenced: bool, ctx: &CallContext<'_>) -> rmpv::Value {
+    fn grant(&mut self, to: ClientId, fenced: bool, ctx: &CallContext<'_>) -> rmpv::Value {
         self.locked = true;
+        self.holder = Some(to);
         let token = self.fence.next(ctx.slot);
         self.token = Some(token);
         if fenced {
@@ -47,7 +52,7 @@ impl Lock {
                 let fenced = method == "acquire_fenced";
                 let may_park = lock_acquire_args(args)?;
                 if !self.locked {
-                    Ok(reply(&self.grant(fenced, ctx)))
+                    Ok(reply(&self.grant(ctx.client(), fenced, ctx)))
                 } else if may_park {
                     self.waiters.push(ctx.id, fenced);
                     Ok(Outcome::Park)
@@ -64,16 +69,7 @@ impl Lock {
                 if !self.locked {
                     return Err(ObjectError::runtime("release unlocked lock"));
                 }
-                match self.waiters.pop() {
-                    Some((next, fenced)) => {
-                        let answer = self.grant(fenced, ctx);
-                        ctx.wake_with(next, &answer);
-                    }
-                    None => {
-                        self.locked = false;
-                        self.token = None;
-                    }
-                }
+                self.release(ctx);
                 Ok(reply(&()))
             }
             "locked" => {
@@ -85,7 +81,31 @@ impl Lock {
     }
 }
 
+impl Lock {
+    /// Hands the lock to the longest waiter, or frees it.
+    fn release(&mut self, ctx: &mut CallContext<'_>) {
+        match self.waiters.pop() {
+            Some((next, fenced)) => {
+                let answer = self.grant(next.client, fenced, ctx);
+                ctx.wake_with(next, &answer);
+            }
+            None => {
+                self.locked = false;
+                self.token = None;
+                self.holder = None;
+            }
+        }
+    }
+}
+
 impl ReplicatedObject for Lock {
+    /// A holder whose session expired releases, as it would have.
+    fn session_ended(&mut self, client: ClientId, ctx: &mut CallContext<'_>) {
+        if self.locked && self.holder == Some(client) {
+            self.release(ctx);
+        }
+    }
+
     /// Python's repr, without the address: `<locked Lock, waiting=1>`.
     fn describe(&self) -> String {
         let state = if self.locked { "locked" } else { "unlocked" };
@@ -233,6 +253,26 @@ mod tests {
         let t = id(5, 1);
         assert!(parked(&h.call_id(t, "acquire_fenced", &[v(true), v(1)]).0));
         assert_eq!(h.cancel(t).0, Some(Ok(crate::encode_value(&()))));
+    }
+
+    #[test]
+    fn a_holders_session_end_hands_the_lock_on() {
+        let mut h = Harness::<Lock>::new();
+        let first: u64 = h.ok(1, "acquire_fenced", &[]);
+        let w = id(2, 1);
+        assert!(parked(&h.call_id(w, "acquire_fenced", &[]).0));
+        // Another client's session ending changes nothing.
+        let mut wakes = Vec::new();
+        let mut ctx = CallContext::new(id(0, 0), 99, &mut wakes);
+        h.hosted.object.session_ended(3, &mut ctx);
+        assert!(wakes.is_empty());
+        let mut ctx = CallContext::new(id(0, 0), 100, &mut wakes);
+        h.hosted.object.session_ended(1, &mut ctx);
+        let handed = woke::<u64>(wakes);
+        assert_eq!(handed.len(), 1);
+        assert_eq!(handed[0].0, w);
+        assert!(handed[0].1 > first);
+        assert_eq!(h.hosted.object.holder, Some(2));
     }
 
     #[test]

@@ -235,6 +235,11 @@ pub trait ReplicatedObject: Default + Serialize + DeserializeOwned + Send + 'sta
         false
     }
 
+    /// The session of `client` ended (it expired): release whatever it holds
+    /// (a Lock, an RLock, Semaphore permits), as its owner's release would.
+    /// Its parked calls are answered by the replica.
+    fn session_ended(&mut self, _client: ClientId, _ctx: &mut CallContext<'_>) {}
+
     /// Whether a parked call of this type is answered by running it again
     /// from the top ([`CallContext::rerun`], [`RunMode`]) rather than by a
     /// wake with its reply. User types that embed [`crate::sync`] primitives
@@ -267,6 +272,8 @@ pub trait StateMachine: Send {
     fn restore(&mut self, bytes: &[u8]) -> Result<(), ObjectError>;
     fn is_read_only(&self, method: &str) -> bool;
     fn parked_count(&self) -> usize;
+    /// [`ReplicatedObject::session_ended`].
+    fn session_ended(&mut self, client: ClientId, ctx: &mut CallContext<'_>);
     /// The commands the object itself knows to be parked ([`ReplicatedObject::parked`]).
     fn parked_ids(&self) -> Vec<CommandId>;
     /// [`ReplicatedObject::RERUNS_PARKED`].
@@ -349,6 +356,10 @@ impl<T: ReplicatedObject> StateMachine for Hosted<T> {
 
     fn parked_ids(&self) -> Vec<CommandId> {
         self.object.parked()
+    }
+
+    fn session_ended(&mut self, client: ClientId, ctx: &mut CallContext<'_>) {
+        self.object.session_ended(client, ctx)
     }
 
     fn reruns_parked(&self) -> bool {

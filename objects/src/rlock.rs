@@ -177,6 +177,17 @@ impl Reentrant {
     pub(crate) fn parked(&self) -> impl Iterator<Item = CommandId> + '_ {
         self.waiters.ids()
     }
+
+    /// The owner's session ended: every level it held is released and the
+    /// lock passes to the longest waiter.
+    pub(crate) fn session_ended(&mut self, client: ClientId, ctx: &mut CallContext<'_>) {
+        if self.owner == Some(client) {
+            self.count = 0;
+            self.owner = None;
+            self.token = None;
+            self.hand_off(ctx);
+        }
+    }
 }
 
 /// Python's `threading.RLock` across machines (ConCoord's `DRLock`):
@@ -217,6 +228,10 @@ impl RLock {
 }
 
 impl ReplicatedObject for RLock {
+    fn session_ended(&mut self, client: ClientId, ctx: &mut CallContext<'_>) {
+        self.lock.session_ended(client, ctx);
+    }
+
     fn describe(&self) -> String {
         self.lock.describe("RLock")
     }

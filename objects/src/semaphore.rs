@@ -1,8 +1,11 @@
 use crate::lock::not_granted;
 use crate::util::{flag, may_wait, opt_timeout, Fence};
 use crate::wait_queue::WaitQueue;
-use crate::{reply, Args, CallContext, CommandId, ObjectError, Outcome, ReplicatedObject, Reply};
+use crate::{
+    reply, Args, CallContext, ClientId, CommandId, ObjectError, Outcome, ReplicatedObject, Reply,
+};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// The counter and wait queue behind both semaphores.
 ///
@@ -18,6 +21,10 @@ struct Core {
     /// Every permit granted gets a token from here.
     #[serde(default)]
     fence: Fence,
+    /// Permits each client holds (taken, not given back by it): what its
+    /// session's end returns.
+    #[serde(default)]
+    held: BTreeMap<ClientId, u64>,
 }
 
 impl Core {
@@ -31,6 +38,7 @@ impl Core {
             initial: value,
             waiters: WaitQueue::default(),
             fence: Fence::default(),
+            held: BTreeMap::new(),
         })
     }
 
@@ -56,6 +64,7 @@ impl Core {
                 }
                 if self.value > 0 {
                     self.value -= 1;
+                    *self.held.entry(ctx.client()).or_default() += 1;
                     let token = self.fence.next(ctx.slot);
                     Ok(granted(fenced, token))
                 } else if blocking && may_wait(timeout) {
@@ -79,9 +88,17 @@ impl Core {
                 if bounded && total > self.initial {
                     return Err(ObjectError::value("Semaphore released too many times"));
                 }
+                // Permits given back by a client that holds some are its own.
+                if let Some(mine) = self.held.get_mut(&ctx.client()) {
+                    *mine = mine.saturating_sub(n);
+                    if *mine == 0 {
+                        self.held.remove(&ctx.client());
+                    }
+                }
                 let woken = n.min(self.waiters.len() as u64);
                 for _ in 0..woken {
                     let (id, fenced) = self.waiters.pop().expect("counted above");
+                    *self.held.entry(id.client).or_default() += 1;
                     let token = self.fence.next(ctx.slot);
                     if fenced {
                         ctx.wake_with(id, &token);
@@ -94,6 +111,31 @@ impl Core {
             }
             _ => Err(ObjectError::unknown_method(name, method)),
         }
+    }
+
+    /// Gives back the permits a client whose session ended still held.
+    fn session_ended(&mut self, client: ClientId, ctx: &mut CallContext<'_>) {
+        let Some(n) = self.held.remove(&client) else {
+            return;
+        };
+        let mut back = n;
+        // A bounded semaphore never goes above its initial value, even if
+        // someone else already released on the client's behalf.
+        if let Some(room) = self.initial.checked_sub(self.value) {
+            back = back.min(room.max(self.waiters.len() as u64));
+        }
+        let woken = back.min(self.waiters.len() as u64);
+        for _ in 0..woken {
+            let (id, fenced) = self.waiters.pop().expect("counted above");
+            *self.held.entry(id.client).or_default() += 1;
+            let token = self.fence.next(ctx.slot);
+            if fenced {
+                ctx.wake_with(id, &token);
+            } else {
+                ctx.wake_with(id, &true);
+            }
+        }
+        self.value = self.value.saturating_add(back - woken);
     }
 
     fn cancel(&mut self, id: CommandId) -> Option<Reply> {
@@ -110,6 +152,7 @@ impl Default for Core {
             initial: 1,
             waiters: WaitQueue::default(),
             fence: Fence::default(),
+            held: BTreeMap::new(),
         }
     }
 }
@@ -156,6 +199,10 @@ macro_rules! semaphore_object {
 
             fn cancel(&mut self, id: CommandId, _ctx: &mut CallContext<'_>) -> Option<Reply> {
                 self.core.cancel(id)
+            }
+
+            fn session_ended(&mut self, client: ClientId, ctx: &mut CallContext<'_>) {
+                self.core.session_ended(client, ctx)
             }
 
             fn parked(&self) -> Vec<CommandId> {
@@ -304,6 +351,32 @@ mod tests {
         let t = id(5, 1);
         assert!(parked(&h.call_id(t, "acquire_fenced", &[v(true), v(1)]).0));
         assert_eq!(h.cancel(t).0, Some(Ok(crate::encode_value(&()))));
+    }
+
+    #[test]
+    fn a_sessions_end_gives_its_permits_back() {
+        let mut h = Harness::<Semaphore>::init(&[v(2)]);
+        assert!(h.ok::<bool>(1, "acquire", &[]));
+        assert!(h.ok::<bool>(1, "acquire", &[]));
+        let w = id(2, 1);
+        assert!(parked(&h.call_id(w, "acquire", &[]).0));
+        let mut wakes = Vec::new();
+        let mut ctx = CallContext::new(id(0, 0), 50, &mut wakes);
+        h.hosted.object.core.session_ended(1, &mut ctx);
+        assert_eq!(woke::<bool>(wakes), vec![(w, true)]);
+        assert_eq!(h.hosted.object.core.value, 1, "one to the waiter, one back");
+        // Given back already: nothing more to return.
+        let mut wakes = Vec::new();
+        let mut ctx = CallContext::new(id(0, 0), 51, &mut wakes);
+        h.hosted.object.core.session_ended(1, &mut ctx);
+        assert_eq!(h.hosted.object.core.value, 1);
+        // A bounded one never goes above its initial value.
+        let mut b = Harness::<BoundedSemaphore>::init(&[v(1)]);
+        assert!(b.ok::<bool>(1, "acquire", &[]));
+        b.ok::<()>(2, "release", &[]); // released on client 1's behalf
+        let mut ctx = CallContext::new(id(0, 0), 52, &mut wakes);
+        b.hosted.object.core.session_ended(1, &mut ctx);
+        assert_eq!(b.hosted.object.core.value, 1);
     }
 
     #[test]

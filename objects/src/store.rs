@@ -7,8 +7,8 @@
 //! replicated order.
 
 use crate::{
-    builtin, reply, CallContext, CommandId, Hosted, ObjectError, Outcome, ReplicatedObject, Reply,
-    StateMachine,
+    builtin, reply, CallContext, ClientId, CommandId, Hosted, ObjectError, Outcome,
+    ReplicatedObject, Reply, StateMachine,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -128,11 +128,16 @@ pub struct Limits {
     pub max_objects: u64,
     /// Bytes in an object's name.
     pub max_name_len: usize,
+    /// The session TTLs (ms) a client may ask for.
+    pub session_ttl_min_ms: u64,
+    pub session_ttl_max_ms: u64,
 }
 
 impl Limits {
     pub const DEFAULT_MAX_OBJECTS: u64 = 1_000_000;
     pub const DEFAULT_MAX_NAME_LEN: usize = 256;
+    pub const DEFAULT_SESSION_TTL_MIN_MS: u64 = 2_000;
+    pub const DEFAULT_SESSION_TTL_MAX_MS: u64 = 300_000;
 }
 
 impl Default for Limits {
@@ -140,6 +145,8 @@ impl Default for Limits {
         Limits {
             max_objects: Limits::DEFAULT_MAX_OBJECTS,
             max_name_len: Limits::DEFAULT_MAX_NAME_LEN,
+            session_ttl_min_ms: Limits::DEFAULT_SESSION_TTL_MIN_MS,
+            session_ttl_max_ms: Limits::DEFAULT_SESSION_TTL_MAX_MS,
         }
     }
 }
@@ -401,6 +408,14 @@ impl ObjectStore {
         ctx: &mut CallContext<'_>,
     ) -> Option<Reply> {
         self.get_mut(name)?.cancel(id, ctx)
+    }
+
+    /// A client's session ended: every object releases what it held.
+    pub fn session_ended(&mut self, client: ClientId, ctx: &mut CallContext<'_>) {
+        self.default.session_ended(client, ctx);
+        for object in self.named.values_mut() {
+            object.session_ended(client, ctx);
+        }
     }
 
     /// Whether the object called `name` answers parked calls by re-running them.

@@ -4,7 +4,7 @@
 use crate::config::{ConfigHistory, Member};
 use crate::{Ballot, NodeId, Slot};
 pub use concoord_objects::Target;
-use concoord_objects::{CommandId, Reply, StoreSnapshot};
+use concoord_objects::{ClientId, CommandId, Reply, StoreSnapshot};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -33,6 +33,10 @@ pub enum Command {
     RemoveMember(NodeId),
     /// Fills a slot a new leader found empty.
     Noop,
+    /// The leader heard nothing from this client's session within its TTL:
+    /// the session ends here, the same on every replica, and what it held
+    /// is released.
+    ExpireSession { client: ClientId },
 }
 
 impl Command {
@@ -184,6 +188,10 @@ pub struct Snapshot {
     pub configs: ConfigHistory,
     /// The named objects and the group's limits.
     pub store: StoreSnapshot,
+    /// Live sessions and their TTL (ms), and sessions that expired recently
+    /// (their calls get SessionExpired), with the slot they ended in.
+    pub sessions: Vec<(ClientId, u64)>,
+    pub expired: Vec<(ClientId, Slot)>,
 }
 
 /// One piece of a [`Snapshot`] too large for one frame: the MessagePack
@@ -226,7 +234,18 @@ pub enum PeerMsg {
 pub struct Progress {
     pub executed: Slot,
     pub configs: ConfigHistory,
+    /// Sessions opened (with their TTL in ms) and ended since the last
+    /// Progress; with `all_sessions`, the whole table (after a snapshot).
+    pub sessions_opened: Vec<(ClientId, u64)>,
+    pub sessions_ended: Vec<ClientId>,
+    pub all_sessions: bool,
 }
+
+/// The reserved method a client runtime opens (or renews the TTL of) its
+/// session with: `concoord_open_session(ttl_ms)`.
+pub const OPEN_SESSION_METHOD: &str = "concoord_open_session";
+/// The error kind of a call on a session that expired.
+pub const SESSION_EXPIRED_KIND: &str = "SessionExpired";
 
 /// The role a message is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

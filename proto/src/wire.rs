@@ -40,6 +40,8 @@ pub struct StatusInfo {
     pub parked: usize,
     pub uptime_s: u64,
     pub object: String,
+    /// Live client sessions.
+    pub sessions: usize,
 }
 
 /// Everything that travels on a connection.
@@ -80,6 +82,8 @@ pub enum Frame {
     Cancel {
         id: CommandId,
     },
+    /// The client's session is alive (sent when it has no calls to send).
+    KeepAlive,
     Reply {
         id: CommandId,
         reply: Reply,

@@ -28,6 +28,7 @@ pub const OBJECTS_PAGE_MAX: usize = 10_000;
 /// queued frames, a [`ClientConnection`] handles what the client sends
 /// until it goes or the replica shuts down.
 pub(super) fn serve_client(
+    client: concoord_objects::ClientId,
     node: NodeHandle,
     peer: SocketAddr,
     reader: FramedRead<tokio::net::tcp::OwnedReadHalf, FrameCodec>,
@@ -37,6 +38,7 @@ pub(super) fn serve_client(
     let (tx, rx) = mpsc::channel(CONNECTION_QUEUE_MAX);
     actix::spawn(write_frames(writer, rx));
     let connection = ClientConnection {
+        client,
         node,
         out: tx,
         peer,
@@ -80,6 +82,8 @@ struct ShutdownSignal;
 
 /// One client connection: frames in, replies and redirects out.
 pub struct ClientConnection {
+    /// The client id it said hello with: whose session keep-alives renew.
+    client: concoord_objects::ClientId,
     node: NodeHandle,
     out: mpsc::Sender<Frame>,
     peer: SocketAddr,
@@ -180,6 +184,9 @@ impl StreamHandler<Result<Frame, WireError>> for ClientConnection {
                 );
             }
             Ok(Frame::Cancel { id }) => self.submit(Command::Cancel { id }),
+            Ok(Frame::KeepAlive) => self.node.leader.do_send(crate::node::Touch {
+                client: self.client,
+            }),
             Ok(Frame::StatusRequest) => {
                 let node = self.node.clone();
                 let out = self.out.clone();
@@ -247,6 +254,7 @@ fn frame_name(frame: &Frame) -> &'static str {
         Frame::Peer { .. } => "Peer",
         Frame::Call { .. } => "Call",
         Frame::Cancel { .. } => "Cancel",
+        Frame::KeepAlive => "KeepAlive",
         Frame::Reply { .. } => "Reply",
         Frame::Parked { .. } => "Parked",
         Frame::Redirect { .. } => "Redirect",

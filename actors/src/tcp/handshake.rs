@@ -92,7 +92,7 @@ pub(super) async fn serve_connection(
             transport.learn_from_hello(&member);
             peer::serve_peer(reader, node, member).await
         }
-        HelloRole::Client(_) => {
+        HelloRole::Client(client) => {
             let members = node.status().await.map(|s| s.members).unwrap_or_default();
             if writer
                 .send(Frame::Welcome {
@@ -104,7 +104,7 @@ pub(super) async fn serve_connection(
             {
                 return;
             }
-            connection::serve_client(node, peer, reader, writer, shutdown);
+            connection::serve_client(client, node, peer, reader, writer, shutdown);
         }
     }
 }

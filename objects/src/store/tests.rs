@@ -129,6 +129,7 @@ fn limits_are_typed_errors() {
     let mut s = store(Limits {
         max_objects: 2,
         max_name_len: 8,
+        ..Limits::default()
     });
     assert_eq!(
         err_kind(
@@ -161,6 +162,7 @@ fn snapshot_round_trip_keeps_every_object_and_the_limits() {
     let mut s = store(Limits {
         max_objects: 7,
         max_name_len: 64,
+        ..Limits::default()
     });
     for i in 0..5 {
         let t = Target::named(format!("c{i}"), "Counter");
