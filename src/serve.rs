@@ -211,7 +211,7 @@ pub fn run_replica_of(
     if args.max_objects == 0 {
         return fail("--max-objects must be at least 1");
     }
-    let ttl_ms = |secs: f64| (secs.is_finite() && secs > 0.0).then(|| (secs * 1000.0) as u64);
+    let ttl_ms = |secs: f64| (secs.is_finite() && secs > 0.0).then_some((secs * 1000.0) as u64);
     let (Some(ttl_min_ms), Some(ttl_max_ms)) =
         (ttl_ms(args.session_ttl_min), ttl_ms(args.session_ttl_max))
     else {

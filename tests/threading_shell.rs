@@ -126,9 +126,15 @@ impl Group {
     }
 
     fn shell(&self) -> Shell {
+        self.shell_with(&[])
+    }
+
+    /// A shell with extra flags (e.g. `--session-ttl 2`).
+    fn shell_with(&self, extra: &[&str]) -> Shell {
         let mut child = Reaped(
             Command::new(BIN)
                 .args(["shell", "-r", &self.bootstrap(), "--timeout", "15"])
+                .args(extra)
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::null())
@@ -140,8 +146,16 @@ impl Group {
         Shell {
             stdin,
             lines,
-            _child: child,
+            child,
         }
+    }
+
+    /// Live sessions as each replica reports them.
+    fn sessions(&self) -> Vec<u64> {
+        self.status()
+            .iter()
+            .map(|s| s["sessions"].as_u64().unwrap_or(0))
+            .collect()
     }
 }
 
@@ -149,7 +163,7 @@ impl Group {
 struct Shell {
     stdin: ChildStdin,
     lines: mpsc::Receiver<String>,
-    _child: Reaped,
+    child: Reaped,
 }
 
 impl Shell {
@@ -368,4 +382,144 @@ fn named_objects_through_the_command_line() {
     // --type needs --object: a clear usage error, exit 2.
     let out = call(&["--type", "Lock", "acquire"]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+fn signal(shell: &Shell, sig: libc::c_int) {
+    let pid = shell.child.0.id() as libc::pid_t;
+    // SAFETY: signalling a child process this test started and still owns.
+    assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "signal {sig} to {pid}");
+}
+
+/// A crashed client's lock comes back: the holder (a shell with a 2 s
+/// session) is killed with kill -9 while another waits; once its session
+/// expires the waiter is granted, with a higher fencing token.
+#[test]
+fn a_killed_holders_lock_goes_to_the_waiter_when_its_session_expires() {
+    let group = Group::start("Lock", &[]);
+    let mut holder = group.shell_with(&["--session-ttl", "2"]);
+    let mut waiter = group.shell_with(&["--session-ttl", "2"]);
+    let first = holder.call("acquire_fenced");
+    assert!(first.is_u64(), "{first}");
+    waiter.send("acquire_fenced");
+    group.wait_parked(1);
+    group.until("both sessions are open", |s| {
+        s.iter().all(|s| s["sessions"] == 2)
+    });
+    signal(&holder, libc::SIGKILL);
+    let granted = waiter.reply("the waiting acquire");
+    assert!(
+        granted.as_u64() > first.as_u64(),
+        "granted {granted} after {first}"
+    );
+    group.until("the dead session is gone", |s| {
+        s.iter().all(|s| s["sessions"] == 1)
+    });
+    // The waiter holds it now: its fence is its token.
+    assert_eq!(waiter.call("fence"), granted);
+}
+
+/// A paused holder (SIGSTOP past its TTL) loses the lock to a waiter; when
+/// it resumes, its next call reports SessionExpired, and a write fenced with
+/// its old token is refused with StaleToken.
+#[test]
+fn a_paused_holder_is_fenced_off_and_told_its_session_expired() {
+    let group = Group::start("Lock", &[]);
+    let mut holder = group.shell_with(&["--session-ttl", "2"]);
+    let mut other = group.shell_with(&["--session-ttl", "2"]);
+    let old = holder.call("acquire_fenced");
+    assert_eq!(
+        holder.call(&format!("@row:Value set_fenced {old} \"holder\"")),
+        Value::Null
+    );
+    other.send("acquire_fenced");
+    group.wait_parked(1);
+    signal(&holder, libc::SIGSTOP);
+    let new = other.reply("the waiting acquire");
+    assert!(new.as_u64() > old.as_u64());
+    assert_eq!(
+        other.call(&format!("@row set_fenced {new} \"other\"")),
+        Value::Null
+    );
+    signal(&holder, libc::SIGCONT);
+    // What the paused holder would still write with its old token is refused.
+    other.error(
+        &format!("@row set_fenced {old} \"stale\""),
+        "StaleToken",
+        None,
+    );
+    assert_eq!(other.call("@row getvalue"), json!("other"));
+    // And the holder learns its session is gone on its next call.
+    holder.error("locked", "SessionExpired", None);
+}
+
+/// A leader change while sessions are idle but alive expires none of them:
+/// the new leader gives every session a full TTL first.
+#[test]
+fn a_leader_change_expires_no_live_session() {
+    let mut group = Group::start("Lock", &[]);
+    let mut holder = group.shell_with(&["--session-ttl", "3"]);
+    let token = holder.call("acquire_fenced");
+    group.until("the session is open", |s| {
+        s.iter().all(|s| s["sessions"] == 1)
+    });
+    let leader = group
+        .status()
+        .iter()
+        .position(|s| s["role"] == "leader")
+        .expect("a leader");
+    group.replicas[leader].0.kill().expect("kill the leader");
+    group.replicas[leader].0.wait().expect("reap it");
+    let survivors: Vec<String> = group
+        .addrs
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != leader)
+        .map(|(_, a)| a.clone())
+        .collect();
+    group.addrs = survivors;
+    group.replicas.remove(leader);
+    // Well past the TTL, through the election: the session lives on.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        assert_eq!(group.sessions(), vec![1, 1], "a live session expired");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(holder.call("fence"), token, "it still holds the lock");
+}
+
+/// Bad session input: a TTL outside the group's bounds is a ValueError.
+#[test]
+fn a_session_ttl_outside_the_bounds_is_refused() {
+    let group = Group::start("Lock", &[]);
+    let out = Command::new(BIN)
+        .args([
+            "call",
+            "-r",
+            &group.bootstrap(),
+            "--session-ttl",
+            "0",
+            "concoord_open_session",
+            "100",
+        ])
+        .output()
+        .expect("run concoord call");
+    assert_eq!(out.status.code(), Some(1));
+    let e: Value = serde_json::from_slice(&out.stderr).expect("a JSON error");
+    assert_eq!(e["error"]["kind"], "ValueError", "{e}");
+    let out = Command::new(BIN)
+        .args([
+            "call",
+            "-r",
+            &group.bootstrap(),
+            "--session-ttl",
+            "-1",
+            "locked",
+        ])
+        .output()
+        .expect("run concoord call");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a negative TTL is a usage error"
+    );
 }

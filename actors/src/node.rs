@@ -76,8 +76,10 @@ pub struct Submit {
 }
 
 /// A client's keep-alive reached this node: its session was heard from.
+/// Answered `None` by the active leader; otherwise where the leader is
+/// (its address, if known) and the members, so the client can go there.
 #[derive(Message)]
-#[rtype(result = "()")]
+#[rtype(result = "Option<(Option<String>, Vec<String>)>")]
 pub struct Touch {
     pub client: concoord_objects::ClientId,
 }
@@ -544,9 +546,20 @@ impl Handler<Deliver> for LeaderActor {
 }
 
 impl Handler<Touch> for LeaderActor {
-    type Result = ();
-    fn handle(&mut self, m: Touch, _: &mut Context<Self>) {
-        self.logic.touch(m.client);
+    type Result = MessageResult<Touch>;
+    fn handle(&mut self, m: Touch, _: &mut Context<Self>) -> Self::Result {
+        if self.logic.is_active() {
+            self.logic.touch(m.client);
+            return MessageResult(None);
+        }
+        let configs = self.logic.configs();
+        let leader = self
+            .logic
+            .leader_hint()
+            .and_then(|h| configs.addr_of(h))
+            .map(str::to_string);
+        let members = configs.latest().iter().map(|m| m.addr.clone()).collect();
+        MessageResult(Some((leader, members)))
     }
 }
 

@@ -83,6 +83,12 @@ impl Core {
                     Ok(c) => {
                         conn = Some(c);
                         last_progress = Instant::now();
+                        // A new connection may reach a new leader: say at once
+                        // that the session lives (it finds the leader if not).
+                        if let Some(ttl) = self.options.session_ttl {
+                            self.last_write =
+                                last_progress.checked_sub(ttl).unwrap_or(self.last_write);
+                        }
                         for p in self.pending.values_mut() {
                             p.last_sent = None;
                             p.parked = false;

@@ -184,9 +184,27 @@ impl StreamHandler<Result<Frame, WireError>> for ClientConnection {
                 );
             }
             Ok(Frame::Cancel { id }) => self.submit(Command::Cancel { id }),
-            Ok(Frame::KeepAlive) => self.node.leader.do_send(crate::node::Touch {
-                client: self.client,
-            }),
+            Ok(Frame::KeepAlive) => {
+                // Only the active leader tracks sessions: anyone else sends
+                // the client on to it.
+                let touch = self.node.leader.send(crate::node::Touch {
+                    client: self.client,
+                });
+                let out = self.out.clone();
+                let client = self.client;
+                ctx.spawn(
+                    async move {
+                        if let Ok(Some((leader, members))) = touch.await {
+                            let _ = out.try_send(Frame::Redirect {
+                                id: concoord_objects::CommandId::new(client, 0),
+                                leader,
+                                members,
+                            });
+                        }
+                    }
+                    .into_actor(self),
+                );
+            }
             Ok(Frame::StatusRequest) => {
                 let node = self.node.clone();
                 let out = self.out.clone();
