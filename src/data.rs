@@ -191,6 +191,10 @@ impl Membership {
     pub async fn remove(&self, member: Item) -> Result<(), ClientError> {
         call(&self.client, &self.target, "remove", (member,)).await
     }
+    /// Adds `member` for as long as this client's session lives.
+    pub async fn add_ephemeral(&self, member: Item) -> Result<(), ClientError> {
+        call(&self.client, &self.target, "add_ephemeral", (member,)).await
+    }
     pub async fn get_members(&self) -> Result<Vec<Item>, ClientError> {
         call(&self.client, &self.target, "get_members", ()).await
     }
@@ -416,6 +420,7 @@ pub mod blocking {
 
     blocking_proxy!(Membership {
         fn add(member: Item) -> Result<(), ClientError>;
+        fn add_ephemeral(member: Item) -> Result<(), ClientError>;
         fn remove(member: Item) -> Result<(), ClientError>;
         fn get_members() -> Result<Vec<Item>, ClientError>;
     });

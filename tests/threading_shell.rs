@@ -523,3 +523,39 @@ fn a_session_ttl_outside_the_bounds_is_refused() {
         "a negative TTL is a usage error"
     );
 }
+
+/// Ephemeral membership: three clients register, one is killed, and the
+/// list drops it once its session expires; the others stay.
+#[test]
+fn ephemeral_members_leave_with_a_dead_clients_session() {
+    let group = Group::start("Membership", &[]);
+    let mut shells: Vec<Shell> = (0..3)
+        .map(|_| group.shell_with(&["--session-ttl", "2"]))
+        .collect();
+    for (i, shell) in shells.iter_mut().enumerate() {
+        assert_eq!(
+            shell.call(&format!("add_ephemeral \"node-{i}\"")),
+            Value::Null
+        );
+    }
+    assert_eq!(
+        shells[0].call("get_members"),
+        json!(["node-0", "node-1", "node-2"])
+    );
+    signal(&shells[1], libc::SIGKILL);
+    let start = Instant::now();
+    loop {
+        let members = shells[0].call("get_members");
+        if members == json!(["node-0", "node-2"]) {
+            break;
+        }
+        assert_eq!(
+            members,
+            json!(["node-0", "node-1", "node-2"]),
+            "only the dead one may go"
+        );
+        assert!(start.elapsed() < PATIENCE, "node-1 never left");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(shells[2].call("get_members"), json!(["node-0", "node-2"]));
+}
