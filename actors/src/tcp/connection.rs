@@ -138,7 +138,11 @@ impl ClientConnection {
 
 impl StreamHandler<Result<Frame, WireError>> for ClientConnection {
     fn handle(&mut self, frame: Result<Frame, WireError>, ctx: &mut Context<Self>) {
-        crate::spin::note_activity();
+        // A keep-alive needs no answer soon: spinning for what follows it
+        // would cost an idle group CPU per session.
+        if !matches!(frame, Ok(Frame::KeepAlive)) {
+            crate::spin::note_activity();
+        }
         match frame {
             Ok(Frame::Call {
                 id, args, target, ..
