@@ -559,3 +559,33 @@ fn ephemeral_members_leave_with_a_dead_clients_session() {
     }
     assert_eq!(shells[2].call("get_members"), json!(["node-0", "node-2"]));
 }
+
+/// Election: three campaigners; the leader is killed with kill -9; the next
+/// campaigner leads with a higher token once the dead one's session
+/// expires, and an observer sees the change once.
+#[test]
+fn election_passes_to_the_next_campaigner_when_the_leader_dies() {
+    let group = Group::start("Election", &[]);
+    let mut c: Vec<Shell> = (0..3)
+        .map(|_| group.shell_with(&["--session-ttl", "2"]))
+        .collect();
+    let first = c[0].call("campaign \"node-0\"");
+    assert!(first.is_u64(), "{first}");
+    c[1].send("campaign \"node-1\"");
+    group.wait_parked(1);
+    c[2].send("campaign \"node-2\"");
+    group.wait_parked(2);
+    let mut observer = group.shell();
+    assert_eq!(observer.call("leader"), json!(["node-0", first]));
+    observer.send(&format!("observe {first}"));
+    group.wait_parked(3);
+    signal(&c[0], libc::SIGKILL);
+    let second = c[1].reply("the second campaign");
+    assert!(second.as_u64() > first.as_u64(), "{second} after {first}");
+    assert_eq!(observer.reply("the observation"), json!(["node-1", second]));
+    assert!(c[2].nothing_yet(), "the third still waits its turn");
+    assert_eq!(c[1].call("resign"), Value::Null);
+    let third = c[2].reply("the third campaign");
+    assert!(third.as_u64() > second.as_u64());
+    assert_eq!(observer.call("leader"), json!(["node-2", third]));
+}

@@ -1,7 +1,7 @@
 use crate::{
-    Bank, Barrier, BinaryTree, BoundedSemaphore, Condition, Counter, Event, Hosted, JobManager,
-    Lock, Log, Membership, MeshMembership, NameserverCoord, Queue, RLock, Semaphore, Stack,
-    StateMachine, Value,
+    Bank, Barrier, BinaryTree, BoundedSemaphore, Condition, Counter, Election, Event, Hosted,
+    JobManager, Lock, Log, Membership, MeshMembership, NameserverCoord, Queue, RLock, Semaphore,
+    Stack, StateMachine, Value,
 };
 
 /// Short names of the built-in objects, as `concoord replica -o` accepts them.
@@ -25,6 +25,7 @@ pub fn builtin_names() -> &'static [&'static str] {
         "JobManager",
         "BinaryTree",
         "NameserverCoord",
+        "Election",
     ]
 }
 
@@ -53,6 +54,7 @@ pub fn builtin(name: &str) -> Option<Box<dyn StateMachine>> {
         "JobManager" => Box::new(Hosted::<JobManager>::default()),
         "BinaryTree" => Box::new(Hosted::<BinaryTree>::default()),
         "NameserverCoord" => Box::new(Hosted::<NameserverCoord>::default()),
+        "Election" => Box::new(Hosted::<Election>::default()),
         _ => return None,
     };
     Some(object)
