@@ -27,6 +27,18 @@ const TOKEN: &str = "t0k3n";
 /// each name is a method of some object).
 const METHODS: &[&str] = &[
     "concoord_init",
+    "concoord_str",
+    "acquire_fenced",
+    "add_ephemeral",
+    "campaign",
+    "compare_and_set",
+    "fence",
+    "leader",
+    "observe",
+    "resign",
+    "set_fenced",
+    "version",
+    "wait_change",
     "abort",
     "acquire",
     "add",
