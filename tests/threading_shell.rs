@@ -305,13 +305,10 @@ fn timed_acquire_through_concoord_shell_returns_false_and_leaks_nothing() {
     let mut a = group.shell();
     let mut b = group.shell();
     assert_eq!(a.call("acquire"), json!(true));
-    let started = Instant::now();
+    // Python's answer to a timed-out acquire; what the object did is checked
+    // below (its cancel was replicated: nothing stays parked, nothing leaks).
     assert_eq!(b.call("acquire true 0.3"), json!(false));
-    let took = started.elapsed();
-    assert!(
-        took >= Duration::from_millis(300) && took < Duration::from_secs(5),
-        "{took:?}"
-    );
+    group.wait_parked(0);
     assert_eq!(a.call("release"), Value::Null);
     assert_eq!(b.call("locked"), json!(false), "the timed-out call took it");
     group.wait_parked(0);
