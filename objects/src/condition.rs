@@ -102,6 +102,7 @@ impl ReplicatedObject for Condition {
     /// Its lock is released as after the owner's last release; its waits are
     /// cancelled by the replica like any parked call of the session.
     fn session_ended(&mut self, client: ClientId, ctx: &mut CallContext<'_>) {
+        self.waiters.remove_client(client);
         self.lock.session_ended(client, ctx);
     }
 
@@ -144,6 +145,25 @@ impl ReplicatedObject for Condition {
 mod tests {
     use super::*;
     use crate::testkit::*;
+
+    #[test]
+    fn a_waiters_session_end_never_leaves_it_the_lock() {
+        let mut h = Harness::<Condition>::new();
+        let w = id(1, 1);
+        assert!(h.ok::<bool>(1, "acquire", &[]));
+        assert!(parked(&h.call_id(w, "wait", &[v(5.0)]).0));
+        assert!(h.ok::<bool>(2, "acquire", &[]));
+        // The replica cancels the dead session's wait (it moves to the lock's
+        // queue to re-acquire), then ends the session.
+        assert_eq!(h.cancel(w).0, None);
+        let mut wakes = Vec::new();
+        let mut ctx = CallContext::new(id(0, 0), 77, &mut wakes);
+        h.hosted.object.session_ended(1, &mut ctx);
+        assert!(wakes.is_empty());
+        let (_, wakes) = h.call_as(2, "release", &[]);
+        assert!(wakes.is_empty(), "nothing handed to the gone session");
+        assert!(h.ok::<bool>(3, "acquire", &[v(false)]), "the lock is free");
+    }
 
     #[test]
     fn wait_and_notify_need_the_lock() {

@@ -181,6 +181,9 @@ impl Reentrant {
     /// The owner's session ended: every level it held is released and the
     /// lock passes to the longest waiter.
     pub(crate) fn session_ended(&mut self, client: ClientId, ctx: &mut CallContext<'_>) {
+        // Its queued grants first (a Condition waiter re-acquiring is one):
+        // the lock must never be handed to a session that is gone.
+        self.waiters.remove_client(client);
         if self.owner == Some(client) {
             self.count = 0;
             self.owner = None;

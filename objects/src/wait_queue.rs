@@ -49,6 +49,11 @@ impl<T> WaitQueue<T> {
         self.entries.iter().position(|(queued, _)| *queued == id)
     }
 
+    /// Takes out every command of `client` (its session ended).
+    pub fn remove_client(&mut self, client: crate::ClientId) {
+        self.entries.retain(|(id, _)| id.client != client);
+    }
+
     /// Every parked command, in FIFO order.
     pub fn ids(&self) -> impl Iterator<Item = CommandId> + '_ {
         self.entries.iter().map(|(id, _)| *id)
