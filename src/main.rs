@@ -472,21 +472,28 @@ fn shell_target(line: &str) -> Result<(Target, &str), String> {
     Ok((Target::named(name, type_name), call))
 }
 
-fn run_objects(args: ObjectsArgs) -> ExitCode {
-    let addrs = match concoord::client::parse_addresses(&args.replicas) {
-        Ok(a) => a,
-        Err(e) => return fail(format!("-r: {}", e.message())),
-    };
-    if !(args.timeout.is_finite() && args.timeout > 0.0) {
-        return fail("--timeout must be a positive number of seconds");
+/// What `status` and `objects` share: the addresses, the per-replica
+/// timeout, and a runtime to ask on; a bad flag is exit 2 with a message.
+fn admin_setup(
+    replicas: &str,
+    timeout_s: f64,
+) -> Result<(Vec<String>, Duration, tokio::runtime::Runtime), ExitCode> {
+    let addrs = concoord::client::parse_addresses(replicas)
+        .map_err(|e| fail(format!("-r: {}", e.message())))?;
+    if !(timeout_s.is_finite() && timeout_s > 0.0) {
+        return Err(fail("--timeout must be a positive number of seconds"));
     }
-    let timeout = Duration::from_secs_f64(args.timeout);
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
-        Ok(r) => r,
-        Err(e) => return fail(format!("cannot start a runtime: {e}")),
+        .map_err(|e| fail(format!("cannot start a runtime: {e}")))?;
+    Ok((addrs, Duration::from_secs_f64(timeout_s), runtime))
+}
+
+fn run_objects(args: ObjectsArgs) -> ExitCode {
+    let (addrs, timeout, runtime) = match admin_setup(&args.replicas, args.timeout) {
+        Ok(setup) => setup,
+        Err(code) => return code,
     };
     let mut last_error = None;
     for addr in &addrs {
@@ -505,20 +512,9 @@ fn run_objects(args: ObjectsArgs) -> ExitCode {
 }
 
 fn run_status(args: StatusArgs) -> ExitCode {
-    let addrs = match concoord::client::parse_addresses(&args.replicas) {
-        Ok(a) => a,
-        Err(e) => return fail(format!("-r: {}", e.message())),
-    };
-    if !(args.timeout.is_finite() && args.timeout > 0.0) {
-        return fail("--timeout must be a positive number of seconds");
-    }
-    let timeout = Duration::from_secs_f64(args.timeout);
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => return fail(format!("cannot start a runtime: {e}")),
+    let (addrs, timeout, runtime) = match admin_setup(&args.replicas, args.timeout) {
+        Ok(setup) => setup,
+        Err(code) => return code,
     };
     let entries: Vec<serde_json::Value> = runtime.block_on(async {
         let mut out = Vec::new();

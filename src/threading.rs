@@ -25,8 +25,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::time::Duration;
 
-/// How long an untimed blocking call may wait: as good as forever.
-const FOREVER: Duration = Duration::from_secs(365 * 24 * 3600);
+use crate::proxy::FOREVER;
 
 /// What a timed call returned: its result, or nothing because its cancel was
 /// ordered before it could proceed.

@@ -133,16 +133,7 @@ impl Replica {
     /// The types it can create and the limits a founding replica gives the
     /// group (a joiner takes the group's limits from its snapshot).
     pub fn with_types(mut self, types: Arc<Types>, limits: Limits) -> Self {
-        let default = std::mem::replace(
-            &mut self.objects,
-            ObjectStore::new(
-                concoord_objects::builtin("Counter").expect("Counter is built in"),
-                Arc::new(Types::builtins()),
-                Limits::default(),
-            ),
-        );
-        let default = default.into_default();
-        self.objects = ObjectStore::new(default, types, limits);
+        self.objects.configure(types, limits);
         self
     }
 
@@ -456,13 +447,13 @@ impl Replica {
         first_run: Option<(&str, &str, &[u8])>,
         fx: &mut Effects,
     ) {
-        let reruns = first_run.is_some_and(|(object, _, _)| self.objects.reruns_parked(object));
         let record = self.clients.entry(id.client).or_default();
         match outcome {
             Outcome::Reply(reply) => {
                 fx.replies.push((id, reply.clone()));
                 record.results.insert(id.seq, CommandState::Done(reply));
-                if record.parked_calls.remove(&id.seq).is_some() {
+                // Only a call that waited before has a parked call to forget.
+                if first_run.is_none() && record.parked_calls.remove(&id.seq).is_some() {
                     self.parked_total -= 1;
                 }
             }
@@ -471,7 +462,7 @@ impl Replica {
                 if let Some((object, method, args)) = first_run {
                     fx.parked.push(id);
                     // The method and arguments only matter to an object that runs calls again.
-                    let (method, args) = if reruns {
+                    let (method, args) = if self.objects.reruns_parked(object) {
                         (method.to_string(), args.to_vec())
                     } else {
                         (String::new(), Vec::new())

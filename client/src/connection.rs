@@ -221,29 +221,24 @@ impl Core {
         // Nobody waits for its reply: a refused TTL shows in the calls' errors
         // only as far as the group reports it (see the log).
         let (done, _) = oneshot::channel();
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.unsent.push(seq);
-        self.pending.insert(
-            seq,
-            Pending {
-                target: Target::default(),
-                method: concoord_proto::message::OPEN_SESSION_METHOD.to_string(),
-                args,
-                deadline: Instant::now() + self.options.deadline,
-                cancel_at_deadline: false,
-                cancel_sent: false,
-                parked: false,
-                last_sent: None,
-                done,
-            },
-        );
+        self.queue(Op::Call {
+            target: Target::default(),
+            method: concoord_proto::message::OPEN_SESSION_METHOD.to_string(),
+            args,
+            deadline: Instant::now() + self.options.deadline,
+            cancel_at_deadline: false,
+            done,
+        });
     }
 
     fn take(&mut self, op: Op) {
         if !self.session_requested && matches!(op, Op::Call { .. }) {
             self.open_session();
         }
+        self.queue(op);
+    }
+
+    fn queue(&mut self, op: Op) {
         match op {
             Op::Call {
                 target,

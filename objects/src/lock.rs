@@ -34,11 +34,7 @@ impl Lock {
         self.holder = Some(to);
         let token = self.fence.next(ctx.slot);
         self.token = Some(token);
-        if fenced {
-            rmpv::Value::from(token)
-        } else {
-            rmpv::Value::Boolean(true)
-        }
+        granted(fenced, token)
     }
 
     fn dispatch(
@@ -131,6 +127,16 @@ impl ReplicatedObject for Lock {
 
     fn is_read_only(method: &str) -> bool {
         matches!(method, "locked" | "fence")
+    }
+}
+
+/// What a granted acquire returns: True, or the grant's token for
+/// `acquire_fenced`.
+pub(crate) fn granted(fenced: bool, token: u64) -> rmpv::Value {
+    if fenced {
+        rmpv::Value::from(token)
+    } else {
+        rmpv::Value::Boolean(true)
     }
 }
 

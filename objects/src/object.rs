@@ -140,10 +140,6 @@ impl<'a> CallContext<'a> {
         self
     }
 
-    pub fn mode(&self) -> RunMode {
-        self.mode
-    }
-
     /// Whether the caller's deadline has passed: blocking calls must not park.
     pub fn deadline_passed(&self) -> bool {
         self.mode == RunMode::DeadlinePassed

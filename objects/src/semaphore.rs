@@ -1,4 +1,4 @@
-use crate::lock::not_granted;
+use crate::lock::{granted, not_granted};
 use crate::util::{flag, may_wait, opt_timeout, Fence};
 use crate::wait_queue::WaitQueue;
 use crate::{
@@ -66,7 +66,7 @@ impl Core {
                     self.value -= 1;
                     *self.held.entry(ctx.client()).or_default() += 1;
                     let token = self.fence.next(ctx.slot);
-                    Ok(granted(fenced, token))
+                    Ok(reply(&granted(fenced, token)))
                 } else if blocking && may_wait(timeout) {
                     self.waiters.push(ctx.id, fenced);
                     Ok(Outcome::Park)
@@ -95,17 +95,7 @@ impl Core {
                         self.held.remove(&ctx.client());
                     }
                 }
-                let woken = n.min(self.waiters.len() as u64);
-                for _ in 0..woken {
-                    let (id, fenced) = self.waiters.pop().expect("counted above");
-                    *self.held.entry(id.client).or_default() += 1;
-                    let token = self.fence.next(ctx.slot);
-                    if fenced {
-                        ctx.wake_with(id, &token);
-                    } else {
-                        ctx.wake_with(id, &true);
-                    }
-                }
+                let woken = self.hand_to_waiters(n, ctx);
                 self.value = total - woken;
                 Ok(reply(&()))
             }
@@ -124,18 +114,21 @@ impl Core {
         if let Some(room) = self.initial.checked_sub(self.value) {
             back = back.min(room.max(self.waiters.len() as u64));
         }
-        let woken = back.min(self.waiters.len() as u64);
+        let woken = self.hand_to_waiters(back, ctx);
+        self.value = self.value.saturating_add(back - woken);
+    }
+
+    /// Hands up to `n` permits straight to the longest waiters (FIFO);
+    /// returns how many went.
+    fn hand_to_waiters(&mut self, n: u64, ctx: &mut CallContext<'_>) -> u64 {
+        let woken = n.min(self.waiters.len() as u64);
         for _ in 0..woken {
             let (id, fenced) = self.waiters.pop().expect("counted above");
             *self.held.entry(id.client).or_default() += 1;
             let token = self.fence.next(ctx.slot);
-            if fenced {
-                ctx.wake_with(id, &token);
-            } else {
-                ctx.wake_with(id, &true);
-            }
+            ctx.wake_with(id, &granted(fenced, token));
         }
-        self.value = self.value.saturating_add(back - woken);
+        woken
     }
 
     fn cancel(&mut self, id: CommandId) -> Option<Reply> {
@@ -154,15 +147,6 @@ impl Default for Core {
             fence: Fence::default(),
             held: BTreeMap::new(),
         }
-    }
-}
-
-/// A granted acquire's answer: True, or the permit's token when fenced.
-fn granted(fenced: bool, token: u64) -> Outcome {
-    if fenced {
-        reply(&token)
-    } else {
-        reply(&true)
     }
 }
 

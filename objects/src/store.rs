@@ -37,11 +37,6 @@ pub struct Target {
 }
 
 impl Target {
-    /// The default object.
-    pub fn default_object() -> Target {
-        Target::default()
-    }
-
     /// A named object of type `type_name` (created on first use).
     pub fn named(name: impl Into<String>, type_name: impl Into<String>) -> Target {
         Target {
@@ -345,11 +340,11 @@ impl ObjectStore {
         if let Some(object) = self.named.get(&target.name) {
             self.check_type(target, object.name())?;
             if method == DELETE_METHOD {
-                let mut gone = self.named.remove(&target.name).expect("looked up above");
+                let gone = self.named.remove(&target.name).expect("looked up above");
                 // Built-ins report their own waiters; the replica answers the rest.
                 let deleted =
                     || ObjectError::new(DELETED, format!("{:?} was deleted", target.name));
-                for id in parked_ids(&mut *gone) {
+                for id in gone.parked_ids() {
                     ctx.wake(id, Err(deleted()));
                 }
                 return Ok((reply(&()), StoreChange::Deleted));
@@ -461,15 +456,12 @@ impl ObjectStore {
         &mut *self.default
     }
 
-    /// The default object, leaving the named ones.
-    pub fn into_default(self) -> Box<dyn StateMachine> {
-        self.default
+    /// Sets the types it can create and the limits (before any call runs;
+    /// a snapshot brings the group's own limits later).
+    pub fn configure(&mut self, types: Arc<Types>, limits: Limits) {
+        self.types = types;
+        self.limits = limits;
     }
-}
-
-/// The parked commands an object reports itself (built-ins do).
-fn parked_ids(object: &mut dyn StateMachine) -> Vec<CommandId> {
-    object.parked_ids()
 }
 
 #[cfg(test)]
