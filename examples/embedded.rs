@@ -71,6 +71,7 @@ async fn main() {
         bootstrap,
         token: String::new(),
         node: NodeOptions::default(),
+        durable: None,
     };
     let object = concoord::builtin("Counter").expect("Counter is built in");
     let replica = match concoord::start_replica(object, options).await {

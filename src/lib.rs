@@ -35,7 +35,9 @@ pub use concoord_objects as objects;
 pub use concoord_proto as proto;
 
 #[cfg(feature = "server")]
-pub use concoord_actors::tcp::{start_replica, ReplicaOptions, RunningReplica, StartError};
+pub use concoord_actors::tcp::{
+    start_replica, DurableOptions, ReplicaOptions, RunningReplica, StartError,
+};
 pub use concoord_client::{BlockingClient, Client, ClientError, ClientOptions};
 pub use concoord_objects::{
     builtin, ready, sync, Args, Blocking, CallContext, CommandId, ObjectError, Outcome,

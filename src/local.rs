@@ -28,6 +28,7 @@ impl LocalReplica {
             bootstrap,
             token: token.to_string(),
             node: NodeOptions::default(),
+            durable: None,
         };
         Self::start_with(object, options)
     }

@@ -52,9 +52,19 @@ pub struct ServeArgs {
     /// Serve Prometheus metrics on this address (HOST:PORT; off by default).
     #[arg(long = "metrics")]
     pub metrics: Option<String>,
-    /// Durable mode: write acceptor state to disk (not available yet).
+    /// Durable mode: promises, accepted values and decisions are on disk
+    /// (fdatasync, in groups) before they are acknowledged, so the whole
+    /// group can restart; restart with the same --data-dir to come back as
+    /// the same member with its state (-b is then not needed).
     #[arg(short = 'w', long = "writetodisk")]
     pub write_to_disk: bool,
+    /// The data dir of -w [default: concoord-data-PORT in the current directory].
+    #[arg(long = "data-dir", value_name = "DIR")]
+    pub data_dir: Option<std::path::PathBuf>,
+    /// With -w: executed slots between snapshots written to the data dir
+    /// (the log below a snapshot is deleted, so the dir stays bounded).
+    #[arg(long = "snapshot-every", value_name = "SLOTS", default_value_t = concoord_actors::storage::SNAPSHOT_EVERY_SLOTS)]
+    pub snapshot_every: u64,
     /// Verbose logging.
     #[arg(short = 'd', long = "debug")]
     pub debug: bool,
@@ -220,9 +230,24 @@ pub fn run_replica_of(
     if ttl_min_ms > ttl_max_ms {
         return fail("--session-ttl-min must not be above --session-ttl-max");
     }
-    if args.write_to_disk {
-        return fail("-w (durable mode) is not available yet; run without it (state lives in memory, as in ConCoord)");
-    }
+    let durable = match (args.write_to_disk, &args.data_dir) {
+        (false, Some(_)) => {
+            return fail("--data-dir needs -w (durable mode); without -w state lives in memory")
+        }
+        (false, None) => None,
+        (true, _) if args.snapshot_every == 0 => {
+            return fail("--snapshot-every must be at least 1")
+        }
+        (true, None) if args.port == 0 => {
+            return fail("-w with -p 0: give --data-dir (the default names the port)")
+        }
+        (true, dir) => Some(crate::DurableOptions {
+            data_dir: dir
+                .clone()
+                .unwrap_or_else(|| format!("concoord-data-{}", args.port).into()),
+            snapshot_every: args.snapshot_every,
+        }),
+    };
     let metrics_addr: Option<SocketAddr> = match &args.metrics {
         None => None,
         Some(m) => match m.to_socket_addrs().ok().and_then(|mut a| a.next()) {
@@ -274,6 +299,7 @@ pub fn run_replica_of(
                 },
                 ..NodeOptions::default()
             },
+            durable,
         };
         let replica = crate::start_replica(object, options).await?;
         crate::netlog::set_node_label(format!("replica {}", replica.local_addr));

@@ -3,6 +3,7 @@
 use crate::message::{
     Accept, Accepted, Batch, Commit, Decision, Effects, PeerMsg, Prepare, Promise,
 };
+use crate::storage::Record;
 use crate::{Ballot, NodeId, Slot};
 use std::collections::BTreeMap;
 
@@ -17,6 +18,9 @@ pub struct Acceptor {
     promised: Ballot,
     accepted: BTreeMap<Slot, (Ballot, Batch)>,
     trimmed_below: Slot,
+    /// In durable mode, what must reach the disk before this handler's
+    /// messages leave the node.
+    journal: Option<Vec<Record>>,
 }
 
 impl Acceptor {
@@ -25,6 +29,42 @@ impl Acceptor {
         Acceptor {
             me,
             ..Self::default()
+        }
+    }
+
+    /// An acceptor read back from disk: it keeps its promise and what it accepted.
+    pub fn restored(
+        me: NodeId,
+        promised: Ballot,
+        accepted: BTreeMap<Slot, (Ballot, Batch)>,
+        trimmed_below: Slot,
+    ) -> Self {
+        Acceptor {
+            me,
+            promised,
+            accepted,
+            trimmed_below,
+            journal: None,
+        }
+    }
+
+    /// Durable mode: every change is also recorded for [`Self::take_journal`].
+    pub fn journaled(mut self) -> Self {
+        self.journal = Some(Vec::new());
+        self
+    }
+
+    /// The records of the changes since the last call.
+    pub fn take_journal(&mut self) -> Vec<Record> {
+        self.journal
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    fn record(&mut self, record: impl FnOnce() -> Record) {
+        if let Some(journal) = &mut self.journal {
+            journal.push(record());
         }
     }
 
@@ -39,6 +79,7 @@ impl Acceptor {
     pub fn on_prepare(&mut self, from: NodeId, prepare: Prepare, fx: &mut Effects) {
         if prepare.ballot > self.promised {
             self.promised = prepare.ballot;
+            self.record(|| Record::Promise(prepare.ballot));
         }
         let accepted = if self.promised == prepare.ballot {
             self.accepted
@@ -61,6 +102,11 @@ impl Acceptor {
     pub fn on_accept(&mut self, from: NodeId, accept: Accept, fx: &mut Effects) {
         if accept.ballot >= self.promised && accept.slot >= self.trimmed_below {
             self.promised = accept.ballot;
+            self.record(|| Record::Accept {
+                slot: accept.slot,
+                ballot: accept.ballot,
+                batch: accept.batch.clone(),
+            });
             self.accepted
                 .insert(accept.slot, (accept.ballot, accept.batch));
         }
@@ -80,6 +126,12 @@ impl Acceptor {
         for slot in commit.slots {
             if let Some((ballot, batch)) = self.accepted.get(&slot) {
                 if *ballot >= commit.ballot {
+                    if let Some(journal) = &mut self.journal {
+                        journal.push(Record::Chosen {
+                            slot,
+                            ballot: *ballot,
+                        });
+                    }
                     fx.send(
                         self.me,
                         PeerMsg::Decision(Decision {

@@ -176,6 +176,12 @@ impl Leader {
         self.ballot.max(self.max_seen)
     }
 
+    /// A ballot this node's acceptor promised before a restart: the next
+    /// election goes above it, so no ballot is ever used twice.
+    pub fn observe_ballot(&mut self, ballot: Ballot) {
+        self.max_seen = self.max_seen.max(ballot);
+    }
+
     /// Who this node believes leads: itself when active, else the latest heartbeat's sender.
     pub fn leader_hint(&self) -> Option<NodeId> {
         if self.is_active() {

@@ -16,6 +16,7 @@ pub mod node;
 pub mod replica;
 pub mod sim;
 pub mod spin;
+pub mod storage;
 pub mod tcp;
 
 pub use acceptor::Acceptor;

@@ -5,11 +5,12 @@
 use crate::config::{ConfigHistory, Member};
 use crate::leader::{LeaderConfig, NotAccepted};
 use crate::message::{Command, Effects, PeerMsg, Role};
+use crate::storage::{DataDir, MemberFile, Record, Synced, Wal};
 use crate::wire::StatusInfo;
-use crate::{Acceptor, Leader, NodeId, Replica};
+use crate::{Acceptor, Leader, NodeId, Replica, Slot};
 use actix::prelude::*;
 use concoord_objects::{CommandId, Reply, StateMachine};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -82,6 +83,22 @@ pub struct Submit {
 #[rtype(result = "Option<(Option<String>, Vec<String>)>")]
 pub struct Touch {
     pub client: concoord_objects::ClientId,
+}
+
+/// Messages the leader sends once its own acceptor's promise is on disk:
+/// a ballot reaches other nodes only after this node can never forget it.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct SendWhenDurable(Vec<(NodeId, PeerMsg)>);
+
+/// A node's durable mode: its log, its data dir, how often it snapshots.
+#[derive(Clone)]
+pub struct Durable {
+    pub wal: Arc<Wal>,
+    pub dir: DataDir,
+    pub member: MemberFile,
+    /// Executed slots between snapshots written to disk.
+    pub snapshot_every: Slot,
 }
 
 /// Stops an actor (a crash, in tests; shutdown otherwise).
@@ -213,6 +230,34 @@ impl NodeHandle {
         transport: Arc<dyn Transport>,
         options: NodeOptions,
     ) -> NodeHandle {
+        let (replica, configs) = match founding {
+            Some(members) => {
+                let configs = ConfigHistory::genesis(members);
+                (Replica::founding(me.id, object, configs.clone()), configs)
+            }
+            None => (
+                Replica::joining(me.id, object, Vec::new()),
+                ConfigHistory::genesis(Vec::new()),
+            ),
+        };
+        let replica = replica.with_types(options.types.clone(), options.limits);
+        let leader = Leader::new(me.id, configs, options.leader.clone(), options.seed);
+        let acceptor = Acceptor::new(me.id);
+        Self::start_parts(me, replica, acceptor, leader, transport, options, None)
+    }
+
+    /// Starts a node from its roles as built (a restart from disk builds them
+    /// from its data dir; the replica comes with its types and limits). With
+    /// `durable`, nothing the acceptor says leaves the node before it is on disk.
+    pub fn start_parts(
+        me: Member,
+        replica: Replica,
+        acceptor: Acceptor,
+        leader: Leader,
+        transport: Arc<dyn Transport>,
+        options: NodeOptions,
+        durable: Option<Durable>,
+    ) -> NodeHandle {
         let shared = Arc::new(Shared {
             me: me.id,
             addr: me.addr.clone(),
@@ -221,22 +266,7 @@ impl NodeHandle {
             started: Instant::now(),
             metrics: Arc::new(crate::metrics::NodeMetrics::default()),
         });
-        let (replica, configs) = match founding {
-            Some(members) => {
-                let configs = ConfigHistory::genesis(members);
-                let replica = Replica::founding(me.id, object, configs.clone())
-                    .with_types(options.types.clone(), options.limits)
-                    .with_snapshot_chunk_bytes(options.snapshot_chunk_bytes);
-                (replica, configs)
-            }
-            None => {
-                let configs = ConfigHistory::genesis(Vec::new());
-                let replica = Replica::joining(me.id, object, Vec::new())
-                    .with_types(options.types.clone(), options.limits)
-                    .with_snapshot_chunk_bytes(options.snapshot_chunk_bytes);
-                (replica, configs)
-            }
-        };
+        let replica = replica.with_snapshot_chunk_bytes(options.snapshot_chunk_bytes);
         let acceptor_ctx = Context::<AcceptorActor>::new();
         let leader_ctx = Context::<LeaderActor>::new();
         let replica_ctx = Context::<ReplicaActor>::new();
@@ -246,21 +276,34 @@ impl NodeHandle {
             replica: replica_ctx.address(),
             shared,
         };
+        let wal = durable.as_ref().map(|d| d.wal.clone());
+        if let Some(wal) = &wal {
+            wal.notify(handle.acceptor.clone().recipient());
+        }
         let mut fx = Effects::default();
         let mut replica = replica;
         replica.announce(&mut fx);
         acceptor_ctx.run(AcceptorActor {
-            logic: Acceptor::new(me.id),
+            logic: if wal.is_some() {
+                acceptor.journaled()
+            } else {
+                acceptor
+            },
             node: handle.clone(),
+            wal: wal.clone(),
+            held: VecDeque::new(),
         });
         leader_ctx.run(LeaderActor {
-            logic: Leader::new(me.id, configs, options.leader.clone(), options.seed),
+            logic: leader,
             node: handle.clone(),
             tick_ms: options.tick_ms,
+            wal,
         });
         replica_ctx.run(ReplicaActor {
+            last_disk_snapshot: replica.executed(),
             logic: replica,
             node: handle.clone(),
+            durable,
         });
         handle.carry_out(fx);
         handle
@@ -293,7 +336,12 @@ impl NodeHandle {
     }
 
     fn carry_out(&self, fx: Effects) {
-        for (to, msg) in fx.sends {
+        self.send_all(fx.sends);
+        self.hand_out(fx.replies, fx.parked);
+    }
+
+    fn send_all(&self, sends: Vec<(NodeId, PeerMsg)>) {
+        for (to, msg) in sends {
             match &msg {
                 PeerMsg::Progress(p) => {
                     let members = p.configs.all_members();
@@ -319,7 +367,11 @@ impl NodeHandle {
                 self.shared.transport.send(self.shared.me, to, msg);
             }
         }
-        if fx.replies.is_empty() && fx.parked.is_empty() {
+    }
+
+    /// Outcomes and parked notices to the connections that wait for them.
+    fn hand_out(&self, replies: Vec<(CommandId, Reply)>, parked: Vec<CommandId>) {
+        if replies.is_empty() && parked.is_empty() {
             return;
         }
         let mut connections = self
@@ -328,7 +380,7 @@ impl NodeHandle {
             .lock()
             .expect("connection table lock");
         let mut out: BTreeMap<ConnectionKey, Vec<ConnectionReply>> = BTreeMap::new();
-        for id in fx.parked {
+        for id in parked {
             for key in connections.waiters(id) {
                 out.entry(key).or_default().push(ConnectionReply {
                     id,
@@ -336,7 +388,7 @@ impl NodeHandle {
                 });
             }
         }
-        for (id, reply) in fx.replies {
+        for (id, reply) in replies {
             // Usually one connection waits (it gets the reply itself, uncopied);
             // a client that reconnected may have two.
             let mut reply = Some(reply);
@@ -481,6 +533,30 @@ impl NodeHandle {
 pub struct AcceptorActor {
     logic: Acceptor,
     node: NodeHandle,
+    wal: Option<Arc<Wal>>,
+    /// Messages waiting for the log to reach the sequence number they follow.
+    held: VecDeque<(u64, Vec<(NodeId, PeerMsg)>)>,
+}
+
+impl AcceptorActor {
+    /// Sends now, or, in durable mode, once everything appended so far is
+    /// on disk. Decisions for the local replica acknowledge nothing and go at once.
+    fn send_when_durable(&mut self, sends: Vec<(NodeId, PeerMsg)>) {
+        let Some(wal) = &self.wal else {
+            return self.node.send_all(sends);
+        };
+        let appended = wal.appended();
+        if self.held.is_empty() && appended <= wal.synced() {
+            return self.node.send_all(sends);
+        }
+        let (now, later): (Vec<_>, Vec<_>) = sends
+            .into_iter()
+            .partition(|(_, msg)| matches!(msg, PeerMsg::Decision(_)));
+        self.node.send_all(now);
+        if !later.is_empty() {
+            self.held.push_back((appended, later));
+        }
+    }
 }
 
 impl Actor for AcceptorActor {
@@ -492,7 +568,30 @@ impl Handler<Deliver> for AcceptorActor {
     fn handle(&mut self, m: Deliver, _: &mut Context<Self>) {
         let mut fx = Effects::default();
         self.logic.handle(m.from, m.msg, &mut fx);
-        self.node.carry_out(fx);
+        if let Some(wal) = &self.wal {
+            let records = self.logic.take_journal();
+            if !records.is_empty() {
+                wal.append(records);
+            }
+        }
+        self.send_when_durable(fx.sends);
+    }
+}
+
+impl Handler<SendWhenDurable> for AcceptorActor {
+    type Result = ();
+    fn handle(&mut self, m: SendWhenDurable, _: &mut Context<Self>) {
+        self.send_when_durable(m.0);
+    }
+}
+
+impl Handler<Synced> for AcceptorActor {
+    type Result = ();
+    fn handle(&mut self, m: Synced, _: &mut Context<Self>) {
+        while self.held.front().is_some_and(|(seq, _)| *seq <= m.0) {
+            let (_, sends) = self.held.pop_front().expect("front checked");
+            self.node.send_all(sends);
+        }
     }
 }
 
@@ -508,6 +607,43 @@ pub struct LeaderActor {
     logic: Leader,
     node: NodeHandle,
     tick_ms: u64,
+    wal: Option<Arc<Wal>>,
+}
+
+impl LeaderActor {
+    /// In durable mode, decisions for the local replica are written down
+    /// (so a restart replays them) and Prepares to other nodes wait until
+    /// this node's acceptor has its promise of the ballot on disk.
+    fn carry_out(&self, mut fx: Effects) {
+        let Some(wal) = &self.wal else {
+            return self.node.carry_out(fx);
+        };
+        let me = self.node.shared.me;
+        let ballot = self.logic.ballot();
+        let chosen: Vec<Record> = fx
+            .sends
+            .iter()
+            .filter_map(|(to, msg)| match msg {
+                PeerMsg::Decision(d) if *to == me => Some(Record::Chosen {
+                    slot: d.slot,
+                    ballot,
+                }),
+                _ => None,
+            })
+            .collect();
+        if !chosen.is_empty() {
+            wal.append(chosen);
+        }
+        let (prepares, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut fx.sends)
+            .into_iter()
+            .partition(|(to, msg)| *to != me && matches!(msg, PeerMsg::Prepare(_)));
+        fx.sends = rest;
+        // The Prepare to this node's acceptor goes first (same mailbox, in order).
+        self.node.carry_out(fx);
+        if !prepares.is_empty() {
+            self.node.acceptor.do_send(SendWhenDurable(prepares));
+        }
+    }
 }
 
 impl Actor for LeaderActor {
@@ -520,7 +656,7 @@ impl Actor for LeaderActor {
             actor
                 .logic
                 .tick(started.elapsed().as_millis() as u64, &mut fx);
-            actor.node.carry_out(fx);
+            actor.carry_out(fx);
             let metrics = &actor.node.shared.metrics;
             metrics.observe_leader(actor.logic.stats(), actor.logic.leader_changes());
             metrics.ballot_round.set(actor.logic.ballot().round as i64);
@@ -535,7 +671,7 @@ impl Handler<Deliver> for LeaderActor {
         let decided_before = self.logic.stats().slots_decided;
         let mut fx = Effects::default();
         self.logic.handle(m.from, m.msg, &mut fx);
-        self.node.carry_out(fx);
+        self.carry_out(fx);
         if self.logic.stats().slots_decided != decided_before {
             let metrics = &self.node.shared.metrics;
             let batch = self.logic.stats().last_batch_commands;
@@ -585,7 +721,7 @@ impl Handler<Submit> for LeaderActor {
         }
         let mut fx = Effects::default();
         let taken = self.logic.on_request(m.command, &mut fx);
-        self.node.carry_out(fx);
+        self.carry_out(fx);
         if taken == Err(NotAccepted::Busy) {
             if let (Some(id), Some(connection)) = (id, m.connection) {
                 self.node.unregister(id, connection);
@@ -619,6 +755,60 @@ impl Handler<Stop> for LeaderActor {
 pub struct ReplicaActor {
     logic: Replica,
     node: NodeHandle,
+    durable: Option<Durable>,
+    last_disk_snapshot: Slot,
+}
+
+impl ReplicaActor {
+    /// Decisions that reached this replica whole from another node: the log
+    /// keeps them (those through this node's acceptor are already there).
+    fn decisions_to_record(&self, from: NodeId, msg: &PeerMsg) -> Vec<Record> {
+        if self.durable.is_none() || from == self.node.shared.me {
+            return Vec::new();
+        }
+        let executed = self.logic.executed();
+        let record = |slot: Slot, batch: &crate::message::Batch| {
+            (slot >= executed).then(|| Record::Decision {
+                slot,
+                batch: batch.clone(),
+            })
+        };
+        match msg {
+            PeerMsg::Decision(d) => record(d.slot, &d.batch).into_iter().collect(),
+            PeerMsg::CatchUp(c) => c
+                .decisions
+                .iter()
+                .filter_map(|(slot, batch)| record(*slot, batch))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Writes a snapshot when one arrived from the group (a restart's base
+    /// must not be older than what the log still holds) or when enough
+    /// slots ran since the last one.
+    fn snapshot_to_disk(&mut self) {
+        let installed = self.logic.take_installed_snapshot();
+        let Some(durable) = &mut self.durable else {
+            return;
+        };
+        let executed = self.logic.executed();
+        if !installed && executed < self.last_disk_snapshot + durable.snapshot_every {
+            return;
+        }
+        if durable.member.group != self.logic.group() {
+            // A joiner learns its group with its first snapshot.
+            durable.member.group = self.logic.group();
+            if let Err(e) = durable.dir.write_member(&durable.member) {
+                log::error!("cannot record the group in the data dir: {e}");
+            }
+        }
+        self.last_disk_snapshot = executed;
+        let snapshot = self.logic.snapshot();
+        let bytes =
+            crate::storage::encode_snapshot(self.logic.group(), durable.member.node, &snapshot);
+        durable.wal.snapshot(executed, bytes);
+    }
 }
 
 impl Actor for ReplicaActor {
@@ -629,9 +819,14 @@ impl Handler<Deliver> for ReplicaActor {
     type Result = ();
     fn handle(&mut self, m: Deliver, _: &mut Context<Self>) {
         let executed_before = self.logic.executed();
+        let records = self.decisions_to_record(m.from, &m.msg);
+        if let (false, Some(durable)) = (records.is_empty(), &self.durable) {
+            durable.wal.append(records);
+        }
         let mut fx = Effects::default();
         self.logic.handle(m.from, m.msg, &mut fx);
         self.node.carry_out(fx);
+        self.snapshot_to_disk();
         if self.logic.executed() != executed_before {
             let metrics = &self.node.shared.metrics;
             metrics.executed_slot.set(self.logic.executed() as i64);

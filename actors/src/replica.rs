@@ -85,6 +85,11 @@ pub struct Replica {
     /// A newcomer has no state until it installs a snapshot.
     has_state: bool,
     executed_at_last_commit_point: Slot,
+    /// The group (its founder's id); 0 until a joiner has the group's state.
+    group: u64,
+    /// A snapshot from the group was installed since the last look (durable
+    /// mode writes it down: it is the base a restart replays from).
+    installed_snapshot: bool,
     /// For tests: per slot, a digest of the batch executed there, and the
     /// command ids whose calls actually ran on the object, in order.
     pub trace: Option<ReplicaTrace>,
@@ -119,6 +124,8 @@ impl Replica {
             configs,
             has_state: true,
             executed_at_last_commit_point: 0,
+            group: me,
+            installed_snapshot: false,
             trace: None,
         }
     }
@@ -127,6 +134,7 @@ impl Replica {
     pub fn joining(me: NodeId, object: Box<dyn StateMachine>, bootstrap: Vec<Member>) -> Self {
         let mut replica = Self::founding(me, object, ConfigHistory::genesis(bootstrap));
         replica.has_state = false;
+        replica.group = 0;
         replica
     }
 
@@ -173,6 +181,32 @@ impl Replica {
 
     pub fn snapshot_slot(&self) -> Slot {
         self.log_start
+    }
+
+    /// The group: its founding member's id (0 while a joiner waits for its state).
+    pub fn group(&self) -> u64 {
+        self.group
+    }
+
+    /// Whether a snapshot from the group was installed since the last call.
+    pub fn take_installed_snapshot(&mut self) -> bool {
+        std::mem::take(&mut self.installed_snapshot)
+    }
+
+    /// Installs a snapshot read back from disk. Err says why it cannot be used.
+    pub fn restore(&mut self, snapshot: Snapshot) -> Result<(), String> {
+        let slot = snapshot.executed;
+        let mut fx = Effects::default();
+        self.has_state = false;
+        self.on_snapshot(snapshot, &mut fx);
+        self.installed_snapshot = false;
+        if self.has_state && self.executed == slot {
+            Ok(())
+        } else {
+            Err(format!(
+                "the snapshot at slot {slot} cannot be installed (see the log)"
+            ))
+        }
     }
 
     pub fn object_name(&self) -> &'static str {
@@ -770,6 +804,7 @@ impl Replica {
             store: self.objects.snapshot(),
             sessions: self.sessions.iter().map(|(c, t)| (*c, *t)).collect(),
             expired: self.expired.iter().map(|(c, s)| (*c, *s)).collect(),
+            group: self.group,
         }
     }
 
@@ -852,6 +887,14 @@ impl Replica {
             );
             return;
         }
+        if self.group != 0 && snapshot.group != self.group {
+            log::error!(
+                "refusing a snapshot of group {:x}: this replica is in group {:x}",
+                snapshot.group,
+                self.group
+            );
+            return;
+        }
         if snapshot.object_name != self.objects.default_name() {
             log::error!(
                 "refusing a snapshot of {} for a replica of {}",
@@ -871,6 +914,8 @@ impl Replica {
             return;
         }
         log::info!("installed snapshot at slot {}", snapshot.executed);
+        self.group = snapshot.group;
+        self.installed_snapshot = true;
         self.executed = snapshot.executed;
         self.executed_at_last_commit_point = snapshot.executed;
         self.clients = snapshot.clients.into_iter().collect();

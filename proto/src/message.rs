@@ -163,8 +163,8 @@ pub struct ParkedCall {
 /// The layout of [`Snapshot`]: a replica refuses a snapshot of a format it
 /// does not know, with an error that names both.
 /// 1: the first (object, client table, configs); 2: client records carry
-/// parked calls, the snapshot carries named objects and limits.
-pub const SNAPSHOT_FORMAT: u32 = 2;
+/// parked calls, the snapshot carries named objects and limits; 3: the group.
+pub const SNAPSHOT_FORMAT: u32 = 3;
 
 /// Where one command stands in the client table.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -192,6 +192,10 @@ pub struct Snapshot {
     /// (their calls get SessionExpired), with the slot they ended in.
     pub sessions: Vec<(ClientId, u64)>,
     pub expired: Vec<(ClientId, Slot)>,
+    /// The group: the id of its founding member (a data dir of another
+    /// group is refused).
+    #[serde(default)]
+    pub group: u64,
 }
 
 /// One piece of a [`Snapshot`] too large for one frame: the MessagePack

@@ -72,6 +72,7 @@ impl Group {
             bootstrap: bootstrap.map(|b| vec![b.to_string()]).unwrap_or_default(),
             token: String::new(),
             node: node.clone(),
+            durable: None,
         };
         LocalReplica::start_with(object, options).expect("a replica starts")
     }

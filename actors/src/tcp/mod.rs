@@ -36,6 +36,8 @@ pub enum StartError {
     AddrInUse(String),
     Bind(String, std::io::Error),
     Join(String),
+    /// The data dir cannot be used (durable mode).
+    Storage(crate::storage::StorageError),
 }
 
 impl std::fmt::Display for StartError {
@@ -47,6 +49,7 @@ impl std::fmt::Display for StartError {
             ),
             StartError::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
             StartError::Join(why) => write!(f, "cannot join the group: {why}"),
+            StartError::Storage(e) => write!(f, "data dir: {e}"),
         }
     }
 }
@@ -60,6 +63,16 @@ pub struct ReplicaOptions {
     pub bootstrap: Vec<String>,
     pub token: String,
     pub node: NodeOptions,
+    /// Durable mode; `None` keeps state in memory only.
+    pub durable: Option<DurableOptions>,
+}
+
+/// Where and how a durable replica keeps its state.
+#[derive(Clone, Debug)]
+pub struct DurableOptions {
+    pub data_dir: std::path::PathBuf,
+    /// Executed slots between snapshots written to disk.
+    pub snapshot_every: crate::Slot,
 }
 
 /// A replica serving on TCP.
@@ -93,22 +106,64 @@ pub async fn start_replica(
     let local_addr = listener
         .local_addr()
         .map_err(|e| StartError::Bind(options.listen.to_string(), e))?;
-    let me = Member {
-        id: fresh_id(),
-        addr: local_addr.to_string(),
-    };
     let object_name = object.name();
-    let transport = Arc::new(TcpTransport::new(me.clone(), options.token.clone()));
-    let founding = options.bootstrap.is_empty().then(|| vec![me.clone()]);
     let mut node_options = options.node.clone();
-    node_options.seed ^= me.id;
-    let node = NodeHandle::start(
-        me.clone(),
-        object,
-        founding,
-        transport.clone(),
-        node_options,
-    );
+    let mut bootstrap = options.bootstrap.clone();
+    let (me, node, transport) = match &options.durable {
+        None => {
+            let me = Member {
+                id: fresh_id(),
+                addr: local_addr.to_string(),
+            };
+            let transport = Arc::new(TcpTransport::new(me.clone(), options.token.clone()));
+            let founding = bootstrap.is_empty().then(|| vec![me.clone()]);
+            node_options.seed ^= me.id;
+            let node = NodeHandle::start(
+                me.clone(),
+                object,
+                founding,
+                transport.clone(),
+                node_options,
+            );
+            (me, node, transport)
+        }
+        Some(durable) => {
+            let opened = crate::storage::open_node(
+                crate::storage::DataDir::new(&durable.data_dir),
+                &local_addr.to_string(),
+                object,
+                bootstrap.is_empty(),
+                &node_options,
+                durable.snapshot_every.max(1),
+            )
+            .map_err(StartError::Storage)?;
+            if opened.restarted && !opened.needs_join {
+                if !bootstrap.is_empty() {
+                    log::info!("restarting from the data dir: -b is not needed and is ignored");
+                }
+                bootstrap.clear();
+            } else if opened.needs_join && bootstrap.is_empty() {
+                return Err(StartError::Join(format!(
+                    "the data dir {} holds a member that never received the group's state; \
+                     start it with -b naming a live member",
+                    durable.data_dir.display()
+                )));
+            }
+            let me = opened.me;
+            let transport = Arc::new(TcpTransport::new(me.clone(), options.token.clone()));
+            node_options.seed ^= me.id;
+            let node = NodeHandle::start_parts(
+                me.clone(),
+                opened.replica,
+                opened.acceptor,
+                opened.leader,
+                transport.clone(),
+                node_options,
+                Some(opened.durable),
+            );
+            (me, node, transport)
+        }
+    };
     let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
     if !options.node.spin.is_zero() {
         actix::spawn(crate::spin::spinner(options.node.spin));
@@ -120,10 +175,10 @@ pub async fn start_replica(
         options.token.clone(),
         shutdown_rx.clone(),
     ));
-    if !options.bootstrap.is_empty() {
+    if !bootstrap.is_empty() {
         actix::spawn(join_group(
             me.clone(),
-            options.bootstrap.clone(),
+            bootstrap,
             options.token.clone(),
             node.clone(),
         ));

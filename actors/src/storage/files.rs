@@ -1,0 +1,458 @@
+//! The files of a data dir: framing and checksums, the member file,
+//! snapshot files, and reading everything back.
+
+use super::{Record, Recovered, SegmentInfo, StorageError, STORAGE_FORMAT};
+use crate::message::Snapshot;
+use crate::{Ballot, NodeId, Slot};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+const MEMBER_MAGIC: &[u8; 8] = b"CCMEMBER";
+const SNAPSHOT_MAGIC: &[u8; 8] = b"CCSNAPSH";
+pub(super) const SEGMENT_MAGIC: &[u8; 8] = b"CCWALSEG";
+/// magic, format, node id, CRC of the three.
+pub(super) const SEGMENT_HEADER_BYTES: usize = 8 + 4 + 8 + 4;
+/// length and CRC before each record's bytes.
+pub(super) const RECORD_HEADER_BYTES: usize = 8;
+/// A record longer than this is damage, not data (frames are capped far lower).
+const RECORD_MAX_BYTES: usize = 1 << 30;
+
+/// Who a data dir's replica is.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MemberFile {
+    pub node: NodeId,
+    /// The group: the id of the member that founded it; 0 until a joiner
+    /// has received the group's state.
+    pub group: u64,
+    pub addr: String,
+}
+
+#[derive(Serialize)]
+struct SnapshotFileRef<'a> {
+    group: u64,
+    node: NodeId,
+    snapshot: &'a Snapshot,
+}
+
+#[derive(Deserialize)]
+struct SnapshotFile {
+    group: u64,
+    node: NodeId,
+    snapshot: Snapshot,
+}
+
+/// A data dir: its paths, and the operations on whole files.
+#[derive(Clone, Debug)]
+pub struct DataDir {
+    root: PathBuf,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StorageError + '_ {
+    move |source| StorageError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file, fsync, rename, fsync of the dir.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
+    let tmp = path.with_extension("tmp");
+    let mut file = File::create(&tmp).map_err(io(&tmp))?;
+    file.write_all(bytes).map_err(io(&tmp))?;
+    file.sync_all().map_err(io(&tmp))?;
+    fs::rename(&tmp, path).map_err(io(path))?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+pub(super) fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+}
+
+/// magic | format | length | CRC32 | payload
+fn frame(magic: &[u8; 8], payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(24 + payload.len());
+    out.extend_from_slice(magic);
+    out.extend_from_slice(&STORAGE_FORMAT.to_le_bytes());
+    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+fn unframe<'a>(path: &Path, magic: &[u8; 8], bytes: &'a [u8]) -> Result<&'a [u8], StorageError> {
+    if bytes.len() < 8 || &bytes[..8] != magic {
+        return Err(StorageError::NotOurs {
+            path: path.to_path_buf(),
+        });
+    }
+    let corrupt = |what: &str| StorageError::Corrupt {
+        path: path.to_path_buf(),
+        what: what.to_string(),
+    };
+    if bytes.len() < 24 {
+        return Err(corrupt("shorter than its header"));
+    }
+    let format = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+    if format != STORAGE_FORMAT {
+        return Err(StorageError::UnknownFormat {
+            path: path.to_path_buf(),
+            found: format,
+        });
+    }
+    let len = u64::from_le_bytes(bytes[12..20].try_into().expect("8 bytes"));
+    let crc = u32::from_le_bytes(bytes[20..24].try_into().expect("4 bytes"));
+    let payload = &bytes[24..];
+    if payload.len() as u64 != len {
+        return Err(corrupt("length does not match its header"));
+    }
+    if crc32fast::hash(payload) != crc {
+        return Err(corrupt("checksum mismatch"));
+    }
+    Ok(payload)
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>, StorageError> {
+    let mut bytes = Vec::new();
+    File::open(path)
+        .and_then(|mut f| f.read_to_end(&mut bytes))
+        .map_err(io(path))?;
+    Ok(bytes)
+}
+
+/// Files in `dir` named `<number>.<ext>`, sorted by number; other names are left alone.
+fn numbered(dir: &Path, ext: &str) -> Result<Vec<(u64, PathBuf)>, StorageError> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io(dir))? {
+        let path = entry.map_err(io(dir))?.path();
+        if path.extension().and_then(|e| e.to_str()) != Some(ext) {
+            continue;
+        }
+        if let Some(n) = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .and_then(|s| s.parse().ok())
+        {
+            out.push((n, path));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Encodes one record as it sits in a segment: length | CRC32 | payload.
+pub(super) fn encode_record(record: &Record, out: &mut Vec<u8>) {
+    let at = out.len();
+    out.extend_from_slice(&[0; RECORD_HEADER_BYTES]);
+    rmp_serde::encode::write(out, record).expect("records serialize");
+    let len = (out.len() - at - RECORD_HEADER_BYTES) as u32;
+    let crc = crc32fast::hash(&out[at + RECORD_HEADER_BYTES..]);
+    out[at..at + 4].copy_from_slice(&len.to_le_bytes());
+    out[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
+}
+
+pub(super) fn segment_header(node: NodeId) -> Vec<u8> {
+    let mut out = Vec::with_capacity(SEGMENT_HEADER_BYTES);
+    out.extend_from_slice(SEGMENT_MAGIC);
+    out.extend_from_slice(&STORAGE_FORMAT.to_le_bytes());
+    out.extend_from_slice(&node.to_le_bytes());
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// The slot a record is about (promises are about none).
+pub(super) fn record_slot(record: &Record) -> Option<Slot> {
+    match record {
+        Record::Promise(_) => None,
+        Record::Accept { slot, .. }
+        | Record::Chosen { slot, .. }
+        | Record::Decision { slot, .. } => Some(*slot),
+    }
+}
+
+impl DataDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        DataDir { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn member_path(&self) -> PathBuf {
+        self.root.join("member")
+    }
+
+    pub(super) fn wal_dir(&self) -> PathBuf {
+        self.root.join("wal")
+    }
+
+    fn snap_dir(&self) -> PathBuf {
+        self.root.join("snap")
+    }
+
+    pub(super) fn segment_path(&self, n: u64) -> PathBuf {
+        self.wal_dir().join(format!("{n:020}.wal"))
+    }
+
+    /// Whether this dir already holds a member (a restart rather than a first start).
+    pub fn exists(&self) -> bool {
+        self.member_path().exists()
+    }
+
+    /// Makes a fresh data dir for `member`; refuses a dir that holds files already.
+    pub fn create(&self, member: &MemberFile) -> Result<(), StorageError> {
+        fs::create_dir_all(&self.root).map_err(io(&self.root))?;
+        let nonempty = fs::read_dir(&self.root)
+            .map_err(io(&self.root))?
+            .next()
+            .is_some();
+        if nonempty {
+            return Err(StorageError::Foreign {
+                path: self.root.clone(),
+                what: "not empty and not a concoord data dir (no member file); \
+                       give an empty or new directory"
+                    .into(),
+            });
+        }
+        for dir in [self.wal_dir(), self.snap_dir()] {
+            fs::create_dir_all(&dir).map_err(io(&dir))?;
+        }
+        self.write_member(member)
+    }
+
+    pub fn write_member(&self, member: &MemberFile) -> Result<(), StorageError> {
+        let payload = rmp_serde::to_vec(member).expect("member files serialize");
+        write_atomically(&self.member_path(), &frame(MEMBER_MAGIC, &payload))
+    }
+
+    pub fn read_member(&self) -> Result<MemberFile, StorageError> {
+        let path = self.member_path();
+        let bytes = read_file(&path)?;
+        let payload = unframe(&path, MEMBER_MAGIC, &bytes)?;
+        rmp_serde::from_slice(payload).map_err(|e| StorageError::Corrupt {
+            path,
+            what: format!("cannot decode: {e}"),
+        })
+    }
+
+    /// Writes a snapshot durably, then forgets all but the newest two.
+    pub fn write_snapshot(
+        &self,
+        group: u64,
+        node: NodeId,
+        snapshot: &Snapshot,
+    ) -> Result<(), StorageError> {
+        let payload = rmp_serde::to_vec(&SnapshotFileRef {
+            group,
+            node,
+            snapshot,
+        })
+        .expect("snapshots serialize");
+        self.write_snapshot_bytes(snapshot.executed, &payload)
+    }
+
+    /// [`Self::write_snapshot`] of a snapshot already encoded with [`encode_snapshot`].
+    pub fn write_snapshot_bytes(&self, slot: Slot, payload: &[u8]) -> Result<(), StorageError> {
+        let path = self.snap_dir().join(format!("{slot:020}.snap"));
+        write_atomically(&path, &frame(SNAPSHOT_MAGIC, payload))?;
+        let all = numbered(&self.snap_dir(), "snap")?;
+        for (_, old) in all.iter().rev().skip(2) {
+            fs::remove_file(old).map_err(io(old))?;
+        }
+        Ok(())
+    }
+
+    fn read_snapshot(&self, path: &Path, member: &MemberFile) -> Result<Snapshot, StorageError> {
+        let bytes = read_file(path)?;
+        let payload = unframe(path, SNAPSHOT_MAGIC, &bytes)?;
+        let file: SnapshotFile =
+            rmp_serde::from_slice(payload).map_err(|e| StorageError::Corrupt {
+                path: path.to_path_buf(),
+                what: format!("cannot decode: {e}"),
+            })?;
+        if file.node != member.node || (member.group != 0 && file.group != member.group) {
+            return Err(StorageError::Foreign {
+                path: path.to_path_buf(),
+                what: format!(
+                    "a snapshot of member {:x} in group {:x}; this data dir is member {:x} of group {:x}",
+                    file.node, file.group, member.node, member.group
+                ),
+            });
+        }
+        Ok(file.snapshot)
+    }
+
+    /// Reads everything back. A torn tail of the newest segment is cut off
+    /// (on disk too, so it is not mistaken for damage later); anything else
+    /// that does not check out is an error and nothing is changed.
+    pub fn recover(&self) -> Result<Recovered, StorageError> {
+        let member = self.read_member()?;
+        let snap_dir = self.snap_dir();
+        let mut snapshot = None;
+        if let Some((_, path)) = numbered(&snap_dir, "snap")?.last() {
+            snapshot = Some(self.read_snapshot(path, &member)?);
+        }
+        let segments = numbered(&self.wal_dir(), "wal")?;
+        let mut recovered = Recovered {
+            member,
+            snapshot,
+            promised: Ballot::ZERO,
+            accepted: BTreeMap::new(),
+            decided: BTreeMap::new(),
+            torn_records: 0,
+            next_segment: segments.last().map_or(0, |(n, _)| n + 1),
+            segments: Vec::new(),
+        };
+        let mut cut = None;
+        for (i, (n, path)) in segments.iter().enumerate() {
+            let last = i + 1 == segments.len();
+            let bytes = read_file(path)?;
+            let read = read_segment(path, &bytes, recovered.member.node, last)?;
+            recovered.segments.push(SegmentInfo {
+                number: *n,
+                path: path.clone(),
+                max_slot: read.max_slot,
+            });
+            for record in read.records {
+                recovered.apply(record);
+            }
+            if let Some(good) = read.torn_at {
+                recovered.torn_records = 1;
+                cut = Some((path.clone(), good));
+            }
+        }
+        if let Some((path, good)) = cut {
+            log::warn!(
+                "{}: the last write was cut short; dropping {} bytes after offset {good}",
+                path.display(),
+                fs::metadata(&path).map(|m| m.len()).unwrap_or(0) - good as u64
+            );
+            if good < SEGMENT_HEADER_BYTES {
+                fs::remove_file(&path).map_err(io(&path))?;
+                recovered.segments.retain(|s| s.path != path);
+            } else {
+                let file = OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(io(&path))?;
+                file.set_len(good as u64).map_err(io(&path))?;
+                file.sync_all().map_err(io(&path))?;
+            }
+        }
+        recovered.trim();
+        Ok(recovered)
+    }
+}
+
+/// Encodes a snapshot for [`DataDir::write_snapshot_bytes`].
+pub fn encode_snapshot(group: u64, node: NodeId, snapshot: &Snapshot) -> Vec<u8> {
+    rmp_serde::to_vec(&SnapshotFileRef {
+        group,
+        node,
+        snapshot,
+    })
+    .expect("snapshots serialize")
+}
+
+struct SegmentRead {
+    records: Vec<Record>,
+    max_slot: Option<Slot>,
+    /// Where a torn tail starts (only in the newest segment).
+    torn_at: Option<usize>,
+}
+
+fn read_segment(
+    path: &Path,
+    bytes: &[u8],
+    node: NodeId,
+    last: bool,
+) -> Result<SegmentRead, StorageError> {
+    let corrupt = |what: String| StorageError::Corrupt {
+        path: path.to_path_buf(),
+        what,
+    };
+    if bytes.len() < SEGMENT_HEADER_BYTES {
+        if last && SEGMENT_MAGIC.starts_with(&bytes[..bytes.len().min(8)]) {
+            // Created but its header never fully written.
+            return Ok(SegmentRead::of(Vec::new(), Some(0)));
+        }
+        return Err(corrupt("shorter than a segment header".into()));
+    }
+    if &bytes[..8] != SEGMENT_MAGIC {
+        return Err(StorageError::NotOurs {
+            path: path.to_path_buf(),
+        });
+    }
+    let header_crc = u32::from_le_bytes(bytes[20..24].try_into().expect("4 bytes"));
+    if crc32fast::hash(&bytes[..20]) != header_crc {
+        return Err(corrupt("segment header checksum mismatch".into()));
+    }
+    let format = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+    if format != STORAGE_FORMAT {
+        return Err(StorageError::UnknownFormat {
+            path: path.to_path_buf(),
+            found: format,
+        });
+    }
+    let owner = u64::from_le_bytes(bytes[12..20].try_into().expect("8 bytes"));
+    if owner != node {
+        return Err(StorageError::Foreign {
+            path: path.to_path_buf(),
+            what: format!("a log segment of member {owner:x}; this data dir is member {node:x}"),
+        });
+    }
+    let mut records = Vec::new();
+    let mut at = SEGMENT_HEADER_BYTES;
+    while at < bytes.len() {
+        let rest = &bytes[at..];
+        let torn = |why: &str| -> Result<SegmentRead, StorageError> {
+            Err(corrupt(format!("record at offset {at}: {why}")))
+        };
+        if rest.len() < RECORD_HEADER_BYTES {
+            if last {
+                return Ok(SegmentRead::of(records, Some(at)));
+            }
+            return torn("cut short");
+        }
+        let len = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+        let crc = u32::from_le_bytes(rest[4..8].try_into().expect("4 bytes"));
+        let end = RECORD_HEADER_BYTES + len;
+        if len > RECORD_MAX_BYTES || end > rest.len() {
+            // Past the end of the file: the last write was cut short.
+            if last {
+                return Ok(SegmentRead::of(records, Some(at)));
+            }
+            return torn("cut short");
+        }
+        let payload = &rest[RECORD_HEADER_BYTES..end];
+        if crc32fast::hash(payload) != crc {
+            let tail = &rest[end..];
+            // The final record, or followed by nothing but zeros: a torn last write.
+            if last && tail.iter().all(|b| *b == 0) {
+                return Ok(SegmentRead::of(records, Some(at)));
+            }
+            return torn("checksum mismatch");
+        }
+        match rmp_serde::from_slice::<Record>(payload) {
+            Ok(record) => records.push(record),
+            Err(e) => return torn(&format!("cannot decode: {e}")),
+        }
+        at += end;
+    }
+    Ok(SegmentRead::of(records, None))
+}
+
+impl SegmentRead {
+    fn of(records: Vec<Record>, torn_at: Option<usize>) -> Self {
+        let max_slot = records.iter().filter_map(record_slot).max();
+        SegmentRead {
+            records,
+            max_slot,
+            torn_at,
+        }
+    }
+}
