@@ -65,6 +65,9 @@ pub struct ServeArgs {
     /// (the log below a snapshot is deleted, so the dir stays bounded).
     #[arg(long = "snapshot-every", value_name = "SLOTS", default_value_t = concoord_actors::storage::SNAPSHOT_EVERY_SLOTS)]
     pub snapshot_every: u64,
+    /// With -w: bytes per log segment (tests make it small to see compaction).
+    #[arg(long = "segment-bytes", hide = true, default_value_t = concoord_actors::storage::SEGMENT_BYTES)]
+    pub segment_bytes: u64,
     /// Verbose logging.
     #[arg(short = 'd', long = "debug")]
     pub debug: bool,
@@ -246,6 +249,7 @@ pub fn run_replica_of(
                 .clone()
                 .unwrap_or_else(|| format!("concoord-data-{}", args.port).into()),
             snapshot_every: args.snapshot_every,
+            segment_bytes: args.segment_bytes,
         }),
     };
     let metrics_addr: Option<SocketAddr> = match &args.metrics {

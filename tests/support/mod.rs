@@ -71,7 +71,7 @@ impl Proc {
     }
 
     /// Kills (SIGCONT first if stopped) and reaps, unless already dead.
-    fn kill_and_reap(&mut self) {
+    pub fn kill_and_reap(&mut self) {
         if self.state == State::Dead {
             return;
         }
@@ -188,6 +188,10 @@ pub struct Cluster {
     hosts: Vec<String>,
     /// Per replica index: the user it runs as (none: ours).
     uids: Vec<u32>,
+    /// Durable mode: replica `i` keeps its data dir in `root/r{i}`.
+    data_root: Option<std::path::PathBuf>,
+    /// More flags for every replica.
+    extra_args: Vec<String>,
 }
 
 impl Cluster {
@@ -227,7 +231,48 @@ impl Cluster {
             rt,
             hosts,
             uids,
+            data_root: None,
+            extra_args: Vec::new(),
         };
+        cluster.form(n);
+        cluster
+    }
+
+    /// `n` durable replicas (`-w`), replica `i` with its data dir in
+    /// `root/r{i}`, each also given `extra` flags.
+    pub fn start_durable(
+        n: usize,
+        object: &str,
+        root: &std::path::Path,
+        extra: &[&str],
+    ) -> Cluster {
+        let mut cluster = Cluster {
+            procs: Vec::new(),
+            token: String::new(),
+            object: object.to_string(),
+            rt: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a tokio runtime"),
+            hosts: Vec::new(),
+            uids: Vec::new(),
+            data_root: Some(root.to_path_buf()),
+            extra_args: extra.iter().map(|a| a.to_string()).collect(),
+        };
+        cluster.form(n);
+        cluster
+    }
+
+    /// The data dir of replica `i` (durable clusters only).
+    pub fn data_dir(&self, i: usize) -> std::path::PathBuf {
+        self.data_root
+            .as_ref()
+            .expect("a durable cluster")
+            .join(format!("r{i}"))
+    }
+
+    fn form(&mut self, n: usize) {
+        let cluster = self;
         let first = cluster.spawn(0, 0, None);
         cluster.procs.push(first);
         let founder = cluster.procs[0].addr.clone();
@@ -236,7 +281,6 @@ impl Cluster {
             cluster.procs.push(p);
         }
         cluster.wait_formed(FORM_TIMEOUT);
-        cluster
     }
 
     fn replica_args(&self, i: usize, port: u16, bootstrap: Option<&str>) -> Vec<String> {
@@ -257,6 +301,12 @@ impl Cluster {
             args.push("-t".into());
             args.push(self.token.clone());
         }
+        if self.data_root.is_some() {
+            args.push("-w".into());
+            args.push("--data-dir".into());
+            args.push(self.data_dir(i).display().to_string());
+        }
+        args.extend(self.extra_args.iter().cloned());
         args
     }
 
@@ -479,6 +529,30 @@ impl Cluster {
             .find(|&j| j != i)
             .map(|j| self.procs[j].addr.clone())
             .expect("a live member to join through");
+        self.respawn(i, Some(via));
+    }
+
+    /// Restarts dead durable replica `i` from its data dir, on its old
+    /// address and without `-b`; does not wait for it to catch up.
+    pub fn restart_from_disk(&mut self, i: usize) {
+        assert_eq!(self.procs[i].state, State::Dead, "restart a dead replica");
+        self.respawn(i, None);
+    }
+
+    /// SIGKILLs every live or stopped replica (signals first, then reaps).
+    pub fn kill9_all(&mut self) {
+        for p in &self.procs {
+            if p.state != State::Dead {
+                // SAFETY: see `Proc::signal`; not reaped yet.
+                unsafe { libc::kill(p.pid(), libc::SIGKILL) };
+            }
+        }
+        for p in &mut self.procs {
+            p.kill_and_reap();
+        }
+    }
+
+    fn respawn(&mut self, i: usize, via: Option<String>) {
         let port: u16 = self.procs[i]
             .addr
             .rsplit_once(':')
@@ -487,7 +561,7 @@ impl Cluster {
         // The old port may be briefly unavailable; retry, bounded.
         let deadline = Instant::now() + Duration::from_secs(10);
         let proc = loop {
-            let args = self.replica_args(i, port, Some(&via));
+            let args = self.replica_args(i, port, via.as_deref());
             match spawn_replica_as(&args, self.uids.get(i).copied()) {
                 Ok(p) => break p,
                 Err(f) if f.stderr.contains("in use") && Instant::now() < deadline => {
@@ -505,7 +579,10 @@ impl Cluster {
         );
         let mut history = std::mem::take(&mut self.procs[i].history);
         history.push(self.procs[i].stderr_tail());
-        history.push(format!("---- restarted (joining via {via}) ----"));
+        history.push(match &via {
+            Some(via) => format!("---- restarted (joining via {via}) ----"),
+            None => "---- restarted from its data dir ----".to_string(),
+        });
         self.procs[i] = Proc { history, ..proc };
     }
 
@@ -638,4 +715,29 @@ pub fn unused_addr() -> String {
     let addr = l.local_addr().expect("local addr").to_string();
     drop(l);
     addr
+}
+
+/// A directory under the system's temp dir, removed (with its contents) on drop.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("concoord-test-{name}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create a temp dir");
+        TempDir(path)
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

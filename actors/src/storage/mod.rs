@@ -19,7 +19,7 @@ mod open;
 mod wal;
 
 pub use files::{encode_snapshot, DataDir, MemberFile};
-pub use open::{open_node, OpenedNode, SNAPSHOT_EVERY_SLOTS};
+pub use open::{open_node, DurableOptions, OpenedNode, SNAPSHOT_EVERY_SLOTS};
 pub use wal::{Synced, Wal, WalOptions, SEGMENT_BYTES};
 
 use crate::message::{Batch, Snapshot};

@@ -10,6 +10,26 @@ use concoord_objects::StateMachine;
 /// Executed slots between snapshots written to disk, unless told otherwise.
 pub const SNAPSHOT_EVERY_SLOTS: Slot = 10_000;
 
+/// Where and how a durable replica keeps its state.
+#[derive(Clone, Debug)]
+pub struct DurableOptions {
+    pub data_dir: std::path::PathBuf,
+    /// Executed slots between snapshots written to disk.
+    pub snapshot_every: Slot,
+    /// Log segment size ([`super::SEGMENT_BYTES`] normally; tests make it small).
+    pub segment_bytes: u64,
+}
+
+impl DurableOptions {
+    pub fn new(data_dir: impl Into<std::path::PathBuf>) -> Self {
+        DurableOptions {
+            data_dir: data_dir.into(),
+            snapshot_every: SNAPSHOT_EVERY_SLOTS,
+            segment_bytes: super::SEGMENT_BYTES,
+        }
+    }
+}
+
 /// A node's roles built from its data dir, ready for
 /// [`NodeHandle::start_parts`](crate::node::NodeHandle::start_parts).
 pub struct OpenedNode {
@@ -27,15 +47,27 @@ pub struct OpenedNode {
 /// Opens `dir` for a replica listening on `addr`: creates it for a new
 /// member (`founding` makes it a group of one) or reads it back.
 pub fn open_node(
-    dir: DataDir,
+    durable: &DurableOptions,
     addr: &str,
     object: Box<dyn StateMachine>,
     founding: bool,
     options: &NodeOptions,
-    snapshot_every: Slot,
 ) -> Result<OpenedNode, StorageError> {
+    let dir = DataDir::new(&durable.data_dir);
+    let snapshot_every = durable.snapshot_every.max(1);
+    let wal_options = WalOptions {
+        segment_bytes: durable.segment_bytes.max(1),
+    };
     if !dir.exists() {
-        return create(dir, addr, object, founding, options, snapshot_every);
+        return create(
+            dir,
+            addr,
+            object,
+            founding,
+            options,
+            snapshot_every,
+            wal_options,
+        );
     }
     let recovered = dir.recover()?;
     let member = recovered.member.clone();
@@ -96,7 +128,7 @@ pub fn open_node(
         recovered.next_segment,
         recovered.segments,
         recovered.promised,
-        WalOptions::default(),
+        wal_options,
     )?;
     Ok(OpenedNode {
         me,
@@ -121,6 +153,7 @@ fn create(
     founding: bool,
     options: &NodeOptions,
     snapshot_every: Slot,
+    wal_options: WalOptions,
 ) -> Result<OpenedNode, StorageError> {
     let me = Member {
         id: concoord_proto::fresh_id(),
@@ -151,7 +184,7 @@ fn create(
         0,
         Vec::new(),
         crate::Ballot::ZERO,
-        WalOptions::default(),
+        wal_options,
     )?;
     log::info!(
         "new member {:x} with data dir {}",

@@ -18,6 +18,8 @@ pub use connection::{
 };
 pub use peer::{TcpTransport, PEER_LINKS_FROM_HELLO_MAX, PEER_QUEUE_MAX};
 
+pub use crate::storage::DurableOptions;
+
 use crate::config::Member;
 use crate::node::{NodeHandle, NodeOptions};
 use crate::wire::{Frame, FrameCodec, HelloRole, PROTOCOL_VERSION};
@@ -65,14 +67,6 @@ pub struct ReplicaOptions {
     pub node: NodeOptions,
     /// Durable mode; `None` keeps state in memory only.
     pub durable: Option<DurableOptions>,
-}
-
-/// Where and how a durable replica keeps its state.
-#[derive(Clone, Debug)]
-pub struct DurableOptions {
-    pub data_dir: std::path::PathBuf,
-    /// Executed slots between snapshots written to disk.
-    pub snapshot_every: crate::Slot,
 }
 
 /// A replica serving on TCP.
@@ -129,12 +123,11 @@ pub async fn start_replica(
         }
         Some(durable) => {
             let opened = crate::storage::open_node(
-                crate::storage::DataDir::new(&durable.data_dir),
+                durable,
                 &local_addr.to_string(),
                 object,
                 bootstrap.is_empty(),
                 &node_options,
-                durable.snapshot_every.max(1),
             )
             .map_err(StartError::Storage)?;
             if opened.restarted && !opened.needs_join {

@@ -1,0 +1,409 @@
+//! Durable mode (`concoord replica -w --data-dir DIR`) with the real binary:
+//! whole-group kill -9 and restart from the data dirs, kill -9 during writes
+//! in a loop, damaged data dirs refused, and data dirs that stay bounded.
+
+mod support;
+
+use concoord::objects::Target;
+use concoord::BlockingClient;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use support::{run_cli, spawn_replica, Cluster, TempDir};
+
+/// How long one client call may take, a whole-group restart included.
+const CALL_DEADLINE: Duration = Duration::from_secs(30);
+
+fn client(cluster: &Cluster) -> BlockingClient {
+    BlockingClient::new(&cluster.addrs(), cluster.client_options(CALL_DEADLINE))
+        .expect("valid addresses")
+}
+
+/// Threads incrementing the default Counter; every call is retried by the
+/// client runtime (same command id) until it is answered.
+struct Load {
+    acked: Arc<AtomicU64>,
+    failed: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+    handles: Vec<JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(cluster: &Cluster, threads: usize, quota: u64) -> Load {
+        let acked = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let handles = (0..threads)
+            .map(|_| {
+                let client = client(cluster);
+                let (acked, failed, stop) = (acked.clone(), failed.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..quota {
+                        if stop.load(Ordering::SeqCst) {
+                            return;
+                        }
+                        match client.call::<_, ()>("increment", ()) {
+                            Ok(()) => acked.fetch_add(1, Ordering::SeqCst),
+                            Err(e) => {
+                                failed.lock().unwrap().push(format!("{e:?}"));
+                                return;
+                            }
+                        };
+                    }
+                })
+            })
+            .collect();
+        Load {
+            acked,
+            failed,
+            stop,
+            handles,
+        }
+    }
+
+    fn acked(&self) -> u64 {
+        self.acked.load(Ordering::SeqCst)
+    }
+
+    /// Waits (bounded) until `n` increments are acknowledged.
+    fn wait_acked(&self, n: u64, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.acked() < n {
+            assert!(
+                self.failed.lock().unwrap().is_empty(),
+                "a call failed: {:?}",
+                self.failed.lock().unwrap()
+            );
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {n} increments acknowledged after {timeout:?}",
+                self.acked()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Lets each thread finish the call it is in, then stop.
+    fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// Joins every thread; returns the acknowledged count.
+    fn finish(self) -> u64 {
+        for h in self.handles {
+            h.join().expect("a load thread");
+        }
+        let failed = self.failed.lock().unwrap();
+        assert!(failed.is_empty(), "calls failed: {failed:?}");
+        self.acked.load(Ordering::SeqCst)
+    }
+}
+
+fn getvalue(client: &BlockingClient) -> i64 {
+    client
+        .call::<_, i64>("getvalue", ())
+        .expect("getvalue answers")
+}
+
+#[test]
+fn whole_group_restart_keeps_counts_held_locks_and_parked_waiters() {
+    let dir = TempDir::new("durable-whole-group");
+    let mut cluster = Cluster::start_durable(3, "Counter", dir.path(), &[]);
+    let lock = Target::named("door", "Lock");
+    let owner = client(&cluster);
+    assert!(owner
+        .call_on::<_, bool>(&lock, "acquire", ())
+        .expect("acquire answers"));
+    // A waiter parks behind the owner.
+    let waiter = client(&cluster);
+    let waiting = std::thread::spawn({
+        let lock = lock.clone();
+        move || waiter.call_on::<_, bool>(&lock, "acquire", ())
+    });
+    cluster.poll("the waiter to park", Duration::from_secs(10), |ok| {
+        ok.iter().all(|(_, s)| s.parked == 1).then_some(())
+    });
+
+    let load = Load::start(&cluster, 4, 150);
+    load.wait_acked(100, Duration::from_secs(30));
+    cluster.kill9_all();
+    let acked_before_crash = load.acked();
+    for i in 0..3 {
+        cluster.restart_from_disk(i);
+    }
+    let acked = load.finish();
+    assert_eq!(acked, 600, "every increment is eventually acknowledged");
+    assert!(acked_before_crash >= 100);
+
+    let reader = client(&cluster);
+    assert_eq!(
+        getvalue(&reader),
+        600,
+        "each acknowledged increment counted exactly once across the restart"
+    );
+    // The lock is still the owner's: it is locked, and the owner's release
+    // (an error from anyone else) succeeds and hands it to the parked waiter.
+    assert!(reader
+        .call_on::<_, bool>(&lock, "locked", ())
+        .expect("locked answers"));
+    cluster.poll("the waiter still parked", Duration::from_secs(10), |ok| {
+        ok.iter().all(|(_, s)| s.parked == 1).then_some(())
+    });
+    owner
+        .call_on::<_, ()>(&lock, "release", ())
+        .expect("the owner still holds the lock after the restart");
+    let granted = waiting.join().expect("the waiter thread");
+    assert!(
+        matches!(granted, Ok(true)),
+        "the parked waiter is granted the lock: {granted:?}"
+    );
+}
+
+#[test]
+fn kill9_during_writes_loses_nothing_acknowledged() {
+    let rounds: u64 = std::env::var("CONCOORD_DURABLE_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(20);
+    let dir = TempDir::new("durable-kill-loop");
+    let mut cluster = Cluster::start_durable(3, "Counter", dir.path(), &["--snapshot-every", "64"]);
+    let load = Load::start(&cluster, 3, u64::MAX);
+    let mut target = 0;
+    for round in 0..rounds {
+        // A different amount of progress before each crash, so the kill
+        // lands at a different point of the write path every time.
+        target += 5 + (round * 7) % 23;
+        load.wait_acked(target, Duration::from_secs(30));
+        cluster.kill9_all();
+        for i in 0..3 {
+            cluster.restart_from_disk(i);
+        }
+    }
+    load.stop();
+    let acked = load.finish();
+    let value = getvalue(&client(&cluster)) as u64;
+    // Every call was answered, so nothing is in doubt: exactly once.
+    assert_eq!(
+        value, acked,
+        "{rounds} whole-group kill -9s: the counter must equal the acknowledged increments"
+    );
+}
+
+/// Starts a group of one in `dir`, makes `n` increments, and kills it.
+fn make_data_dir(dir: &Path, n: usize) -> PathBuf {
+    let data = dir.join("r0");
+    let mut cluster = Cluster::start_durable(1, "Counter", dir, &[]);
+    let c = client(&cluster);
+    for _ in 0..n {
+        c.call::<_, ()>("increment", ()).expect("increment");
+    }
+    cluster.kill9_all();
+    data
+}
+
+fn files_of(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for entry in walk(dir) {
+        let bytes = std::fs::read(&entry).expect("read a data file");
+        out.push((entry, bytes));
+    }
+    out.sort();
+    out
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read a dir") {
+        let path = entry.expect("a dir entry").path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+fn only_segment(data: &Path) -> PathBuf {
+    let segments = walk(&data.join("wal"));
+    assert_eq!(segments.len(), 1, "one log segment: {segments:?}");
+    segments[0].clone()
+}
+
+/// Offsets of the records of a segment: (start, end) of each.
+fn record_bounds(bytes: &[u8]) -> Vec<(usize, usize)> {
+    let mut at = 24;
+    let mut out = Vec::new();
+    while at + 8 <= bytes.len() {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        out.push((at, at + 8 + len));
+        at += 8 + len;
+    }
+    out
+}
+
+/// Starting from a damaged dir must fail, say why naming `file`, and change nothing.
+fn assert_refused(data: &Path, file: &Path, why: &str) {
+    let before = files_of(data);
+    let failure = match spawn_replica(&[
+        "-o".into(),
+        "Counter".into(),
+        "-p".into(),
+        port_of(data).to_string(),
+        "-w".into(),
+        "--data-dir".into(),
+        data.display().to_string(),
+    ]) {
+        Ok(mut p) => {
+            p.kill_and_reap();
+            panic!("a replica started from a damaged data dir ({why})")
+        }
+        Err(f) => f,
+    };
+    assert!(
+        failure.status.is_some_and(|s| !s.success()),
+        "exits non-zero: {:?}",
+        failure.status
+    );
+    let name = file.file_name().unwrap().to_string_lossy().to_string();
+    assert!(
+        failure.stderr.contains(&name) && failure.stderr.contains(why),
+        "the error names {name} and says {why:?}: {}",
+        failure.stderr
+    );
+    assert!(before == files_of(data), "the data dir was changed");
+}
+
+/// The port the data dir's member listened on (its member file names it).
+fn port_of(data: &Path) -> u16 {
+    let bytes = std::fs::read(data.join("member")).expect("the member file");
+    let text = String::from_utf8_lossy(&bytes);
+    let at = text
+        .find("127.0.0.1:")
+        .expect("an address in the member file")
+        + 10;
+    text[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect::<String>()
+        .parse()
+        .expect("a port")
+}
+
+#[test]
+fn damaged_foreign_and_unknown_data_dirs_refuse_to_start() {
+    let dir = TempDir::new("durable-damage");
+
+    // A record in the middle of the log.
+    let data = make_data_dir(&dir.path().join("mid"), 10);
+    let segment = only_segment(&data);
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let records = record_bounds(&bytes);
+    assert!(records.len() > 3, "enough records: {}", records.len());
+    let (start, end) = records[1];
+    bytes[(start + 8 + end) / 2] ^= 0x5a;
+    std::fs::write(&segment, &bytes).unwrap();
+    assert_refused(&data, &segment, "checksum mismatch");
+
+    // A format this build does not know.
+    let data = make_data_dir(&dir.path().join("version"), 1);
+    let member = data.join("member");
+    let mut bytes = std::fs::read(&member).unwrap();
+    bytes[8..12].copy_from_slice(&99u32.to_le_bytes());
+    std::fs::write(&member, &bytes).unwrap();
+    assert_refused(&data, &member, "storage format 99");
+
+    // Another group's snapshot in this data dir.
+    let mine = make_data_dir(&dir.path().join("mine"), 1);
+    let theirs = make_data_dir(&dir.path().join("theirs"), 1);
+    let foreign = walk(&theirs.join("snap")).pop().expect("a snapshot");
+    let planted = mine.join("snap").join("09999999999999999999.snap");
+    std::fs::copy(&foreign, &planted).unwrap();
+    assert_refused(&mine, &planted, "this data dir is member");
+
+    // Not a data dir: files but no member file.
+    let stray = dir.path().join("stray");
+    std::fs::create_dir_all(&stray).unwrap();
+    std::fs::write(stray.join("notes.txt"), b"mine").unwrap();
+    let out = run_cli(
+        &[
+            "replica",
+            "-o",
+            "Counter",
+            "-p",
+            "0",
+            "-w",
+            "--data-dir",
+            &stray.display().to_string(),
+        ],
+        None,
+        Duration::from_secs(10),
+    );
+    assert_ne!(out.code(), Some(0));
+    assert!(out.stderr.contains("not empty"), "{}", out.stderr);
+}
+
+#[test]
+fn a_torn_last_write_is_dropped_and_the_replica_serves() {
+    let dir = TempDir::new("durable-torn");
+    let data = make_data_dir(dir.path(), 7);
+    let segment = only_segment(&data);
+    let mut bytes = std::fs::read(&segment).unwrap();
+    // Half of a record: its header promises more bytes than follow.
+    bytes.extend_from_slice(&200u32.to_le_bytes());
+    bytes.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7]);
+    std::fs::write(&segment, &bytes).unwrap();
+    let mut proc = spawn_replica(&[
+        "-o".into(),
+        "Counter".into(),
+        "-p".into(),
+        port_of(&data).to_string(),
+        "-w".into(),
+        "--data-dir".into(),
+        data.display().to_string(),
+    ])
+    .unwrap_or_else(|f| panic!("a torn tail must not stop the start: {}", f.stderr));
+    let c = BlockingClient::new(&proc.addr, Default::default()).unwrap();
+    assert_eq!(getvalue(&c), 7, "everything before the torn write is there");
+    let log = proc.stderr_tail();
+    proc.kill_and_reap();
+    assert!(log.contains("cut short"), "a warning says so: {log}");
+}
+
+#[test]
+fn snapshots_keep_the_data_dir_bounded() {
+    let dir = TempDir::new("durable-bounded");
+    let cluster = Cluster::start_durable(
+        1,
+        "Counter",
+        dir.path(),
+        &["--snapshot-every", "50", "--segment-bytes", "8192"],
+    );
+    let c = client(&cluster);
+    let size = |p: &Path| {
+        walk(p)
+            .iter()
+            .map(|f| f.metadata().unwrap().len())
+            .sum::<u64>()
+    };
+    let mut largest = 0;
+    for round in 0..10 {
+        for _ in 0..200 {
+            c.call::<_, ()>("increment", ()).expect("increment");
+        }
+        let wal = size(&cluster.data_dir(0).join("wal"));
+        if round > 0 {
+            largest = largest.max(wal);
+        }
+    }
+    assert_eq!(getvalue(&c), 2000);
+    // 2,000 increments write far more than this; without compaction the
+    // log would only grow.
+    assert!(
+        largest < 64 * 1024,
+        "the log stays bounded: {largest} bytes at most"
+    );
+    assert!(walk(&cluster.data_dir(0).join("snap")).len() <= 2);
+}
