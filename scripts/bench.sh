@@ -6,6 +6,8 @@
 #   scripts/bench.sh [SECONDS]        (default 5 s per load)
 #   CONCOORD=path/to/concoord scripts/bench.sh
 #   REPLICA_ARGS="--spin-us 0" scripts/bench.sh   (extra flags for each replica)
+#   DURABLE=1 scripts/bench.sh       (-w: each replica with a data dir under the
+#                                     temp dir, which must be on a real disk)
 set -euo pipefail
 
 secs=${1:-5}
@@ -26,9 +28,11 @@ trap cleanup EXIT
 # Starts replica N on a free port (extra flags after N); sets $addr once it listens.
 start() {
     local log=$work/r$1.log
+    local durable=()
+    [[ -n ${DURABLE:-} ]] && durable=(-w --data-dir "$work/data$1")
     shift
     # shellcheck disable=SC2086
-    "$bin" replica -o Counter -p 0 ${REPLICA_ARGS:-} "$@" >"$log" 2>&1 &
+    "$bin" replica -o Counter -p 0 ${REPLICA_ARGS:-} "${durable[@]}" "$@" >"$log" 2>&1 &
     pids+=($!)
     for _ in $(seq 100); do
         addr=$(sed -n 's/^listening on //p' "$log")
@@ -53,7 +57,7 @@ for _ in $(seq 100); do
     sleep 0.05
 done
 
-echo "3 replicas: $group; $secs s per load"
+echo "3 replicas${DURABLE:+ (durable, data in $work)}: $group; $secs s per load"
 run() {
     local label=$1
     shift

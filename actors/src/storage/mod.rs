@@ -155,3 +155,6 @@ impl Recovered {
         self.decided = self.decided.split_off(&below);
     }
 }
+
+#[cfg(test)]
+mod tests;
