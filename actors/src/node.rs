@@ -114,6 +114,11 @@ pub struct GetLeaderView;
 #[rtype(result = "ReplicaView")]
 pub struct GetReplicaView;
 
+/// Whether a client's session was ended by the group (recently enough to be remembered).
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct IsSessionExpired(pub concoord_objects::ClientId);
+
 /// A page of the named objects a replica holds (`concoord objects`).
 #[derive(Message)]
 #[rtype(result = "(Vec<concoord_objects::ObjectInfo>, bool)")]
@@ -512,6 +517,14 @@ impl NodeHandle {
         })
     }
 
+    /// Whether the group ended `client`'s session.
+    pub async fn session_expired(&self, client: concoord_objects::ClientId) -> bool {
+        self.replica
+            .send(IsSessionExpired(client))
+            .await
+            .unwrap_or(false)
+    }
+
     /// Named objects after `after`, at most `limit`, and whether more follow.
     pub async fn objects(
         &self,
@@ -851,6 +864,13 @@ impl Handler<GetReplicaView> for ReplicaActor {
             has_state: self.logic.has_state(),
             sessions: self.logic.session_count(),
         })
+    }
+}
+
+impl Handler<IsSessionExpired> for ReplicaActor {
+    type Result = bool;
+    fn handle(&mut self, m: IsSessionExpired, _: &mut Context<Self>) -> bool {
+        self.logic.session_expired(m.0)
     }
 }
 

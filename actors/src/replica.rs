@@ -269,6 +269,11 @@ impl Replica {
         );
     }
 
+    /// Whether the group ended `client`'s session (among those remembered).
+    pub fn session_expired(&self, client: ClientId) -> bool {
+        self.expired.contains_key(&client)
+    }
+
     /// Live client sessions.
     pub fn session_count(&self) -> usize {
         self.sessions.len()

@@ -84,6 +84,9 @@ pub enum Frame {
     },
     /// The client's session is alive (sent when it has no calls to send).
     KeepAlive,
+    /// Answer to a keep-alive: the group ended this client's session (its
+    /// locks and permits are released; its calls get SessionExpired).
+    SessionExpired,
     Reply {
         id: CommandId,
         reply: Reply,

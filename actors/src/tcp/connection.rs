@@ -196,14 +196,23 @@ impl StreamHandler<Result<Frame, WireError>> for ClientConnection {
                 });
                 let out = self.out.clone();
                 let client = self.client;
+                let node = self.node.clone();
                 ctx.spawn(
                     async move {
-                        if let Ok(Some((leader, members))) = touch.await {
-                            let _ = out.try_send(Frame::Redirect {
-                                id: concoord_objects::CommandId::new(client, 0),
-                                leader,
-                                members,
-                            });
+                        match touch.await {
+                            Ok(Some((leader, members))) => {
+                                let _ = out.try_send(Frame::Redirect {
+                                    id: concoord_objects::CommandId::new(client, 0),
+                                    leader,
+                                    members,
+                                });
+                            }
+                            // The leader heard it; tell a client whose session
+                            // is already over, so it need not wait for a call.
+                            Ok(None) if node.session_expired(client).await => {
+                                let _ = out.try_send(Frame::SessionExpired);
+                            }
+                            _ => {}
                         }
                     }
                     .into_actor(self),
@@ -277,6 +286,7 @@ fn frame_name(frame: &Frame) -> &'static str {
         Frame::Call { .. } => "Call",
         Frame::Cancel { .. } => "Cancel",
         Frame::KeepAlive => "KeepAlive",
+        Frame::SessionExpired => "SessionExpired",
         Frame::Reply { .. } => "Reply",
         Frame::Parked { .. } => "Parked",
         Frame::Redirect { .. } => "Redirect",
