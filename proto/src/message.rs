@@ -125,6 +125,26 @@ pub struct Heartbeat {
     pub executed: Slot,
 }
 
+/// Before it raises its ballot, a member that hears no leader asks whether
+/// it could win (Raft's PreVote): the ballot it would prepare with, which
+/// nobody adopts. Members that heard a live leader within the election
+/// timeout refuse, so a member returning from a partition or a pause never
+/// deposes a leader the others still hear.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PreVote {
+    pub ballot: Ballot,
+}
+
+/// The answer to a [`PreVote`] for `ballot`. `executed`: the answering
+/// node's replica has executed every slot below this (a lagging asker
+/// catches up from it).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PreVoteReply {
+    pub ballot: Ballot,
+    pub granted: bool,
+    pub executed: Slot,
+}
+
 /// A replica's request for what it missed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CatchUpRequest {
@@ -214,6 +234,8 @@ pub enum PeerMsg {
     Promise(Promise),
     Accepted(Accepted),
     Heartbeat(Heartbeat),
+    PreVote(PreVote),
+    PreVoteReply(PreVoteReply),
     Decision(Decision),
     Commit(Commit),
     CatchUpRequest(CatchUpRequest),
@@ -260,7 +282,11 @@ impl PeerMsg {
     pub fn roles(&self) -> &'static [Role] {
         match self {
             PeerMsg::Prepare(_) | PeerMsg::Accept(_) | PeerMsg::Commit(_) => &[Role::Acceptor],
-            PeerMsg::Promise(_) | PeerMsg::Accepted(_) | PeerMsg::Heartbeat(_) => &[Role::Leader],
+            PeerMsg::Promise(_)
+            | PeerMsg::Accepted(_)
+            | PeerMsg::Heartbeat(_)
+            | PeerMsg::PreVote(_)
+            | PeerMsg::PreVoteReply(_) => &[Role::Leader],
             PeerMsg::Decision(_)
             | PeerMsg::CatchUpRequest(_)
             | PeerMsg::CatchUp(_)

@@ -12,8 +12,8 @@ use std::fmt;
 use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
 
 /// Bumped on any incompatible change of [`Frame`] or of the peer messages
-/// it carries (3: snapshots carry parked calls and a format number).
-pub const PROTOCOL_VERSION: u32 = 3;
+/// it carries (3: snapshots carry parked calls and a format number; 4: pre-vote).
+pub const PROTOCOL_VERSION: u32 = 4;
 /// Frames above this are refused, and the connection that sent them closed.
 pub const MAX_FRAME_BYTES: usize = 16 << 20;
 
