@@ -4,7 +4,7 @@
 //! The scout and commanders of "Paxos Made Moderately Complex" live here as
 //! state (`promised_by`, `inflight`) rather than as one actor per slot.
 
-use crate::config::{is_majority, ConfigHistory, WINDOW_SLOTS};
+use crate::config::{is_majority, ConfigHistory, Member, MemberRef, WINDOW_SLOTS};
 use crate::message::{
     Accept, Accepted, Batch, Command, Commit, Decision, Effects, Heartbeat, PeerMsg, PreVote,
     PreVoteReply, Prepare, Progress, Promise,
@@ -64,6 +64,18 @@ pub enum NotAccepted {
     NotLeader(Option<NodeId>),
     /// The queue of commands waiting for a slot is full.
     Busy,
+}
+
+/// Why a removal was not proposed; the message says it for a user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RemovalRefused {
+    /// This node is not the active leader; the hint names who may be.
+    NotLeader(Option<NodeId>),
+    Busy,
+    /// No member has that address or id.
+    NoSuchMember(String),
+    /// It is the group's only member.
+    LastMember(String),
 }
 
 /// What a leader has done since it started (for metrics).
@@ -270,6 +282,42 @@ impl Leader {
         self.pending.push_back(command);
         self.try_propose(fx);
         Ok(())
+    }
+
+    /// Proposes removing the member `member` names from the newest
+    /// membership; returns that member. Checked here so an operator gets a
+    /// clear error; two removals that race are checked again in order
+    /// ([`ConfigHistory::change`] never empties the group).
+    pub fn request_removal(
+        &mut self,
+        member: &MemberRef,
+        fx: &mut Effects,
+    ) -> Result<Member, RemovalRefused> {
+        if !self.is_active() {
+            return Err(RemovalRefused::NotLeader(self.leader_hint));
+        }
+        let latest = self.configs.latest();
+        let Some(found) = member.find(latest).cloned() else {
+            let known: Vec<String> = latest
+                .iter()
+                .map(|m| format!("{} (id {:x})", m.addr, m.id))
+                .collect();
+            return Err(RemovalRefused::NoSuchMember(format!(
+                "no member of the group is {member}; the members are {}",
+                known.join(", ")
+            )));
+        };
+        if latest.len() == 1 {
+            return Err(RemovalRefused::LastMember(format!(
+                "{} is the group's only member and cannot be removed; stop it instead",
+                found.addr
+            )));
+        }
+        match self.on_request(Command::RemoveMember(found.id), fx) {
+            Ok(()) => Ok(found),
+            Err(NotAccepted::Busy) => Err(RemovalRefused::Busy),
+            Err(NotAccepted::NotLeader(hint)) => Err(RemovalRefused::NotLeader(hint)),
+        }
     }
 
     pub fn handle(&mut self, from: NodeId, msg: PeerMsg, fx: &mut Effects) {
@@ -1135,5 +1183,45 @@ mod tests {
         leader.handle(1, PeerMsg::Heartbeat(hb), &mut Effects::default());
         assert_eq!(leader.state(), LeaderState::Follower);
         assert_eq!(leader.leader_hint(), Some(1));
+    }
+
+    #[test]
+    fn removals_of_non_members_and_of_the_last_member_are_refused() {
+        let mut leader = active_leader();
+        let mut fx = Effects::default();
+        let unknown = MemberRef::Addr("127.0.0.1:1".into());
+        assert!(matches!(
+            leader.request_removal(&unknown, &mut fx),
+            Err(RemovalRefused::NoSuchMember(m)) if m.contains("127.0.0.1:9002")
+        ));
+        let by_id = leader.request_removal(&MemberRef::Id(3), &mut fx);
+        assert_eq!(by_id.map(|m| m.id), Ok(3));
+        assert_eq!(leader.pending_len() + leader.inflight_acks().len(), 1);
+
+        let mut alone = Leader::new(
+            1,
+            ConfigHistory::genesis(members(1..=1)),
+            LeaderConfig::default(),
+            1,
+        );
+        alone.tick(10_000, &mut fx);
+        alone.tick(20_000, &mut fx);
+        let ballot = alone.ballot();
+        let promise = Promise {
+            ballot,
+            accepted: Vec::new(),
+            trimmed_below: 0,
+        };
+        alone.handle(1, PeerMsg::Promise(promise), &mut fx);
+        assert!(alone.is_active(), "a group of one elects itself");
+        assert!(matches!(
+            alone.request_removal(&MemberRef::Id(1), &mut fx),
+            Err(RemovalRefused::LastMember(_))
+        ));
+        let mut follower = pre_candidate(2).0;
+        assert_eq!(
+            follower.request_removal(&MemberRef::Id(3), &mut fx),
+            Err(RemovalRefused::NotLeader(None))
+        );
     }
 }

@@ -10,6 +10,10 @@ use std::sync::Arc;
 
 /// The error kind a call gets when its cancel was ordered before it.
 pub const CANCELLED_KIND: &str = "Cancelled";
+/// The error kind of a removal that names no member of the group.
+pub const NO_SUCH_MEMBER_KIND: &str = "NoSuchMember";
+/// The error kind of a removal of the group's only member.
+pub const LAST_MEMBER_KIND: &str = "LastMember";
 
 /// One entry of a batch: what clients and operators ask the group to do.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
