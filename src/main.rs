@@ -1,5 +1,7 @@
 //! The `concoord` command: run a replica, call it, inspect it.
 
+mod admin_cmd;
+
 use clap::{Parser, Subcommand};
 use concoord::client::fetch_status;
 use concoord::json::{encode_args, parse_each, parse_json_args, result_to_json};
@@ -41,6 +43,8 @@ enum Cmd {
     Shell(ShellArgs),
     /// Print each replica's view of the group as a JSON array.
     Status(StatusArgs),
+    /// Change the group itself: `admin remove -r ADDRS MEMBER` removes a member.
+    Admin(admin_cmd::AdminArgs),
     /// List the group's named objects as JSON: name, type, parked calls.
     Objects(ObjectsArgs),
     /// Closed-loop load: ops/s and latency percentiles.
@@ -209,6 +213,7 @@ fn main() -> ExitCode {
         Cmd::Shell(c) => (false, c.logger.clone(), "client shell".into()),
         Cmd::Status(c) => (false, c.logger.clone(), "client status".into()),
         Cmd::Objects(c) => (false, c.logger.clone(), "client objects".into()),
+        Cmd::Admin(_) => (false, None, "client admin".into()),
         Cmd::Bench(c) => (false, c.logger.clone(), "client bench".into()),
         Cmd::Logdaemon(_) => (false, None, "logdaemon".into()),
         Cmd::Object(_) => (false, None, "object".into()),
@@ -227,6 +232,7 @@ fn main() -> ExitCode {
         Cmd::Shell(args) => run_shell(args),
         Cmd::Status(args) => run_status(args),
         Cmd::Objects(args) => run_objects(args),
+        Cmd::Admin(args) => admin_cmd::run(args),
         Cmd::Bench(args) => run_bench(args),
         Cmd::Logdaemon(args) => run_logdaemon(args),
         Cmd::Object(args) => concoord::object_cmd::run(args),

@@ -71,6 +71,12 @@ pub struct ServeArgs {
     /// Verbose logging.
     #[arg(short = 'd', long = "debug")]
     pub debug: bool,
+    /// On SIGTERM or Ctrl-C, leave the group: ask it to remove this member
+    /// and wait (at most 10 s) until the removal is in force, then exit 0
+    /// (1 if the group did not confirm it in time). Without --leave a
+    /// stopped replica stays a member, counted as down.
+    #[arg(long = "leave")]
+    pub leave: bool,
     /// Poll the sockets this many µs after each message before sleeping:
     /// cuts latency and wake-up cost under load, costs CPU only then; 0 never spins.
     #[arg(long = "spin-us", default_value_t = 100)]
@@ -286,6 +292,7 @@ pub fn run_replica_of(
             return fail(format!("--init: {e}"));
         }
     }
+    let (leave, token) = (args.leave, args.token.clone());
     let system = actix::System::new();
     let result = system.block_on(async move {
         let options = ReplicaOptions {
@@ -318,16 +325,69 @@ pub fn run_replica_of(
             }
         }
         let _ = std::io::stdout().flush();
-        wait_for_termination().await;
+        let mut removed = replica.node.removed();
+        let clean = tokio::select! {
+            _ = wait_for_termination() => !leave || leave_group(&replica, &token).await,
+            // The node logged why; a removal is an orderly end, so exit 0.
+            _ = removed.wait_for(|removed| *removed) => true,
+        };
         log::info!("shutting down");
         replica.shutdown();
         tokio::time::sleep(SHUTDOWN_FLUSH).await;
-        Ok::<(), crate::StartError>(())
+        Ok::<bool, crate::StartError>(clean)
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
         Err(e) => fail(e),
     }
+}
+
+/// How long `--leave` waits for the group to remove this member.
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Asks the group to remove this member and waits (bounded) until the
+/// removal is in force; returns whether it is.
+async fn leave_group(replica: &crate::RunningReplica, token: &str) -> bool {
+    use crate::client::{remove_member, ClientError};
+    use crate::proto::config::MemberRef;
+    let node = &replica.node;
+    let deadline = tokio::time::Instant::now() + LEAVE_TIMEOUT;
+    let mut removed = node.removed();
+    // Itself first: it answers at once, redirecting to the leader if need be.
+    let mut addrs = vec![node.addr().to_string()];
+    for m in node.status().await.map(|s| s.members).unwrap_or_default() {
+        if !addrs.contains(&m) {
+            addrs.push(m);
+        }
+    }
+    log::info!("leaving the group");
+    match remove_member(&addrs, token, &MemberRef::Id(node.id()), LEAVE_TIMEOUT).await {
+        Ok(_) => {}
+        Err(ClientError::Object(e)) if e.kind == crate::proto::message::LAST_MEMBER_KIND => {
+            log::info!("the group's last member has no group to leave");
+            return true;
+        }
+        Err(e) if !*removed.borrow() => {
+            log::warn!(
+                "could not leave the group: {e}; it still counts this member \
+                 (remove it with `concoord admin remove`)"
+            );
+            return false;
+        }
+        Err(_) => {} // removed meanwhile
+    }
+    let in_force = tokio::time::timeout_at(deadline, removed.wait_for(|removed| *removed))
+        .await
+        .is_ok_and(|r| r.is_ok());
+    if in_force {
+        log::info!("left the group");
+    } else {
+        log::warn!(
+            "the group decided this member's removal but it was not in force within {LEAVE_TIMEOUT:?}"
+        );
+    }
+    in_force
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -301,6 +301,50 @@ fn minority_partitioned(seed: u64, nodes: usize) -> Result<(), String> {
     }
 }
 
+/// Followers (a minority) cut off for ten election timeouts, then healed:
+/// they ask for pre-votes, never win one, and so never raise a ballot; the
+/// leader keeps its ballot throughout and they follow it again.
+fn followers_isolated_then_healed(seed: u64, nodes: usize) -> Result<(), String> {
+    let mut sim = Sim::new(config(seed, nodes));
+    sim.run_until(400);
+    let leader = elect(&mut sim)?;
+    let ballot = sim.nodes[leader].leader.ballot();
+    let cut: Vec<usize> = (0..nodes)
+        .filter(|n| *n != leader)
+        .take((nodes - 1) / 2)
+        .collect();
+    sim.partition(&cut);
+    let cut_at = sim.now_ms;
+    sim.run_until(cut_at + 10 * sim.config.leader.election_timeout_ms);
+    sim.heal();
+    let healed_at = sim.now_ms;
+    finish_and_check(&mut sim)?;
+    check_minority_silent(&sim, &cut, cut_at, healed_at)?;
+    if sim.leader() != Some(leader) || sim.nodes[leader].leader.ballot() != ballot {
+        return Err(format!(
+            "the leader changed: node {leader} led with ballot {ballot}; now {:?} leads, \
+             node {leader} at ballot {}",
+            sim.leader(),
+            sim.nodes[leader].leader.ballot()
+        ));
+    }
+    let leader_id = sim.nodes[leader].id;
+    for n in 0..nodes {
+        let node = &sim.nodes[n];
+        if node.acceptor.promised() > ballot || node.leader.ballot() > ballot {
+            return Err(format!(
+                "node {n} went above the leader's ballot {ballot}: promised {}, saw {}",
+                node.acceptor.promised(),
+                node.leader.ballot()
+            ));
+        }
+        if n != leader && node.leader.leader_hint() != Some(leader_id) {
+            return Err(format!("node {n} does not follow the leader after healing"));
+        }
+    }
+    Ok(())
+}
+
 fn lossy_network(seed: u64, nodes: usize) -> Result<(), String> {
     let mut cfg = config(seed, nodes);
     cfg.delay_max_ms = 25; // wide delays reorder messages
@@ -390,6 +434,22 @@ fn minority_partitioned_5() {
     for_each_seed("minority_partitioned_5", |seed| {
         minority_partitioned(seed, 5)
     });
+}
+
+#[test]
+fn follower_isolated_then_healed_keeps_the_leaders_ballot_3() {
+    for_each_seed(
+        "follower_isolated_then_healed_keeps_the_leaders_ballot_3",
+        |seed| followers_isolated_then_healed(seed, 3),
+    );
+}
+
+#[test]
+fn followers_isolated_then_healed_keep_the_leaders_ballot_5() {
+    for_each_seed(
+        "followers_isolated_then_healed_keep_the_leaders_ballot_5",
+        |seed| followers_isolated_then_healed(seed, 5),
+    );
 }
 
 #[test]

@@ -4,10 +4,10 @@
 //! The scout and commanders of "Paxos Made Moderately Complex" live here as
 //! state (`promised_by`, `inflight`) rather than as one actor per slot.
 
-use crate::config::{is_majority, ConfigHistory, WINDOW_SLOTS};
+use crate::config::{is_majority, ConfigHistory, Member, MemberRef, WINDOW_SLOTS};
 use crate::message::{
-    Accept, Accepted, Batch, Command, Commit, Decision, Effects, Heartbeat, PeerMsg, Prepare,
-    Progress, Promise,
+    Accept, Accepted, Batch, Command, Commit, Decision, Effects, Heartbeat, PeerMsg, PreVote,
+    PreVoteReply, Prepare, Progress, Promise,
 };
 use crate::{Ballot, NodeId, Slot};
 use concoord_objects::ClientId;
@@ -50,6 +50,9 @@ impl Default for LeaderConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LeaderState {
     Follower,
+    /// Hears no leader and asks the members whether it could win, before it
+    /// raises its ballot (pre-vote).
+    PreCandidate,
     Candidate,
     Active,
 }
@@ -61,6 +64,18 @@ pub enum NotAccepted {
     NotLeader(Option<NodeId>),
     /// The queue of commands waiting for a slot is full.
     Busy,
+}
+
+/// Why a removal was not proposed; the message says it for a user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RemovalRefused {
+    /// This node is not the active leader; the hint names who may be.
+    NotLeader(Option<NodeId>),
+    Busy,
+    /// No member has that address or id.
+    NoSuchMember(String),
+    /// It is the group's only member.
+    LastMember(String),
 }
 
 /// What a leader has done since it started (for metrics).
@@ -107,6 +122,12 @@ pub struct Leader {
     /// has queued heartbeats to read before it may doubt the leader).
     suspect_since_ms: Option<u64>,
     last_heartbeat_ms: u64,
+    /// When this node last heard an active leader (its heartbeat): until an
+    /// election timeout after that, it refuses pre-votes.
+    leader_heard_ms: Option<u64>,
+    /// Pre-candidate: the ballot it asked about, and who would vote for it.
+    pre_vote_ballot: Ballot,
+    pre_votes: BTreeSet<NodeId>,
     rng: u64,
     now_ms: u64,
     leader_changes: u64,
@@ -153,6 +174,9 @@ impl Leader {
             election_deadline_ms: 0,
             suspect_since_ms: None,
             last_heartbeat_ms: 0,
+            leader_heard_ms: None,
+            pre_vote_ballot: Ballot::ZERO,
+            pre_votes: BTreeSet::new(),
             rng: seed ^ me.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
             now_ms: 0,
             leader_changes: 0,
@@ -266,11 +290,49 @@ impl Leader {
         Ok(())
     }
 
+    /// Proposes removing the member `member` names from the newest
+    /// membership; returns that member. Checked here so an operator gets a
+    /// clear error; two removals that race are checked again in order
+    /// ([`ConfigHistory::change`] never empties the group).
+    pub fn request_removal(
+        &mut self,
+        member: &MemberRef,
+        fx: &mut Effects,
+    ) -> Result<Member, RemovalRefused> {
+        if !self.is_active() {
+            return Err(RemovalRefused::NotLeader(self.leader_hint));
+        }
+        let latest = self.configs.latest();
+        let Some(found) = member.find(latest).cloned() else {
+            let known: Vec<String> = latest
+                .iter()
+                .map(|m| format!("{} (id {:x})", m.addr, m.id))
+                .collect();
+            return Err(RemovalRefused::NoSuchMember(format!(
+                "no member of the group is {member}; the members are {}",
+                known.join(", ")
+            )));
+        };
+        if latest.len() == 1 {
+            return Err(RemovalRefused::LastMember(format!(
+                "{} is the group's only member and cannot be removed; stop it instead",
+                found.addr
+            )));
+        }
+        match self.on_request(Command::RemoveMember(found.id), fx) {
+            Ok(()) => Ok(found),
+            Err(NotAccepted::Busy) => Err(RemovalRefused::Busy),
+            Err(NotAccepted::NotLeader(hint)) => Err(RemovalRefused::NotLeader(hint)),
+        }
+    }
+
     pub fn handle(&mut self, from: NodeId, msg: PeerMsg, fx: &mut Effects) {
         match msg {
             PeerMsg::Promise(p) => self.on_promise(from, p, fx),
             PeerMsg::Accepted(a) => self.on_accepted(from, a, fx),
             PeerMsg::Heartbeat(h) => self.on_heartbeat(from, h, fx),
+            PeerMsg::PreVote(v) => self.on_pre_vote(from, v, fx),
+            PeerMsg::PreVoteReply(r) => self.on_pre_vote_reply(from, r, fx),
             PeerMsg::Progress(p) => self.on_progress(p, fx),
             _ => {}
         }
@@ -297,9 +359,16 @@ impl Leader {
             }
             LeaderState::Candidate => {
                 if self.now_ms >= self.election_deadline_ms {
-                    self.start_election(fx);
+                    // As etcd's raft: a failed election asks again before
+                    // it raises the ballot once more.
+                    self.start_pre_vote(fx);
                 } else if self.now_ms >= self.prepare_sent_ms + self.config.retry_ms {
                     self.send_prepares(fx);
+                }
+            }
+            LeaderState::PreCandidate => {
+                if self.now_ms >= self.election_deadline_ms {
+                    self.start_pre_vote(fx);
                 }
             }
             LeaderState::Follower => {
@@ -309,12 +378,93 @@ impl Leader {
                         Some(since)
                             if self.now_ms >= since + self.config.heartbeat_interval_ms / 2 =>
                         {
-                            self.start_election(fx)
+                            self.start_pre_vote(fx)
                         }
                         Some(_) => {}
                     }
                 }
             }
+        }
+    }
+
+    /// Asks every member whether it would take part in an election, without
+    /// raising a ballot anyone sees. A member cut off from the group never
+    /// gets a majority, so its return leaves the ballots as they were.
+    fn start_pre_vote(&mut self, fx: &mut Effects) {
+        if !self.is_member() {
+            self.state = LeaderState::Follower;
+            self.reset_election_deadline();
+            return;
+        }
+        self.state = LeaderState::PreCandidate;
+        self.pre_vote_ballot = self.max_seen.max(self.ballot).next_for(self.me);
+        self.pre_votes.clear();
+        self.pre_votes.insert(self.me);
+        self.reset_election_deadline();
+        log::debug!(
+            "node {:x}: pre-vote for ballot {}",
+            self.me,
+            self.pre_vote_ballot
+        );
+        for id in self.configs.members_from(self.executed) {
+            if id != self.me {
+                fx.send(
+                    id,
+                    PeerMsg::PreVote(PreVote {
+                        ballot: self.pre_vote_ballot,
+                    }),
+                );
+            }
+        }
+        self.maybe_won_pre_vote(fx);
+    }
+
+    /// Grants unless this node leads or heard its leader within an election
+    /// timeout; either way nothing here changes (a pre-vote binds no one).
+    fn on_pre_vote(&mut self, from: NodeId, vote: PreVote, fx: &mut Effects) {
+        let hears_leader = self.is_active()
+            || self
+                .leader_heard_ms
+                .is_some_and(|at| self.now_ms < at + self.config.election_timeout_ms);
+        fx.send(
+            from,
+            PeerMsg::PreVoteReply(PreVoteReply {
+                ballot: vote.ballot,
+                granted: !hears_leader,
+                executed: self.executed,
+            }),
+        );
+    }
+
+    fn on_pre_vote_reply(&mut self, from: NodeId, reply: PreVoteReply, fx: &mut Effects) {
+        if self.state != LeaderState::PreCandidate || reply.ballot != self.pre_vote_ballot {
+            return;
+        }
+        if reply.executed > self.executed {
+            // Behind the group (it may even have been removed meanwhile):
+            // the replica catches up from the one that answered.
+            fx.send(
+                self.me,
+                PeerMsg::CommitPoint {
+                    source: from,
+                    executed: reply.executed,
+                },
+            );
+        }
+        if reply.granted {
+            self.pre_votes.insert(from);
+            self.maybe_won_pre_vote(fx);
+        }
+    }
+
+    fn maybe_won_pre_vote(&mut self, fx: &mut Effects) {
+        let won = self
+            .configs
+            .configs_from(self.executed)
+            .iter()
+            .all(|members| is_majority(members, &self.pre_votes));
+        if won {
+            self.start_election(fx);
         }
     }
 
@@ -352,7 +502,8 @@ impl Leader {
             self.preempted(promise.ballot);
             return;
         }
-        if promise.ballot != self.ballot || self.state == LeaderState::Follower {
+        let electing = matches!(self.state, LeaderState::Candidate | LeaderState::Active);
+        if promise.ballot != self.ballot || !electing {
             return;
         }
         if !self.promised_by.insert(from) {
@@ -479,11 +630,15 @@ impl Leader {
             return;
         }
         self.max_seen = hb.ballot;
-        if hb.ballot > self.ballot && self.state != LeaderState::Follower {
+        if self.state == LeaderState::PreCandidate {
+            // It asked about a ballot nobody saw: following is all there is to undo.
+            self.state = LeaderState::Follower;
+        } else if hb.ballot > self.ballot && self.state != LeaderState::Follower {
             self.preempted(hb.ballot);
         }
         if self.state == LeaderState::Follower {
             self.leader_hint = Some(from);
+            self.leader_heard_ms = Some(self.now_ms);
             self.reset_election_deadline();
         }
         fx.send(
@@ -781,23 +936,52 @@ mod tests {
         }
     }
 
-    /// Node 1 leading a group of 1, 2, 3 (all promised).
-    fn active_leader() -> Leader {
-        let members = (1..=3)
-            .map(|id| Member {
-                id,
-                addr: format!("127.0.0.1:{}", 9000 + id),
-            })
-            .collect();
+    fn members(ids: std::ops::RangeInclusive<NodeId>) -> Vec<Member> {
+        ids.map(|id| Member {
+            id,
+            addr: format!("127.0.0.1:{}", 9000 + id),
+        })
+        .collect()
+    }
+
+    /// Node `me` of a group of 1, 2, 3 that heard no leader for long:
+    /// it asks for pre-votes (at time 20 000).
+    fn pre_candidate(me: NodeId) -> (Leader, Effects) {
         let mut leader = Leader::new(
-            1,
-            ConfigHistory::genesis(members),
+            me,
+            ConfigHistory::genesis(members(1..=3)),
             LeaderConfig::default(),
             1,
         );
         let mut fx = Effects::default();
         leader.tick(10_000, &mut fx);
         leader.tick(20_000, &mut fx);
+        assert_eq!(leader.state(), LeaderState::PreCandidate);
+        (leader, fx)
+    }
+
+    fn pre_vote_reply(leader: &Leader, fx: &Effects, granted: bool) -> PeerMsg {
+        let ballot = fx
+            .sends
+            .iter()
+            .find_map(|(_, m)| match m {
+                PeerMsg::PreVote(v) => Some(v.ballot),
+                _ => None,
+            })
+            .expect("a pre-vote was sent");
+        PeerMsg::PreVoteReply(PreVoteReply {
+            ballot,
+            granted,
+            executed: leader.executed,
+        })
+    }
+
+    /// Node 1 leading a group of 1, 2, 3 (all promised).
+    fn active_leader() -> Leader {
+        let (mut leader, fx) = pre_candidate(1);
+        let granted = pre_vote_reply(&leader, &fx, true);
+        let mut fx = Effects::default();
+        leader.handle(2, granted, &mut fx);
         assert_eq!(leader.state(), LeaderState::Candidate);
         for from in 1..=3 {
             let promise = Promise {
@@ -896,5 +1080,154 @@ mod tests {
         assert!(sent_to(&fx, 3)
             .iter()
             .any(|m| matches!(m, PeerMsg::Decision(d) if d.slot == slot && d.batch.len() == 1)));
+    }
+
+    #[test]
+    fn a_member_hearing_no_leader_asks_before_it_raises_its_ballot() {
+        let (mut leader, fx) = pre_candidate(1);
+        assert_eq!(
+            leader.ballot(),
+            Ballot::ZERO,
+            "a pre-vote raised the ballot"
+        );
+        let asked: Vec<NodeId> = fx
+            .sends
+            .iter()
+            .filter(|(_, m)| matches!(m, PeerMsg::PreVote(_)))
+            .map(|(to, _)| *to)
+            .collect();
+        assert_eq!(asked, vec![2, 3]);
+        assert!(!fx
+            .sends
+            .iter()
+            .any(|(_, m)| matches!(m, PeerMsg::Prepare(_))));
+
+        // Refused by both (they hear a leader): no election, same ballot.
+        let refused = pre_vote_reply(&leader, &fx, false);
+        let mut out = Effects::default();
+        leader.handle(2, refused.clone(), &mut out);
+        leader.handle(3, refused, &mut out);
+        assert_eq!(leader.state(), LeaderState::PreCandidate);
+        assert_eq!(leader.ballot(), Ballot::ZERO);
+        assert!(
+            out.sends.is_empty(),
+            "refusals made it send {:?}",
+            out.sends
+        );
+
+        // Asking again later, and granted by one: a majority, so it prepares.
+        let mut fx = Effects::default();
+        leader.tick(21_000, &mut fx);
+        let granted = pre_vote_reply(&leader, &fx, true);
+        let mut out = Effects::default();
+        leader.handle(3, granted, &mut out);
+        assert_eq!(leader.state(), LeaderState::Candidate);
+        assert!(leader.ballot() > Ballot::ZERO);
+        assert!(out
+            .sends
+            .iter()
+            .any(|(_, m)| matches!(m, PeerMsg::Prepare(_))));
+    }
+
+    #[test]
+    fn followers_that_hear_their_leader_refuse_pre_votes_and_others_grant() {
+        let mut follower = Leader::new(
+            2,
+            ConfigHistory::genesis(members(1..=3)),
+            LeaderConfig::default(),
+            2,
+        );
+        let timeout = LeaderConfig::default().election_timeout_ms;
+        let ask = PeerMsg::PreVote(PreVote {
+            ballot: Ballot::ZERO.next_for(3),
+        });
+        let answer = |follower: &mut Leader, now_ms| {
+            let mut fx = Effects::default();
+            follower.tick(now_ms, &mut fx);
+            let mut fx = Effects::default();
+            follower.handle(3, ask.clone(), &mut fx);
+            match &fx.sends[..] {
+                [(3, PeerMsg::PreVoteReply(r))] => r.granted,
+                other => panic!("answered {other:?}"),
+            }
+        };
+        // Never heard a leader: grants.
+        assert!(answer(&mut follower, 10));
+        let hb = Heartbeat {
+            ballot: Ballot::ZERO.next_for(1),
+            executed: 0,
+        };
+        follower.handle(1, PeerMsg::Heartbeat(hb), &mut Effects::default());
+        assert!(
+            !answer(&mut follower, 10 + timeout - 1),
+            "granted within the timeout"
+        );
+        assert_eq!(
+            follower.ballot(),
+            Ballot::ZERO.next_for(1),
+            "a pre-vote changed it"
+        );
+        assert!(
+            answer(&mut follower, 10 + timeout),
+            "refused after the timeout"
+        );
+
+        // The active leader refuses too.
+        let mut leader = active_leader();
+        let mut fx = Effects::default();
+        leader.handle(3, ask.clone(), &mut fx);
+        assert!(matches!(&fx.sends[..], [(3, PeerMsg::PreVoteReply(r))] if !r.granted));
+    }
+
+    #[test]
+    fn a_pre_candidate_follows_a_leader_it_hears() {
+        let (mut leader, _) = pre_candidate(2);
+        let hb = Heartbeat {
+            ballot: Ballot::ZERO.next_for(1),
+            executed: 0,
+        };
+        leader.handle(1, PeerMsg::Heartbeat(hb), &mut Effects::default());
+        assert_eq!(leader.state(), LeaderState::Follower);
+        assert_eq!(leader.leader_hint(), Some(1));
+    }
+
+    #[test]
+    fn removals_of_non_members_and_of_the_last_member_are_refused() {
+        let mut leader = active_leader();
+        let mut fx = Effects::default();
+        let unknown = MemberRef::Addr("127.0.0.1:1".into());
+        assert!(matches!(
+            leader.request_removal(&unknown, &mut fx),
+            Err(RemovalRefused::NoSuchMember(m)) if m.contains("127.0.0.1:9002")
+        ));
+        let by_id = leader.request_removal(&MemberRef::Id(3), &mut fx);
+        assert_eq!(by_id.map(|m| m.id), Ok(3));
+        assert_eq!(leader.pending_len() + leader.inflight_acks().len(), 1);
+
+        let mut alone = Leader::new(
+            1,
+            ConfigHistory::genesis(members(1..=1)),
+            LeaderConfig::default(),
+            1,
+        );
+        alone.tick(10_000, &mut fx);
+        alone.tick(20_000, &mut fx);
+        let ballot = alone.ballot();
+        let promise = Promise {
+            ballot,
+            accepted: Vec::new(),
+            trimmed_below: 0,
+        };
+        alone.handle(1, PeerMsg::Promise(promise), &mut fx);
+        assert!(alone.is_active(), "a group of one elects itself");
+        assert!(matches!(
+            alone.request_removal(&MemberRef::Id(1), &mut fx),
+            Err(RemovalRefused::LastMember(_))
+        ));
+        let mut follower = pre_candidate(2).0;
+        assert_eq!(
+            follower.request_removal(&MemberRef::Id(3), &mut fx),
+            Err(RemovalRefused::NotLeader(None))
+        );
     }
 }

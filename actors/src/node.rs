@@ -2,8 +2,8 @@
 //! feeds messages to its protocol struct and carries out the effects.
 //! All actors of a node live on one arbiter (a cross-thread hop costs a wake-up).
 
-use crate::config::{ConfigHistory, Member};
-use crate::leader::{LeaderConfig, NotAccepted};
+use crate::config::{ConfigHistory, Member, MemberRef};
+use crate::leader::{LeaderConfig, NotAccepted, RemovalRefused};
 use crate::message::{Command, Effects, PeerMsg, Role};
 use crate::storage::{DataDir, MemberFile, Record, Synced, Wal};
 use crate::wire::StatusInfo;
@@ -100,6 +100,11 @@ pub struct Durable {
     /// Executed slots between snapshots written to disk.
     pub snapshot_every: Slot,
 }
+
+/// An operator asks to remove a member (see [`crate::Leader::request_removal`]).
+#[derive(Message)]
+#[rtype(result = "Result<Member, RemovalRefused>")]
+pub struct RequestRemoval(pub MemberRef);
 
 /// Stops an actor (a crash, in tests; shutdown otherwise).
 #[derive(Message)]
@@ -214,6 +219,9 @@ struct Shared {
     connections: Mutex<Connections>,
     started: Instant,
     metrics: Arc<crate::metrics::NodeMetrics>,
+    /// Whether this node has been a member, and whether it no longer is.
+    was_member: std::sync::atomic::AtomicBool,
+    removed: tokio::sync::watch::Sender<bool>,
 }
 
 /// A running node: the addresses of its role actors.
@@ -270,6 +278,8 @@ impl NodeHandle {
             connections: Mutex::new(Connections::default()),
             started: Instant::now(),
             metrics: Arc::new(crate::metrics::NodeMetrics::default()),
+            was_member: Default::default(),
+            removed: tokio::sync::watch::channel(false).0,
         });
         let replica = replica.with_snapshot_chunk_bytes(options.snapshot_chunk_bytes);
         let acceptor_ctx = Context::<AcceptorActor>::new();
@@ -352,6 +362,7 @@ impl NodeHandle {
                     let members = p.configs.all_members();
                     self.shared.transport.learn(&members);
                     self.shared.transport.forget_superseded(&members);
+                    self.note_membership(p);
                 }
                 PeerMsg::Snapshot(s) => self
                     .shared
@@ -411,6 +422,40 @@ impl NodeHandle {
                 connection.do_send(ConnectionEvents(events));
             }
         }
+    }
+
+    /// Turns true once a removal of this node (or its replacement at its
+    /// address) is in force: the group no longer counts it, and its
+    /// process should stop serving.
+    pub fn removed(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.shared.removed.subscribe()
+    }
+
+    fn note_membership(&self, progress: &crate::message::Progress) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let me = self.shared.me;
+        if progress
+            .configs
+            .members_from(progress.executed)
+            .contains(&me)
+        {
+            self.shared.was_member.store(true, Relaxed);
+        } else if self.shared.was_member.load(Relaxed) && !*self.shared.removed.borrow() {
+            log::warn!(
+                "node {me:x}: removed from the group (no longer a member from slot {}); \
+                 it stops serving. To serve again, start a new replica with -b",
+                progress.executed
+            );
+            self.shared.removed.send_replace(true);
+        }
+    }
+
+    /// Asks this node's leader to remove a member.
+    pub async fn request_removal(&self, member: MemberRef) -> Result<Member, RemovalRefused> {
+        self.leader
+            .send(RequestRemoval(member))
+            .await
+            .unwrap_or(Err(RemovalRefused::NotLeader(None)))
     }
 
     /// Registers a connection: outcomes of commands submitted with the key go to `to`.
@@ -742,6 +787,16 @@ impl Handler<Submit> for LeaderActor {
             }
         }
         taken
+    }
+}
+
+impl Handler<RequestRemoval> for LeaderActor {
+    type Result = Result<Member, RemovalRefused>;
+    fn handle(&mut self, m: RequestRemoval, _: &mut Context<Self>) -> Self::Result {
+        let mut fx = Effects::default();
+        let answer = self.logic.request_removal(&m.0, &mut fx);
+        self.node.carry_out(fx);
+        answer
     }
 }
 

@@ -1,8 +1,10 @@
-//! One-off requests to one replica over a connection of their own (no
-//! redirects): its status, and the objects it holds.
+//! One-off requests to one replica over a connection of their own: its
+//! status, the objects it holds; and the removal of a member, which follows
+//! redirects to the leader.
 
 use crate::ClientError;
 use concoord_objects::ObjectInfo;
+use concoord_proto::config::{Member, MemberRef};
 use concoord_proto::fresh_id;
 use concoord_proto::wire::{Frame, FrameCodec, HelloRole, StatusInfo, WireError, PROTOCOL_VERSION};
 use futures::{SinkExt, StreamExt};
@@ -48,9 +50,17 @@ impl<'a> Link<'a> {
     async fn ask<T>(
         &mut self,
         request: Frame,
-        mut pick: impl FnMut(Frame) -> Option<T>,
+        pick: impl FnMut(Frame) -> Option<T>,
     ) -> Result<T, ClientError> {
         self.writer.send(request).await.map_err(|e| self.io(e))?;
+        self.answer(pick).await
+    }
+
+    /// The first frame `pick` takes; a refusal or a closed connection is an error.
+    async fn answer<T>(
+        &mut self,
+        mut pick: impl FnMut(Frame) -> Option<T>,
+    ) -> Result<T, ClientError> {
         while let Some(frame) = self.reader.next().await {
             match frame.map_err(|e| self.io(e))? {
                 Frame::Refused { kind, message } => {
@@ -125,4 +135,93 @@ pub async fn fetch_objects(
         }
     })
     .await
+}
+
+/// How long a replica may take to welcome a connection before the next
+/// address is tried (a paused or dead one never does).
+const WELCOME_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// One replica's answer to a removal request.
+enum RemovalAnswer {
+    Done(Result<(Member, Vec<String>), ClientError>),
+    Redirect(Option<String>, Vec<String>),
+}
+
+/// Asks the group that `addrs` belong to to remove `member` (`concoord
+/// admin remove`; a replica leaving with `--leave`), following redirects to
+/// the leader. Returns the member removed and the membership once the
+/// removal is decided. A member that does not exist is an
+/// [`ClientError::Object`] of kind `NoSuchMember`, the group's only member
+/// one of kind `LastMember`; no leader within `timeout` is `Unavailable`.
+pub async fn remove_member(
+    addrs: &[String],
+    token: &str,
+    member: &MemberRef,
+    timeout: Duration,
+) -> Result<(Member, Vec<String>), ClientError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut targets: Vec<String> = addrs.to_vec();
+    let mut next = 0;
+    let mut last_error = ClientError::Unavailable("no replica address given".into());
+    while tokio::time::Instant::now() < deadline && !targets.is_empty() {
+        let target = targets[next % targets.len()].clone();
+        next += 1;
+        let attempt = ask_removal(&target, token, member, deadline);
+        match attempt.await {
+            Ok(RemovalAnswer::Done(result)) => return result,
+            Ok(RemovalAnswer::Redirect(leader, members)) => {
+                for m in members {
+                    if !targets.contains(&m) {
+                        targets.push(m);
+                    }
+                }
+                if let Some(leader) = leader.filter(|l| *l != target) {
+                    next = targets.iter().position(|t| *t == leader).unwrap_or(0);
+                    continue;
+                }
+                // Nobody leads yet: an election is under way.
+                last_error = ClientError::Unavailable(format!("{target} knows no leader"));
+            }
+            Err(e) => last_error = e,
+        }
+        if next % targets.len() == 0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Err(match last_error {
+        ClientError::Unavailable(why) => ClientError::Unavailable(format!(
+            "no leader removed the member within {timeout:?}: {why}"
+        )),
+        other => other,
+    })
+}
+
+async fn ask_removal(
+    addr: &str,
+    token: &str,
+    member: &MemberRef,
+    deadline: tokio::time::Instant,
+) -> Result<RemovalAnswer, ClientError> {
+    let welcome_by = deadline.min(tokio::time::Instant::now() + WELCOME_TIMEOUT);
+    let timed_out = || ClientError::Unavailable(format!("{addr} did not answer in time"));
+    let mut link = tokio::time::timeout_at(welcome_by, async {
+        let mut link = Link::open(addr, token).await?;
+        link.answer(|frame| matches!(frame, Frame::Welcome { .. }).then_some(()))
+            .await
+            .map(|()| link)
+    })
+    .await
+    .map_err(|_| timed_out())??;
+    let answer = link.ask(Frame::RemoveMember(member.clone()), |frame| match frame {
+        Frame::MemberRemoved { result } => Some(RemovalAnswer::Done(
+            result.map_err(ClientError::from_reply_error),
+        )),
+        Frame::Redirect {
+            leader, members, ..
+        } => Some(RemovalAnswer::Redirect(leader, members)),
+        _ => None,
+    });
+    tokio::time::timeout_at(deadline, answer)
+        .await
+        .map_err(|_| timed_out())?
 }

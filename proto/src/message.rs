@@ -10,6 +10,10 @@ use std::sync::Arc;
 
 /// The error kind a call gets when its cancel was ordered before it.
 pub const CANCELLED_KIND: &str = "Cancelled";
+/// The error kind of a removal that names no member of the group.
+pub const NO_SUCH_MEMBER_KIND: &str = "NoSuchMember";
+/// The error kind of a removal of the group's only member.
+pub const LAST_MEMBER_KIND: &str = "LastMember";
 
 /// One entry of a batch: what clients and operators ask the group to do.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -125,6 +129,26 @@ pub struct Heartbeat {
     pub executed: Slot,
 }
 
+/// Before it raises its ballot, a member that hears no leader asks whether
+/// it could win (Raft's PreVote): the ballot it would prepare with, which
+/// nobody adopts. Members that heard a live leader within the election
+/// timeout refuse, so a member returning from a partition or a pause never
+/// deposes a leader the others still hear.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PreVote {
+    pub ballot: Ballot,
+}
+
+/// The answer to a [`PreVote`] for `ballot`. `executed`: the answering
+/// node's replica has executed every slot below this (a lagging asker
+/// catches up from it).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PreVoteReply {
+    pub ballot: Ballot,
+    pub granted: bool,
+    pub executed: Slot,
+}
+
 /// A replica's request for what it missed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CatchUpRequest {
@@ -218,6 +242,8 @@ pub enum PeerMsg {
     Promise(Promise),
     Accepted(Accepted),
     Heartbeat(Heartbeat),
+    PreVote(PreVote),
+    PreVoteReply(PreVoteReply),
     Decision(Decision),
     Commit(Commit),
     CatchUpRequest(CatchUpRequest),
@@ -264,7 +290,11 @@ impl PeerMsg {
     pub fn roles(&self) -> &'static [Role] {
         match self {
             PeerMsg::Prepare(_) | PeerMsg::Accept(_) | PeerMsg::Commit(_) => &[Role::Acceptor],
-            PeerMsg::Promise(_) | PeerMsg::Accepted(_) | PeerMsg::Heartbeat(_) => &[Role::Leader],
+            PeerMsg::Promise(_)
+            | PeerMsg::Accepted(_)
+            | PeerMsg::Heartbeat(_)
+            | PeerMsg::PreVote(_)
+            | PeerMsg::PreVoteReply(_) => &[Role::Leader],
             PeerMsg::Decision(_)
             | PeerMsg::CatchUpRequest(_)
             | PeerMsg::CatchUp(_)

@@ -2,7 +2,7 @@
 //! codec, opened by a versioned [`Frame::Hello`] that carries the role and the
 //! security token.
 
-use crate::config::Member;
+use crate::config::{Member, MemberRef};
 use crate::message::PeerMsg;
 use crate::{Ballot, NodeId, Slot};
 use bytes::{Bytes, BytesMut};
@@ -12,7 +12,8 @@ use std::fmt;
 use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
 
 /// Bumped on any incompatible change of [`Frame`] or of the peer messages
-/// it carries (3: snapshots carry parked calls and a format number; 4: and the group).
+/// it carries (3: snapshots carry parked calls and a format number; 4: snapshots
+/// carry the group; pre-vote, member removal, SessionExpired).
 pub const PROTOCOL_VERSION: u32 = 4;
 /// Frames above this are refused, and the connection that sent them closed.
 pub const MAX_FRAME_BYTES: usize = 16 << 20;
@@ -118,6 +119,15 @@ pub enum Frame {
     /// The join was ordered; the group will send state.
     Joined {
         members: Vec<String>,
+    },
+    /// An operator asks the group to remove a member (`concoord admin
+    /// remove`, or a replica leaving). A replica that does not lead answers
+    /// `Redirect`.
+    RemoveMember(MemberRef),
+    /// The removal is decided: the member removed and the membership now;
+    /// or why it was not (kinds `NoSuchMember`, `LastMember`, `Unavailable`).
+    MemberRemoved {
+        result: Result<(Member, Vec<String>), concoord_objects::ObjectError>,
     },
 }
 

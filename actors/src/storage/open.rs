@@ -101,6 +101,17 @@ pub fn open_node(
             replica.on_decision(Decision { slot, batch }, &mut ignored);
         }
     }
+    if !needs_join && !replica.configs().latest().iter().any(|m| m.id == me.id) {
+        return Err(StorageError::Foreign {
+            path: dir.root().join("member"),
+            what: format!(
+                "member {:x} was removed from the group (as of slot {}); it cannot come back \
+                 from this data dir: start a new member with a new --data-dir and -b",
+                me.id,
+                replica.executed()
+            ),
+        });
+    }
     log::info!(
         "restarting member {:x} from {}: snapshot at slot {snapshot_slot}, replayed to slot {}, \
          promised {}{}",

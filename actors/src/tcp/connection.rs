@@ -252,6 +252,16 @@ impl StreamHandler<Result<Frame, WireError>> for ClientConnection {
                     .into_actor(self),
                 );
             }
+            Ok(Frame::RemoveMember(member)) => {
+                let node = self.node.clone();
+                let out = self.out.clone();
+                ctx.spawn(
+                    async move {
+                        let _ = out.try_send(remove_member(&node, member).await);
+                    }
+                    .into_actor(self),
+                );
+            }
             Ok(other) => {
                 self.send(
                     ctx,
@@ -296,6 +306,59 @@ fn frame_name(frame: &Frame) -> &'static str {
         Frame::Objects { .. } => "Objects",
         Frame::Join(_) => "Join",
         Frame::Joined { .. } => "Joined",
+        Frame::RemoveMember(_) => "RemoveMember",
+        Frame::MemberRemoved { .. } => "MemberRemoved",
+    }
+}
+
+/// How long a removal may take to be decided before the operator hears
+/// `Unavailable` (it may still be decided later).
+const REMOVAL_DECIDED_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Proposes the removal and answers once this node's replica has decided it,
+/// or redirects to the leader, or says why not.
+async fn remove_member(node: &NodeHandle, member: crate::config::MemberRef) -> Frame {
+    use crate::leader::RemovalRefused;
+    use concoord_objects::ObjectError;
+    use concoord_proto::message::{LAST_MEMBER_KIND, NO_SUCH_MEMBER_KIND};
+    let refused = |kind: &str, message: String| Frame::MemberRemoved {
+        result: Err(ObjectError::new(kind, message)),
+    };
+    let removed = match node.request_removal(member).await {
+        Ok(removed) => removed,
+        Err(RemovalRefused::NotLeader(_)) => {
+            let status = node.status().await.unwrap_or_default();
+            return Frame::Redirect {
+                id: concoord_objects::CommandId::new(0, 0),
+                leader: status.leader,
+                members: status.members,
+            };
+        }
+        Err(RemovalRefused::Busy) => {
+            return refused("Busy", "the leader's queue is full; retry later".into())
+        }
+        Err(RemovalRefused::NoSuchMember(why)) => return refused(NO_SUCH_MEMBER_KIND, why),
+        Err(RemovalRefused::LastMember(why)) => return refused(LAST_MEMBER_KIND, why),
+    };
+    let deadline = tokio::time::Instant::now() + REMOVAL_DECIDED_TIMEOUT;
+    loop {
+        let members = node.status().await.map(|s| s.members).unwrap_or_default();
+        if !members.contains(&removed.addr) {
+            return Frame::MemberRemoved {
+                result: Ok((removed, members)),
+            };
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return refused(
+                "Unavailable",
+                format!(
+                    "the removal of {} was not decided within {REMOVAL_DECIDED_TIMEOUT:?} \
+                     (no majority?); it may still be",
+                    removed.addr
+                ),
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
 

@@ -73,7 +73,7 @@ pub struct ReplicaOptions {
 pub struct RunningReplica {
     pub node: NodeHandle,
     pub local_addr: SocketAddr,
-    shutdown: tokio::sync::watch::Sender<bool>,
+    shutdown: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl RunningReplica {
@@ -158,6 +158,17 @@ pub async fn start_replica(
         }
     };
     let (shutdown, shutdown_rx) = tokio::sync::watch::channel(false);
+    let shutdown = Arc::new(shutdown);
+    // A removed member stops serving on its own (the node logs why).
+    actix::spawn({
+        let (node, shutdown) = (node.clone(), shutdown.clone());
+        async move {
+            if node.removed().wait_for(|removed| *removed).await.is_ok() {
+                let _ = shutdown.send(true);
+                node.stop();
+            }
+        }
+    });
     if !options.node.spin.is_zero() {
         actix::spawn(crate::spin::spinner(options.node.spin));
     }
