@@ -1,6 +1,6 @@
 //! `concoord admin`: operations on the group itself rather than its objects.
 
-use concoord::client::{parse_addresses, remove_member};
+use concoord::client::{parse_addresses, remove_member, take_snapshot};
 use concoord::proto::config::MemberRef;
 use concoord::ClientError;
 use std::process::ExitCode;
@@ -19,6 +19,22 @@ enum AdminCmd {
     /// The removed replica stops serving and exits 0; to add it back, start
     /// a new replica with -b.
     Remove(RemoveArgs),
+    /// Make each named durable replica (-w) write a snapshot to its data dir
+    /// now, deleting the log below it. Prints one JSON object per replica:
+    /// its address and the slot of the snapshot, or the error.
+    Snapshot(SnapshotArgs),
+}
+
+#[derive(clap::Parser)]
+struct SnapshotArgs {
+    /// The replicas to snapshot, HOST:PORT[,HOST:PORT...] (each one named).
+    #[arg(short = 'r', long = "replicas")]
+    replicas: String,
+    #[arg(short = 't', long = "token", default_value = "")]
+    token: String,
+    /// Give up on a replica after this many seconds.
+    #[arg(long = "timeout", default_value_t = 30.0)]
+    timeout: f64,
 }
 
 #[derive(clap::Parser)]
@@ -41,6 +57,56 @@ struct RemoveArgs {
 pub fn run(args: AdminArgs) -> ExitCode {
     match args.command {
         AdminCmd::Remove(args) => run_remove(args),
+        AdminCmd::Snapshot(args) => run_snapshot(args),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| super::fail(format!("cannot start a runtime: {e}")))
+}
+
+fn positive_seconds(secs: f64) -> Result<Duration, ExitCode> {
+    if secs.is_finite() && secs > 0.0 {
+        Ok(Duration::from_secs_f64(secs))
+    } else {
+        Err(error(&ClientError::Invalid(format!(
+            "--timeout must be a positive number of seconds, got {secs}"
+        ))))
+    }
+}
+
+/// Exit 0 when every replica wrote its snapshot, 1 otherwise.
+fn run_snapshot(args: SnapshotArgs) -> ExitCode {
+    let addrs = match parse_addresses(&args.replicas) {
+        Ok(a) => a,
+        Err(e) => return error(&ClientError::Invalid(format!("-r: {}", e.message()))),
+    };
+    let timeout = match positive_seconds(args.timeout) {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
+    let runtime = match runtime() {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let mut all_ok = true;
+    for addr in &addrs {
+        let line = match runtime.block_on(take_snapshot(addr, &args.token, timeout)) {
+            Ok(slot) => serde_json::json!({"address": addr, "slot": slot}),
+            Err(e) => {
+                all_ok = false;
+                serde_json::json!({"address": addr, "error": super::error_json(&e)["error"]})
+            }
+        };
+        println!("{line}");
+    }
+    if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 
@@ -63,20 +129,14 @@ fn run_remove(args: RemoveArgs) -> ExitCode {
         Ok(m) => m,
         Err(why) => return error(&ClientError::Invalid(format!("MEMBER: {why}"))),
     };
-    if !(args.timeout.is_finite() && args.timeout > 0.0) {
-        return error(&ClientError::Invalid(format!(
-            "--timeout must be a positive number of seconds, got {}",
-            args.timeout
-        )));
-    }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => return super::fail(format!("cannot start a runtime: {e}")),
+    let timeout = match positive_seconds(args.timeout) {
+        Ok(t) => t,
+        Err(code) => return code,
     };
-    let timeout = Duration::from_secs_f64(args.timeout);
+    let runtime = match runtime() {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
     match runtime.block_on(remove_member(&addrs, &args.token, &member, timeout)) {
         Ok((removed, members)) => {
             let out = serde_json::json!({

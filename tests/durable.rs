@@ -407,3 +407,92 @@ fn snapshots_keep_the_data_dir_bounded() {
     );
     assert!(walk(&cluster.data_dir(0).join("snap")).len() <= 2);
 }
+
+/// Waits (bounded) until replica `i`'s stderr holds `text`.
+fn wait_logged(cluster: &Cluster, i: usize, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !cluster.procs[i].stderr_tail().contains(text) {
+        assert!(
+            Instant::now() < deadline,
+            "replica {i} never logged {text:?}; stderr:\n{}",
+            cluster.procs[i].stderr_tail()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn admin_snapshot_sigterm_restart_and_a_removed_member_that_cannot_return() {
+    let dir = TempDir::new("durable-lifecycle");
+    let mut cluster = Cluster::start_durable(3, "Counter", dir.path(), &[]);
+    let c = client(&cluster);
+    for _ in 0..5 {
+        c.call::<_, ()>("increment", ()).expect("increment");
+    }
+
+    // A snapshot on demand, on every replica named.
+    let out = run_cli(
+        &["admin", "snapshot", "-r", &cluster.addrs()],
+        None,
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    for (i, line) in out.stdout.lines().enumerate() {
+        let answer: serde_json::Value = serde_json::from_str(line).expect("JSON");
+        let slot = answer["slot"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{answer}"));
+        let file = cluster
+            .data_dir(i)
+            .join("snap")
+            .join(format!("{slot:020}.snap"));
+        assert!(
+            file.exists(),
+            "{} holds the snapshot at slot {slot}",
+            file.display()
+        );
+    }
+
+    // SIGTERM is not a leave: the member comes back from its data dir.
+    let status = cluster.terminate(2, Duration::from_secs(10));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    cluster.restart_from_disk(2);
+    cluster.wait_formed(Duration::from_secs(20));
+    c.call::<_, ()>("increment", ()).expect("increment");
+    assert_eq!(getvalue(&c), 6);
+
+    // Removed, it may not come back from its data dir.
+    let gone = cluster.addr(2).to_string();
+    let out = run_cli(
+        &["admin", "remove", "-r", &cluster.addrs(), &gone],
+        None,
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    wait_logged(&cluster, 2, "removed from the group");
+    cluster.terminate(2, Duration::from_secs(10));
+    let port = gone.rsplit_once(':').unwrap().1.to_string();
+    let refused = spawn_replica(&[
+        "-o".into(),
+        "Counter".into(),
+        "-p".into(),
+        port,
+        "-w".into(),
+        "--data-dir".into(),
+        cluster.data_dir(2).display().to_string(),
+    ]);
+    match refused {
+        Ok(mut p) => {
+            p.kill_and_reap();
+            panic!("a removed member restarted from its data dir");
+        }
+        Err(f) => assert!(
+            f.stderr.contains("was removed from the group"),
+            "{}",
+            f.stderr
+        ),
+    }
+    c.call::<_, ()>("increment", ())
+        .expect("the two members serve");
+    assert_eq!(getvalue(&c), 7);
+}

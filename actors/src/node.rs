@@ -562,6 +562,18 @@ impl NodeHandle {
         })
     }
 
+    /// Writes a snapshot of this replica's state to its data dir now and
+    /// answers the slot it was taken at once it is on disk; `Err` says why
+    /// not (`NotDurable` without -w).
+    pub async fn take_snapshot(&self) -> Result<u64, String> {
+        let (done, answer) = tokio::sync::oneshot::channel();
+        self.replica
+            .send(TakeSnapshot(done))
+            .await
+            .map_err(|_| "stopped".to_string())?;
+        answer.await.map_err(|_| "stopped".to_string())?
+    }
+
     /// Whether the group ended `client`'s session.
     pub async fn session_expired(&self, client: concoord_objects::ClientId) -> bool {
         self.replica
@@ -855,13 +867,17 @@ impl ReplicaActor {
     /// Writes a snapshot when one arrived from the group (a restart's base
     /// must not be older than what the log still holds) or when enough
     /// slots ran since the last one.
-    fn snapshot_to_disk(&mut self) {
+    fn snapshot_to_disk(&mut self, asked: Option<crate::storage::SnapshotDone>) {
         let installed = self.logic.take_installed_snapshot();
         let Some(durable) = &mut self.durable else {
+            if let Some(asked) = asked {
+                let _ = asked.send(Err("NotDurable".into()));
+            }
             return;
         };
         let executed = self.logic.executed();
-        if !installed && executed < self.last_disk_snapshot + durable.snapshot_every {
+        let due = executed >= self.last_disk_snapshot + durable.snapshot_every;
+        if !installed && !due && asked.is_none() {
             return;
         }
         if durable.member.group != self.logic.group() {
@@ -875,7 +891,19 @@ impl ReplicaActor {
         let snapshot = self.logic.snapshot();
         let bytes =
             crate::storage::encode_snapshot(self.logic.group(), durable.member.node, &snapshot);
-        durable.wal.snapshot(executed, bytes);
+        durable.wal.snapshot(executed, bytes, asked);
+    }
+}
+
+/// Write a snapshot to disk now (durable replicas; `concoord admin snapshot`).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct TakeSnapshot(pub crate::storage::SnapshotDone);
+
+impl Handler<TakeSnapshot> for ReplicaActor {
+    type Result = ();
+    fn handle(&mut self, m: TakeSnapshot, _: &mut Context<Self>) {
+        self.snapshot_to_disk(Some(m.0));
     }
 }
 
@@ -894,7 +922,7 @@ impl Handler<Deliver> for ReplicaActor {
         let mut fx = Effects::default();
         self.logic.handle(m.from, m.msg, &mut fx);
         self.node.carry_out(fx);
-        self.snapshot_to_disk();
+        self.snapshot_to_disk(None);
         if self.logic.executed() != executed_before {
             let metrics = &self.node.shared.metrics;
             metrics.executed_slot.set(self.logic.executed() as i64);

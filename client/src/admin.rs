@@ -137,6 +137,22 @@ pub async fn fetch_objects(
     .await
 }
 
+/// Asks one durable replica to write a snapshot to its data dir now
+/// (`concoord admin snapshot`); returns the slot it was taken at. A replica
+/// without -w answers [`ClientError::Object`] of kind `NotDurable`.
+pub async fn take_snapshot(addr: &str, token: &str, timeout: Duration) -> Result<u64, ClientError> {
+    within(addr, timeout, async {
+        let mut link = Link::open(addr, token).await?;
+        link.ask(Frame::TakeSnapshot, |frame| match frame {
+            Frame::SnapshotTaken { result } => Some(result),
+            _ => None,
+        })
+        .await?
+        .map_err(ClientError::Object)
+    })
+    .await
+}
+
 /// How long a replica may take to welcome a connection before the next
 /// address is tried (a paused or dead one never does).
 const WELCOME_TIMEOUT: Duration = Duration::from_secs(2);

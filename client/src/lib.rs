@@ -10,7 +10,7 @@ mod connection;
 mod error;
 mod options;
 
-pub use admin::{fetch_objects, fetch_status, remove_member};
+pub use admin::{fetch_objects, fetch_status, remove_member, take_snapshot};
 pub use blocking::BlockingClient;
 pub use concoord_objects::Target;
 pub use error::ClientError;

@@ -129,6 +129,14 @@ pub enum Frame {
     MemberRemoved {
         result: Result<(Member, Vec<String>), concoord_objects::ObjectError>,
     },
+    /// An operator asks a durable replica to write a snapshot now
+    /// (`concoord admin snapshot`).
+    TakeSnapshot,
+    /// The snapshot is on disk: the slot it was taken at; or why not (kind
+    /// `NotDurable` for a replica without -w).
+    SnapshotTaken {
+        result: Result<u64, concoord_objects::ObjectError>,
+    },
 }
 
 /// Why bytes from the network could not become a frame.

@@ -20,7 +20,7 @@ mod wal;
 
 pub use files::{encode_snapshot, DataDir, MemberFile};
 pub use open::{open_node, DurableOptions, OpenedNode, SNAPSHOT_EVERY_SLOTS};
-pub use wal::{Synced, Wal, WalOptions, SEGMENT_BYTES};
+pub use wal::{SnapshotDone, Synced, Wal, WalOptions, SEGMENT_BYTES};
 
 use crate::message::{Batch, Snapshot};
 use crate::{Ballot, Slot};

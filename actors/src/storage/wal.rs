@@ -34,10 +34,13 @@ impl Default for WalOptions {
     }
 }
 
+/// Told when a snapshot is on disk (or why it is not).
+pub type SnapshotDone = tokio::sync::oneshot::Sender<Result<Slot, String>>;
+
 enum Op {
     Append(u64, Vec<Record>),
     /// An encoded snapshot to write; then the segments it covers go.
-    Snapshot(Slot, Vec<u8>),
+    Snapshot(Slot, Vec<u8>, Option<SnapshotDone>),
 }
 
 /// The handle actors append through.
@@ -119,10 +122,11 @@ impl Wal {
         self.synced.load(Ordering::Acquire)
     }
 
-    /// Writes an encoded snapshot of the state below `slot`; the log below it then goes.
-    pub fn snapshot(&self, slot: Slot, encoded: Vec<u8>) {
+    /// Writes an encoded snapshot of the state below `slot`; the log below
+    /// it then goes. `done` hears when it is on disk.
+    pub fn snapshot(&self, slot: Slot, encoded: Vec<u8>, done: Option<SnapshotDone>) {
         let tx = self.tx.lock().expect("wal lock");
-        let _ = tx.1.send(Op::Snapshot(slot, encoded));
+        let _ = tx.1.send(Op::Snapshot(slot, encoded, done));
     }
 }
 
@@ -185,7 +189,7 @@ impl Writer {
                         encode_record(record, buf);
                     }
                 }
-                Op::Snapshot(slot, bytes) => snapshots.push((slot, bytes)),
+                Op::Snapshot(slot, bytes, done) => snapshots.push((slot, bytes, done)),
             };
             take(first, &mut self, &mut buf);
             while let Ok(op) = rx.try_recv() {
@@ -211,11 +215,14 @@ impl Writer {
             if self.segment_bytes >= self.options.segment_bytes {
                 self.rotate();
             }
-            for (slot, bytes) in snapshots {
+            for (slot, bytes, done) in snapshots {
                 if let Err(e) = self.dir.write_snapshot_bytes(slot, &bytes) {
                     fatal(e);
                 }
                 self.compact(slot);
+                if let Some(done) = done {
+                    let _ = done.send(Ok(slot));
+                }
             }
         }
     }

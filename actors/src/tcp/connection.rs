@@ -252,6 +252,27 @@ impl StreamHandler<Result<Frame, WireError>> for ClientConnection {
                     .into_actor(self),
                 );
             }
+            Ok(Frame::TakeSnapshot) => {
+                let node = self.node.clone();
+                let out = self.out.clone();
+                ctx.spawn(
+                    async move {
+                        let result = node.take_snapshot().await.map_err(|why| {
+                            if why == "NotDurable" {
+                                concoord_objects::ObjectError::new(
+                                    "NotDurable",
+                                    "this replica keeps its state in memory (started without -w): \
+                                     it has no data dir to write a snapshot to",
+                                )
+                            } else {
+                                concoord_objects::ObjectError::new("Unavailable", why)
+                            }
+                        });
+                        let _ = out.try_send(Frame::SnapshotTaken { result });
+                    }
+                    .into_actor(self),
+                );
+            }
             Ok(Frame::RemoveMember(member)) => {
                 let node = self.node.clone();
                 let out = self.out.clone();
@@ -307,6 +328,8 @@ fn frame_name(frame: &Frame) -> &'static str {
         Frame::Join(_) => "Join",
         Frame::Joined { .. } => "Joined",
         Frame::RemoveMember(_) => "RemoveMember",
+        Frame::TakeSnapshot => "TakeSnapshot",
+        Frame::SnapshotTaken { .. } => "SnapshotTaken",
         Frame::MemberRemoved { .. } => "MemberRemoved",
     }
 }
