@@ -2,15 +2,24 @@
 //! and a faulty network (loss, duplication, delay and reordering, partitions,
 //! crashes), driven by one seeded event queue and simulated time. The same
 //! seed replays the same run exactly.
+//!
+//! Besides closed-loop Counter clients, a run may have session clients
+//! ([`SessionWorkload`]): they open a session, keep it alive, and take turns
+//! on a Lock and a Semaphore; a test crashes or cuts off some of them so
+//! their sessions expire in the replicated order. [`Sim::replicated_order`]
+//! replays the decided log command by command, for checks on that order.
 
 use crate::config::{ConfigHistory, Member};
 use crate::leader::{LeaderConfig, NotAccepted};
-use crate::message::{Command, Effects, PeerMsg, Role};
+use crate::message::{
+    Batch, Command, Decision, Effects, PeerMsg, Role, OPEN_SESSION_METHOD, SESSION_EXPIRED_KIND,
+};
 use crate::replica::ReplicaTrace;
-use crate::{Acceptor, Leader, NodeId, Replica};
-use concoord_objects::{encode_args, ClientId, CommandId, Reply};
+use crate::{Acceptor, Leader, NodeId, Replica, Slot};
+use concoord_objects::{encode_args, ClientId, CommandId, Limits, Reply, Types, INIT_METHOD};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::sync::Arc;
 
 /// A seeded xorshift64* generator: the only randomness in a simulation.
 #[derive(Clone, Debug)]
@@ -57,6 +66,31 @@ pub struct SimConfig {
     pub delay_max_ms: u64,
     pub client_timeout_ms: u64,
     pub leader: LeaderConfig,
+    /// Session clients, after the `clients` Counter clients.
+    pub sessions: Option<SessionWorkload>,
+}
+
+/// The Lock session clients take turns on.
+pub const SESSION_LOCK: &str = "lock";
+/// The Semaphore session clients take permits of.
+pub const SESSION_SEMAPHORE: &str = "sem";
+/// The shortest session TTL a simulated group accepts: simulated time is
+/// cheap only while runs are short, so sessions there live for under a second.
+pub const SIM_SESSION_TTL_MIN_MS: u64 = 100;
+
+/// Clients that open a session and use a Lock ([`SESSION_LOCK`]) and a
+/// Semaphore ([`SESSION_SEMAPHORE`]) as an application would: acquire
+/// (fenced), hold a while, release, `rounds` times; then they stop talking,
+/// so their sessions end by expiry too.
+#[derive(Clone, Debug)]
+pub struct SessionWorkload {
+    pub clients: usize,
+    pub ttl_ms: u64,
+    pub rounds: u64,
+    /// A holder releases after a random time up to this.
+    pub hold_ms_max: u64,
+    /// The Semaphore's permits (the first session client creates it so).
+    pub permits: u64,
 }
 
 impl Default for SimConfig {
@@ -75,6 +109,7 @@ impl Default for SimConfig {
             delay_max_ms: 6,
             client_timeout_ms: 400,
             leader: LeaderConfig::default(),
+            sessions: None,
         }
     }
 }
@@ -114,12 +149,25 @@ enum Event {
     },
     NodeTick(usize),
     ClientTick(usize),
+    /// A session client's keep-alive.
+    KeepAlive {
+        client: usize,
+        node: usize,
+    },
+    /// Where a keep-alive's receiver says the leader is (`None`: try
+    /// another node, as after a refused connection).
+    Hint {
+        client: usize,
+        to: Option<usize>,
+    },
 }
 
 #[derive(Clone, Debug)]
 enum Answer {
     Reply(Reply),
     Redirect(Option<NodeId>),
+    /// The call waits in an object's queue (only session clients' calls do).
+    Parked,
 }
 
 /// One simulated node: the three roles and the client connections waiting for replies.
@@ -135,6 +183,10 @@ pub struct SimNode {
 /// One simulated closed-loop client: one command outstanding at a time.
 #[derive(Debug)]
 pub struct SimClient {
+    /// A session client's state; `None` for a Counter client.
+    pub session: Option<SessionClient>,
+    /// Stopped for good ([`Sim::crash_client`]).
+    pub crashed: bool,
     pub id: ClientId,
     pub acked: u64,
     /// Acknowledged calls of the configured (writing) method.
@@ -143,9 +195,68 @@ pub struct SimClient {
     pub ops: u64,
     /// Only ever talks to this node (to observe a minority side).
     pub pinned: Option<usize>,
-    target: usize,
+    /// The node it sends to.
+    pub target: usize,
     outstanding: Option<Outstanding>,
     pub resends: u64,
+}
+
+impl SimClient {
+    /// Done with its work: a Counter client all its operations answered, a
+    /// session client its rounds done or its session gone, or it crashed.
+    pub fn finished(&self) -> bool {
+        if self.crashed {
+            return true;
+        }
+        match &self.session {
+            Some(s) => matches!(s.phase, SessionPhase::Done | SessionPhase::Expired),
+            None => self.acked == self.ops,
+        }
+    }
+
+    /// What a session client believes it holds.
+    pub fn holding(&self) -> Option<&str> {
+        match &self.session.as_ref()?.phase {
+            SessionPhase::Holding { object, .. } => Some(object),
+            _ => None,
+        }
+    }
+}
+
+/// A session client's view of its session.
+#[derive(Clone, Debug)]
+pub struct SessionClient {
+    pub phase: SessionPhase,
+    pub rounds_left: u64,
+    /// Every grant it was answered: (object, token).
+    pub grants: Vec<(String, u64)>,
+    /// Answers no correct group gives this workload.
+    pub unexpected: Vec<String>,
+    /// When it last sent anything: keep-alives go out a third of a TTL after.
+    last_sent_ms: u64,
+}
+
+/// Where a session client is in its work.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SessionPhase {
+    /// The first session client creates the Semaphore with its permits
+    /// (outside any session, so no expiry can leave it uncreated).
+    CreatingSemaphore,
+    /// `concoord_open_session` not answered yet.
+    Opening,
+    /// Between rounds.
+    Idle,
+    Acquiring(String),
+    Holding {
+        object: String,
+        token: u64,
+        until_ms: u64,
+    },
+    Releasing(String),
+    /// Its rounds are done: it falls silent and its session expires.
+    Done,
+    /// The group answered SessionExpired.
+    Expired,
 }
 
 #[derive(Debug, Clone)]
@@ -153,8 +264,13 @@ struct Outstanding {
     id: CommandId,
     target: concoord_objects::Target,
     method: String,
-    /// Index of this operation in [`Sim::ops`].
-    op: usize,
+    args: Vec<u8>,
+    /// Index of this operation in [`Sim::ops`] (Counter clients only).
+    op: Option<usize>,
+    /// The group said it waits: it stays with that node, as the real
+    /// client stays on its connection, until told to go elsewhere. (It still
+    /// resends there: the wake-up may be lost on this network, not on TCP.)
+    parked: bool,
     first_sent_ms: u64,
     last_sent_ms: u64,
 }
@@ -195,30 +311,82 @@ pub struct Sim {
     pub net: NetFaults,
     pub deliveries: Vec<Delivery>,
     pub events_processed: u64,
-    /// Every operation clients issued, in invocation order.
+    /// Every operation Counter clients issued, in invocation order.
     pub ops: Vec<SimOp>,
+    /// Every decision seen on the network, by slot: the log replicas execute.
+    decided: BTreeMap<Slot, Batch>,
+    /// Slots seen decided with two different batches.
+    decided_conflicts: Vec<Slot>,
+    /// The first session client created the Semaphore.
+    semaphore_ready: bool,
+}
+
+/// One command of the replicated order, as [`Sim::replicated_order`] executed it.
+#[derive(Clone, Debug)]
+pub struct Executed {
+    pub slot: Slot,
+    pub command: Command,
+    /// Every answer executing it gave, in order: its own reply (unless it
+    /// parked) and the wake-ups it caused (grants handed on, expired waits).
+    pub replies: Vec<(CommandId, Reply)>,
+    /// `(name, type, state)` of every named object right after it.
+    pub named: Vec<(String, String, Vec<u8>)>,
 }
 
 fn node_id(index: usize) -> NodeId {
     index as NodeId + 1
 }
 
+/// The node id of the replica [`Sim::replicated_order`] replays on (no member).
+const OBSERVER: NodeId = 0;
+
+fn members(nodes: usize) -> Vec<Member> {
+    (0..nodes)
+        .map(|i| Member {
+            id: node_id(i),
+            addr: format!("sim-{i}"),
+        })
+        .collect()
+}
+
+/// Where a session client's call on `object` goes ("" is the session's own
+/// call, on the default object).
+fn session_target(object: &str) -> concoord_objects::Target {
+    match object {
+        "" => concoord_objects::Target::default(),
+        SESSION_LOCK => concoord_objects::Target::named(object, "Lock"),
+        _ => concoord_objects::Target::named(object, "Semaphore"),
+    }
+}
+
+/// A replica as every simulated node starts, at node id `me`.
+fn fresh_replica(config: &SimConfig, me: NodeId, configs: ConfigHistory) -> Replica {
+    let object =
+        concoord_objects::builtin(&config.object).expect("the simulated object is a built-in");
+    let replica = Replica::founding(me, object, configs);
+    if config.sessions.is_none() {
+        return replica;
+    }
+    let limits = Limits {
+        session_ttl_min_ms: SIM_SESSION_TTL_MIN_MS,
+        ..Limits::default()
+    };
+    replica.with_types(Arc::new(Types::builtins()), limits)
+}
+
+fn decode_reply(reply: &[u8]) -> rmpv::Value {
+    rmpv::decode::read_value(&mut &reply[..]).unwrap_or(rmpv::Value::Nil)
+}
+
 impl Sim {
     /// A founded group of `config.nodes` members and its clients, all idle at time 0.
     pub fn new(config: SimConfig) -> Self {
-        let members: Vec<Member> = (0..config.nodes)
-            .map(|i| Member {
-                id: node_id(i),
-                addr: format!("sim-{i}"),
-            })
-            .collect();
+        let members = members(config.nodes);
         let mut rng = SimRng::new(config.seed);
         let nodes = (0..config.nodes)
             .map(|i| {
                 let configs = ConfigHistory::genesis(members.clone());
-                let object = concoord_objects::builtin(&config.object)
-                    .expect("the simulated object is a built-in");
-                let mut replica = Replica::founding(node_id(i), object, configs.clone());
+                let mut replica = fresh_replica(&config, node_id(i), configs.clone());
                 replica.trace = Some(ReplicaTrace::default());
                 SimNode {
                     id: node_id(i),
@@ -230,8 +398,25 @@ impl Sim {
                 }
             })
             .collect();
-        let clients = (0..config.clients)
+        let session_clients = config.sessions.as_ref().map_or(0, |s| s.clients);
+        let clients = (0..config.clients + session_clients)
             .map(|i| SimClient {
+                session: config
+                    .sessions
+                    .as_ref()
+                    .filter(|_| i >= config.clients)
+                    .map(|s| SessionClient {
+                        phase: if i == config.clients {
+                            SessionPhase::CreatingSemaphore
+                        } else {
+                            SessionPhase::Opening
+                        },
+                        rounds_left: s.rounds,
+                        grants: Vec::new(),
+                        unexpected: Vec::new(),
+                        last_sent_ms: 0,
+                    }),
+                crashed: false,
                 id: 0x1000 + i as u64,
                 acked: 0,
                 acked_writes: 0,
@@ -256,6 +441,9 @@ impl Sim {
             deliveries: Vec::new(),
             events_processed: 0,
             ops: Vec::new(),
+            decided: BTreeMap::new(),
+            decided_conflicts: Vec::new(),
+            semaphore_ready: false,
         };
         for i in 0..sim.nodes.len() {
             let offset = sim.rng.below(sim.config.tick_ms);
@@ -334,7 +522,7 @@ impl Sim {
     }
 
     pub fn all_done(&self) -> bool {
-        self.clients.iter().all(|c| c.acked == c.ops)
+        self.clients.iter().all(SimClient::finished)
     }
 
     fn dispatch(&mut self, event: Event) {
@@ -350,7 +538,11 @@ impl Sim {
                 self.schedule(t, Event::NodeTick(i));
             }
             Event::ClientTick(c) => {
-                self.client_tick(c);
+                match &self.clients[c] {
+                    client if client.crashed => {}
+                    client if client.session.is_some() => self.session_tick(c),
+                    _ => self.client_tick(c),
+                }
                 let t = self.config.tick_ms;
                 self.schedule(t, Event::ClientTick(c));
             }
@@ -358,6 +550,7 @@ impl Sim {
                 if !self.nodes[to].alive {
                     return;
                 }
+                self.record_decisions(&msg);
                 let from_id = node_id(from);
                 let mut fx = Effects::default();
                 let node = &mut self.nodes[to];
@@ -409,7 +602,65 @@ impl Sim {
                 node,
                 id,
                 answer,
-            } => self.client_response(client, node, id, answer),
+            } => {
+                if !self.clients[client].crashed {
+                    self.client_response(client, node, id, answer)
+                }
+            }
+            Event::KeepAlive { client, node } => self.on_keep_alive(client, node),
+            Event::Hint { client, to } => {
+                let c = &mut self.clients[client];
+                if !c.crashed && c.pinned.is_none() {
+                    c.target = to.unwrap_or((c.target + 1) % self.nodes.len());
+                    // A new connection: the real client resends parked calls on it.
+                    if let Some(o) = c.outstanding.as_mut().filter(|o| o.parked) {
+                        o.parked = false;
+                        self.send_outstanding(client);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A keep-alive reaches `node`: its active leader notes the session is
+    /// alive; any other node tells where the leader is, and a crashed one
+    /// refuses the connection (the client tries another).
+    fn on_keep_alive(&mut self, client: usize, node: usize) {
+        let to = if !self.nodes[node].alive {
+            None
+        } else if self.nodes[node].leader.is_active() {
+            let id = self.clients[client].id;
+            self.nodes[node].leader.touch(id);
+            return;
+        } else {
+            let hint = self.nodes[node].leader.leader_hint();
+            match hint.and_then(|h| self.nodes.iter().position(|n| n.id == h)) {
+                Some(to) => Some(to),
+                None => return,
+            }
+        };
+        self.transmit(Endpoint::Node(node), Endpoint::Client(client), || {
+            Event::Hint { client, to }
+        });
+    }
+
+    /// Keeps every decided batch seen, so the order can be replayed later.
+    fn record_decisions(&mut self, msg: &PeerMsg) {
+        let mut record = |slot: Slot, batch: &Batch| match self.decided.get(&slot) {
+            Some(known) if known != batch => self.decided_conflicts.push(slot),
+            Some(_) => {}
+            None => {
+                self.decided.insert(slot, batch.clone());
+            }
+        };
+        match msg {
+            PeerMsg::Decision(d) => record(d.slot, &d.batch),
+            PeerMsg::CatchUp(c) => {
+                for (slot, batch) in &c.decisions {
+                    record(*slot, batch);
+                }
+            }
+            _ => {}
         }
     }
 
@@ -425,6 +676,25 @@ impl Sim {
                     msg: msg.clone(),
                 }
             });
+        }
+        // Only session clients' calls park; nothing changes for other runs.
+        for id in &fx.parked {
+            let id = *id;
+            let waiting: Vec<usize> = self.nodes[node]
+                .connections
+                .get(&id)
+                .map(|w| w.iter().copied().collect())
+                .unwrap_or_default();
+            for client in waiting {
+                self.transmit(Endpoint::Node(node), Endpoint::Client(client), || {
+                    Event::Response {
+                        client,
+                        node,
+                        id,
+                        answer: Answer::Parked,
+                    }
+                });
+            }
         }
         for (id, reply) in fx.replies {
             if let Some(waiting) = self.nodes[node].connections.remove(&id) {
@@ -484,7 +754,9 @@ impl Sim {
                     id,
                     target,
                     method,
-                    op: self.ops.len() - 1,
+                    args: encode_args::<i64>(&[]),
+                    op: Some(self.ops.len() - 1),
+                    parked: false,
                     first_sent_ms: now,
                     last_sent_ms: now,
                 });
@@ -501,6 +773,142 @@ impl Sim {
         }
     }
 
+    /// A session client's turn: resend what is unanswered, else start its
+    /// next call; and keep its session alive while it has one.
+    fn session_tick(&mut self, c: usize) {
+        let now = self.now_ms;
+        let timeout = self.config.client_timeout_ms;
+        let workload = self
+            .config
+            .sessions
+            .clone()
+            .expect("session clients have a workload");
+        let nodes = self.nodes.len();
+        let client = &mut self.clients[c];
+        let mut next = None;
+        if let Some(o) = &client.outstanding {
+            if now >= o.last_sent_ms + timeout {
+                client.resends += 1;
+                if !o.parked && client.pinned.is_none() {
+                    client.target = (client.target + 1) % nodes;
+                }
+                self.send_outstanding(c);
+            }
+        } else {
+            let s = client.session.as_mut().expect("a session client");
+            next = match s.phase.clone() {
+                SessionPhase::CreatingSemaphore => Some((
+                    SESSION_SEMAPHORE.to_string(),
+                    INIT_METHOD,
+                    encode_args(&[workload.permits]),
+                )),
+                SessionPhase::Opening => Some((
+                    String::new(),
+                    OPEN_SESSION_METHOD,
+                    encode_args(&[workload.ttl_ms]),
+                )),
+                SessionPhase::Idle if s.rounds_left == 0 => {
+                    s.phase = SessionPhase::Done;
+                    None
+                }
+                // The others wait until the Semaphore exists with its permits.
+                SessionPhase::Idle if self.semaphore_ready => {
+                    let object = if self.rng.chance(50) {
+                        SESSION_LOCK
+                    } else {
+                        SESSION_SEMAPHORE
+                    };
+                    s.phase = SessionPhase::Acquiring(object.to_string());
+                    Some((
+                        object.to_string(),
+                        "acquire_fenced",
+                        encode_args::<u64>(&[]),
+                    ))
+                }
+                SessionPhase::Holding {
+                    object, until_ms, ..
+                } if now >= until_ms => {
+                    s.phase = SessionPhase::Releasing(object.clone());
+                    Some((object, "release", encode_args::<u64>(&[])))
+                }
+                _ => None,
+            };
+        }
+        if let Some((object, method, args)) = next {
+            self.issue(c, session_target(&object), method, args);
+        }
+        let client = &mut self.clients[c];
+        let s = client.session.as_mut().expect("a session client");
+        let has_session = !matches!(
+            s.phase,
+            SessionPhase::CreatingSemaphore
+                | SessionPhase::Opening
+                | SessionPhase::Done
+                | SessionPhase::Expired
+        );
+        // As the real client: a keep-alive when nothing went out for a third of the TTL.
+        if has_session && now >= s.last_sent_ms + workload.ttl_ms / 3 {
+            s.last_sent_ms = now;
+            let node = client.target;
+            self.transmit(Endpoint::Client(c), Endpoint::Node(node), || {
+                Event::KeepAlive { client: c, node }
+            });
+        }
+    }
+
+    /// Sends a session client's next call.
+    fn issue(&mut self, c: usize, target: concoord_objects::Target, method: &str, args: Vec<u8>) {
+        let now = self.now_ms;
+        let client = &mut self.clients[c];
+        client.issued += 1;
+        client.outstanding = Some(Outstanding {
+            id: CommandId::new(client.id, client.issued),
+            target,
+            method: method.to_string(),
+            args,
+            op: None,
+            parked: false,
+            first_sent_ms: now,
+            last_sent_ms: now,
+        });
+        self.send_outstanding(c);
+    }
+
+    /// A session client's call was answered: its next phase.
+    fn session_answered(&mut self, c: usize, reply: &Reply) {
+        let now = self.now_ms;
+        let hold_ms_max = self.config.sessions.as_ref().map_or(0, |w| w.hold_ms_max);
+        let s = self.clients[c].session.as_mut().expect("a session client");
+        let value = reply.as_ref().ok().map(|bytes| decode_reply(bytes));
+        let expired = matches!(reply, Err(e) if e.kind == SESSION_EXPIRED_KIND);
+        s.phase = match (s.phase.clone(), value) {
+            (_, None) if expired => SessionPhase::Expired,
+            (SessionPhase::CreatingSemaphore, Some(_)) => {
+                self.semaphore_ready = true;
+                SessionPhase::Opening
+            }
+            (SessionPhase::Opening, Some(_)) => SessionPhase::Idle,
+            (SessionPhase::Acquiring(object), Some(v)) if v.as_u64().is_some() => {
+                let token = v.as_u64().expect("matched above");
+                s.grants.push((object.clone(), token));
+                SessionPhase::Holding {
+                    object,
+                    token,
+                    until_ms: now + self.rng.below(hold_ms_max + 1),
+                }
+            }
+            (SessionPhase::Releasing(_), Some(_)) => {
+                s.rounds_left -= 1;
+                SessionPhase::Idle
+            }
+            (phase, _) => {
+                s.unexpected
+                    .push(format!("{phase:?} was answered {reply:?}"));
+                SessionPhase::Done
+            }
+        };
+    }
+
     fn send_outstanding(&mut self, c: usize) {
         let now = self.now_ms;
         let client = &mut self.clients[c];
@@ -512,9 +920,12 @@ impl Sim {
             id: o.id,
             target: o.target.clone(),
             method: o.method.clone(),
-            args: encode_args::<i64>(&[]),
+            args: o.args.clone(),
             ack_below: o.id.seq,
         };
+        if let Some(s) = &mut client.session {
+            s.last_sent_ms = now;
+        }
         let node = client.target;
         self.transmit(Endpoint::Client(c), Endpoint::Node(node), || {
             Event::Request {
@@ -538,11 +949,20 @@ impl Sim {
         match answer {
             Answer::Reply(reply) => {
                 client.acked += 1;
-                if o.method == self.config.method {
+                if client.session.is_none() && o.method == self.config.method {
                     client.acked_writes += 1;
                 }
                 client.outstanding = None;
-                self.ops[o.op].completed = Some((now, reply.clone()));
+                if let Some(op) = o.op {
+                    self.ops[op].completed = Some((now, reply.clone()));
+                }
+                if self.clients[c].session.is_some() {
+                    // The answer came over a connection that works: stay on it.
+                    if self.clients[c].pinned.is_none() {
+                        self.clients[c].target = node;
+                    }
+                    self.session_answered(c, &reply);
+                }
                 self.deliveries.push(Delivery {
                     at_ms: now,
                     client: c,
@@ -551,6 +971,11 @@ impl Sim {
                     first_sent_ms: o.first_sent_ms,
                     reply,
                 });
+            }
+            Answer::Parked => {
+                if let Some(o) = client.outstanding.as_mut() {
+                    o.parked = true;
+                }
             }
             Answer::Redirect(hint) => {
                 if client.pinned.is_some() {
@@ -581,7 +1006,155 @@ impl Sim {
         taken
     }
 
+    /// The decided log seen so far, replayed command by command on an
+    /// observer replica up to the slot live replicas executed: each command
+    /// with what it answered and the named objects' states after it. Noops
+    /// are left out. Fails if a slot was seen decided twice differently or
+    /// not at all, if a batch's commands answer differently alone than
+    /// together, or if the observer ends in another state than a live
+    /// replica that executed as far.
+    pub fn replicated_order(&self) -> Result<Vec<Executed>, String> {
+        if let Some(slot) = self.decided_conflicts.first() {
+            return Err(format!(
+                "slot {slot} was decided with two different batches"
+            ));
+        }
+        let upto = (0..self.nodes.len())
+            .filter(|i| self.nodes[*i].alive)
+            .map(|i| self.nodes[i].replica.executed())
+            .max()
+            .unwrap_or(0);
+        let mut base = fresh_replica(
+            &self.config,
+            OBSERVER,
+            ConfigHistory::genesis(members(self.nodes.len())),
+        );
+        let mut order = Vec::new();
+        for slot in 0..upto {
+            let batch = self.decided.get(&slot).ok_or_else(|| {
+                format!("slot {slot} was executed but its decision was never seen")
+            })?;
+            if batch.iter().all(|c| *c == Command::Noop) {
+                base.on_decision(
+                    Decision {
+                        slot,
+                        batch: batch.clone(),
+                    },
+                    &mut Effects::default(),
+                );
+                continue;
+            }
+            // Each command's own effects: run the batch's prefixes on copies,
+            // the whole batch on the observer itself.
+            let mut before: Vec<(CommandId, Reply)> = Vec::new();
+            for k in 1..=batch.len() {
+                let mut fx = Effects::default();
+                let after = if k == batch.len() {
+                    base.on_decision(
+                        Decision {
+                            slot,
+                            batch: batch.clone(),
+                        },
+                        &mut fx,
+                    );
+                    base.snapshot()
+                } else {
+                    let mut copy = self.copy_replica(&base)?;
+                    let prefix = Arc::new(batch[..k].to_vec());
+                    copy.on_decision(
+                        Decision {
+                            slot,
+                            batch: prefix,
+                        },
+                        &mut fx,
+                    );
+                    copy.snapshot()
+                };
+                if !fx.replies.starts_with(&before) {
+                    return Err(format!(
+                        "slot {slot}: its first {} command(s) answer differently alone than with the next",
+                        k - 1
+                    ));
+                }
+                let command = batch[k - 1].clone();
+                if command != Command::Noop {
+                    order.push(Executed {
+                        slot,
+                        command,
+                        replies: fx.replies[before.len()..].to_vec(),
+                        named: after
+                            .store
+                            .named
+                            .into_iter()
+                            .map(|(name, type_name, state)| (name, type_name, state.0))
+                            .collect(),
+                    });
+                }
+                before = fx.replies;
+            }
+        }
+        if base.executed() != upto {
+            return Err(format!(
+                "the observer executed to slot {}, not {upto}",
+                base.executed()
+            ));
+        }
+        let mine = base.snapshot();
+        for (i, node) in self.nodes.iter().enumerate() {
+            if !node.alive || node.replica.executed() != upto {
+                continue;
+            }
+            let theirs = node.replica.snapshot();
+            let same = mine.object_state == theirs.object_state
+                && mine.store == theirs.store
+                && mine.clients == theirs.clients
+                && mine.sessions == theirs.sessions
+                && mine.expired == theirs.expired;
+            if !same {
+                return Err(format!(
+                    "the order replayed to slot {upto} ends in another state than node {i}'s"
+                ));
+            }
+        }
+        Ok(order)
+    }
+
+    /// A copy of `of` made the way a lagging replica catches up: by snapshot.
+    fn copy_replica(&self, of: &Replica) -> Result<Replica, String> {
+        let object = concoord_objects::builtin(&self.config.object)
+            .expect("the simulated object is a built-in");
+        let limits = of.snapshot().store.limits;
+        let mut copy = Replica::joining(OBSERVER, object, Vec::new())
+            .with_types(Arc::new(Types::builtins()), limits);
+        let mut fx = Effects::default();
+        copy.handle(
+            OBSERVER,
+            PeerMsg::Snapshot(Box::new(of.snapshot())),
+            &mut fx,
+        );
+        if !copy.has_state() || copy.executed() != of.executed() {
+            return Err(format!(
+                "a snapshot at slot {} did not install on a fresh replica",
+                of.executed()
+            ));
+        }
+        Ok(copy)
+    }
+
     // ----- faults -----
+
+    /// Stops a client for good, whatever it was doing: it never sends again,
+    /// so its session is left to expire.
+    pub fn crash_client(&mut self, c: usize) {
+        self.clients[c].crashed = true;
+    }
+
+    /// Cuts a client off from every node until [`Sim::heal`].
+    pub fn isolate_client(&mut self, c: usize) {
+        for n in 0..self.nodes.len() {
+            self.block(Endpoint::Client(c), Endpoint::Node(n));
+        }
+    }
 
     /// The node that is the active leader with the highest ballot, if any.
     pub fn leader(&self) -> Option<usize> {

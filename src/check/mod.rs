@@ -1,7 +1,8 @@
 //! Checkers for recorded [histories](crate::history): linearizability of a
 //! single replicated object against a sequential [`Model`]
-//! ([`linearizability`]), and mutual exclusion of Lock / RLock / Semaphore
-//! histories ([`mutex`]).
+//! ([`linearizability`]), mutual exclusion of Lock / RLock / Semaphore
+//! histories ([`mutex`]), and exact checks of a replicated order of grants,
+//! releases and session ends ([`order`]).
 //!
 //! ```
 //! use concoord::check::{self, linearizability::Counter};
@@ -17,6 +18,7 @@
 
 pub mod linearizability;
 pub mod mutex;
+pub mod order;
 
 pub use linearizability::{
     check as check_linearizable, check_object, check_operations, CheckResult, Illegal, Model,

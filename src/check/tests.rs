@@ -2,6 +2,7 @@
 
 mod lin;
 mod mutex;
+mod order;
 mod random;
 
 use crate::history::{value, Operation, Time};
