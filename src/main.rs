@@ -3,7 +3,7 @@
 mod admin_cmd;
 
 use clap::{Parser, Subcommand};
-use concoord::client::fetch_status;
+use concoord::client::{fetch_status, SessionState};
 use concoord::json::{encode_args, parse_each, parse_json_args, result_to_json};
 use concoord::objects::Target;
 use concoord::{BlockingClient, ClientError, ClientOptions};
@@ -408,6 +408,21 @@ fn run_shell(args: ShellArgs) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(format!("-r: {}", e.message())),
     };
+    // Say at once, on stderr, when the group ends or refuses the session:
+    // whatever the shell held is gone, whether or not a command is typed.
+    let mut session = client.client().session();
+    client.runtime().spawn(async move {
+        while session.changed().await.is_ok() {
+            let event = match &*session.borrow() {
+                SessionState::Expired => serde_json::json!({"event": {"kind": "SessionExpired",
+                    "message": "the group ended this shell's session: its locks and permits are released"}}),
+                SessionState::Refused(why) => serde_json::json!({"event": {"kind": "SessionRefused",
+                    "message": why}}),
+                _ => continue,
+            };
+            eprintln!("{event}");
+        }
+    });
     let stdin = std::io::stdin();
     let mut stdout = std::io::stdout();
     for line in stdin.lock().lines() {

@@ -23,7 +23,7 @@ impl Drop for Reaped {
 }
 
 /// Reads a child's stdout lines on a thread, so a test can wait with a timeout.
-fn line_reader(stdout: std::process::ChildStdout) -> mpsc::Receiver<String> {
+fn line_reader(stdout: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
@@ -137,15 +137,17 @@ impl Group {
                 .args(extra)
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
-                .stderr(Stdio::null())
+                .stderr(Stdio::piped())
                 .spawn()
                 .expect("start concoord shell"),
         );
         let stdin = child.0.stdin.take().expect("piped stdin");
         let lines = line_reader(child.0.stdout.take().expect("piped stdout"));
+        let events = line_reader(child.0.stderr.take().expect("piped stderr"));
         Shell {
             stdin,
             lines,
+            events,
             child,
         }
     }
@@ -163,6 +165,8 @@ impl Group {
 struct Shell {
     stdin: ChildStdin,
     lines: mpsc::Receiver<String>,
+    /// What it says on stderr (session events).
+    events: mpsc::Receiver<String>,
     child: Reaped,
 }
 
@@ -178,6 +182,21 @@ impl Shell {
             .recv_timeout(PATIENCE)
             .unwrap_or_else(|_| panic!("no reply to {what:?}"));
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("{what}: {line:?} is not JSON: {e}"))
+    }
+
+    /// The next session event the shell reports on stderr (log lines skipped).
+    fn event(&mut self, what: &str) -> Value {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self
+                .events
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("the shell never reported {what}"));
+            if let Ok(event) = serde_json::from_str::<Value>(&line) {
+                return event["event"].clone();
+            }
+        }
     }
 
     /// Sends one line and returns its reply.
@@ -438,6 +457,10 @@ fn a_paused_holder_is_fenced_off_and_told_its_session_expired() {
         Value::Null
     );
     signal(&holder, libc::SIGCONT);
+    // Resumed, the holder is told at once (its keep-alive is answered so),
+    // before it makes any call.
+    let event = holder.event("its session's end, without a call");
+    assert_eq!(event["kind"], "SessionExpired", "{event}");
     // What the paused holder would still write with its old token is refused.
     other.error(
         &format!("@row set_fenced {old} \"stale\""),
@@ -519,6 +542,15 @@ fn a_session_ttl_outside_the_bounds_is_refused() {
         Some(2),
         "a negative TTL is a usage error"
     );
+    // Above the group's maximum (300 s by default): the session is refused,
+    // the shell says so, and the call it came with never runs.
+    let mut greedy = group.shell_with(&["--session-ttl", "3600"]);
+    greedy.error("acquire", "Refused", None);
+    let event = greedy.event("the refused session");
+    assert_eq!(event["kind"], "SessionRefused", "{event}");
+    greedy.error("acquire", "Refused", None);
+    let mut other = group.shell();
+    assert_eq!(other.call("locked"), json!(false), "nothing was acquired");
 }
 
 /// Ephemeral membership: three clients register, one is killed, and the

@@ -3,7 +3,7 @@
 //! disconnect, cancels a parked call at its deadline, and gives up only at
 //! the caller's deadline.
 
-use crate::{ClientError, ClientOptions};
+use crate::{ClientError, ClientOptions, SessionState};
 use concoord_objects::{ClientId, CommandId, Reply, Target};
 use concoord_proto::wire::{Frame, FrameCodec, HelloRole, StatusInfo, PROTOCOL_VERSION};
 use futures::{FutureExt, SinkExt, StreamExt};
@@ -63,6 +63,9 @@ pub(crate) struct Core {
     /// When the last frame went out: an idle session sends a keep-alive
     /// every third of its TTL.
     pub(crate) last_write: Instant,
+    /// The command number of the session's opening call.
+    pub(crate) session_seq: Option<u64>,
+    pub(crate) session: tokio::sync::watch::Sender<SessionState>,
 }
 
 const TICK: Duration = Duration::from_millis(50);
@@ -74,6 +77,10 @@ impl Core {
         let mut last_progress = Instant::now();
         // The last frame in or out: spinning goes on for `options.spin` after it.
         let mut last_traffic = Instant::now();
+        // The last frame received: with a session, the leader answers every
+        // keep-alive, so a connection silent for half a TTL is dead even if
+        // TCP has not noticed (a partition rather than a crash).
+        let mut last_heard = Instant::now();
         loop {
             let has_work = !self.pending.is_empty()
                 || !self.status_waiters.is_empty()
@@ -83,6 +90,7 @@ impl Core {
                     Ok(c) => {
                         conn = Some(c);
                         last_progress = Instant::now();
+                        last_heard = last_progress;
                         // A new connection may reach a new leader: say at once
                         // that the session lives (it finds the leader if not).
                         if let Some(ttl) = self.options.session_ttl {
@@ -163,6 +171,7 @@ impl Core {
                             Some(Ok(frame)) => {
                                 last_progress = Instant::now();
                                 last_traffic = last_progress;
+                                last_heard = last_progress;
                                 if let Some(redirect_to) = self.on_frame(frame) {
                                     self.preferred = redirect_to;
                                     conn = None;
@@ -185,6 +194,14 @@ impl Core {
                 },
                 _ = ticker.tick() => {
                     self.expire();
+                    if let (Some(ttl), Some((_, _, addr))) = (self.session_alive_ttl(), &conn) {
+                        if last_heard.elapsed() >= ttl / 2 {
+                            log::debug!("client: nothing from {addr} for half a session TTL; trying another replica");
+                            conn = None;
+                            self.preferred = None;
+                            continue;
+                        }
+                    }
                     let stale = self.pending.values().any(|p| {
                         !p.parked
                             && p.last_sent.is_some_and(|t| t.elapsed() >= self.options.resend_after)
@@ -202,12 +219,32 @@ impl Core {
         }
     }
 
+    /// The TTL of a session the group may still hold (opening or open).
+    fn session_alive_ttl(&self) -> Option<Duration> {
+        let alive = matches!(
+            *self.session.borrow(),
+            SessionState::Opening | SessionState::Open
+        );
+        self.options.session_ttl.filter(|_| alive)
+    }
+
     /// Whether an open session needs a keep-alive now.
     fn keep_alive_due(&self) -> bool {
-        match self.options.session_ttl {
-            Some(ttl) if self.session_requested => self.last_write.elapsed() >= ttl / 3,
-            _ => false,
+        match self.session_alive_ttl() {
+            Some(ttl) => self.last_write.elapsed() >= ttl / 3,
+            None => false,
         }
+    }
+
+    fn set_session(&self, state: SessionState) {
+        self.session.send_if_modified(|now| {
+            // An ended session stays ended.
+            let changed = *now != state && *now != SessionState::Expired;
+            if changed {
+                *now = state;
+            }
+            changed
+        });
     }
 
     /// Queues `concoord_open_session(ttl_ms)` ahead of the first call.
@@ -216,10 +253,11 @@ impl Core {
             return;
         };
         self.session_requested = true;
+        self.session_seq = Some(self.next_seq);
+        self.set_session(SessionState::Opening);
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
         let args = crate::encode_positional(&(ttl_ms,)).expect("an integer encodes");
-        // Nobody waits for its reply: a refused TTL shows in the calls' errors
-        // only as far as the group reports it (see the log).
+        // Nobody waits for its reply: `on_frame` reads it into the session state.
         let (done, _) = oneshot::channel();
         self.queue(Op::Call {
             target: Target::default(),
@@ -232,10 +270,23 @@ impl Core {
     }
 
     fn take(&mut self, op: Op) {
-        if !self.session_requested && matches!(op, Op::Call { .. }) {
-            self.open_session();
+        let refused = match &*self.session.borrow() {
+            SessionState::Refused(why) => Some(why.clone()),
+            _ => None,
+        };
+        match (op, refused) {
+            (Op::Call { done, .. }, Some(why)) => {
+                let _ = done.send(Err(ClientError::Refused(format!(
+                    "the group refused this client's session: {why}"
+                ))));
+            }
+            (op, _) => {
+                if !self.session_requested && matches!(op, Op::Call { .. }) {
+                    self.open_session();
+                }
+                self.queue(op);
+            }
         }
-        self.queue(op);
     }
 
     fn queue(&mut self, op: Op) {
@@ -279,7 +330,14 @@ impl Core {
         let ack_below = self.ack_below();
         let mut wrote = false;
         let now = Instant::now();
-        for seq in std::mem::take(&mut self.unsent) {
+        // Until the group has answered the session's opening call, nothing
+        // else goes: a call must not run under a session the group refuses.
+        let opening = *self.session.borrow() == SessionState::Opening;
+        let (held, unsent): (Vec<u64>, Vec<u64>) = std::mem::take(&mut self.unsent)
+            .into_iter()
+            .partition(|seq| opening && Some(*seq) != self.session_seq);
+        self.unsent = held;
+        for seq in unsent {
             let Some(p) = self.pending.get_mut(&seq) else {
                 continue;
             };
@@ -318,10 +376,15 @@ impl Core {
         match frame {
             Frame::Reply { id, reply } => {
                 if id.client == self.id {
+                    self.learn_session(id.seq, &reply);
                     if let Some(p) = self.pending.remove(&id.seq) {
                         let _ = p.done.send(to_result(reply));
                     }
                 }
+                None
+            }
+            Frame::SessionExpired => {
+                self.set_session(SessionState::Expired);
                 None
             }
             Frame::Parked { id } => {
@@ -356,6 +419,30 @@ impl Core {
                 Some(None)
             }
             _ => None,
+        }
+    }
+
+    /// What a reply says about the session: its opening call's outcome, or
+    /// an error that says it ended.
+    fn learn_session(&mut self, seq: u64, reply: &Reply) {
+        let expired = |e: &concoord_objects::ObjectError| {
+            e.kind == concoord_proto::message::SESSION_EXPIRED_KIND
+        };
+        match reply {
+            Err(e) if expired(e) => self.set_session(SessionState::Expired),
+            Ok(_) if Some(seq) == self.session_seq => self.set_session(SessionState::Open),
+            Err(e) if Some(seq) == self.session_seq => {
+                log::warn!("client: the group refused the session: {}", e.message);
+                self.set_session(SessionState::Refused(e.message.clone()));
+                let error = ClientError::Refused(format!(
+                    "the group refused this client's session: {}",
+                    e.message
+                ));
+                for (_, p) in std::mem::take(&mut self.pending) {
+                    let _ = p.done.send(Err(error.clone()));
+                }
+            }
+            _ => {}
         }
     }
 

@@ -14,7 +14,7 @@ pub use admin::{fetch_objects, fetch_status, remove_member, take_snapshot};
 pub use blocking::BlockingClient;
 pub use concoord_objects::Target;
 pub use error::ClientError;
-pub use options::{ClientOptions, DEFAULT_SESSION_TTL};
+pub use options::{ClientOptions, SessionState, DEFAULT_SESSION_TTL};
 
 use concoord_objects::ClientId;
 use concoord_proto::fresh_id;
@@ -32,6 +32,7 @@ pub struct Client {
     ops: mpsc::UnboundedSender<Op>,
     id: ClientId,
     options: ClientOptions,
+    session: tokio::sync::watch::Receiver<SessionState>,
 }
 
 /// Splits `"HOST:PORT,HOST:PORT"` into addresses.
@@ -66,6 +67,7 @@ impl Client {
         let addrs = parse_addresses(bootstrap)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let id = fresh_id();
+        let (session_tx, session) = tokio::sync::watch::channel(SessionState::None);
         let core = Core {
             id,
             options: options.clone(),
@@ -79,17 +81,38 @@ impl Client {
             status_requested: false,
             session_requested: false,
             last_write: Instant::now(),
+            session_seq: None,
+            session: session_tx,
         };
         tokio::spawn(core.run(rx));
         Ok(Client {
             ops: tx,
             id,
             options,
+            session,
         })
     }
 
     pub fn id(&self) -> ClientId {
         self.id
+    }
+
+    /// Watches this client's session: an application that holds locks
+    /// waits here for [`SessionState::Expired`] (the group released what it
+    /// held) instead of learning it from its next call.
+    ///
+    /// ```no_run
+    /// # async fn f(client: concoord_client::Client) {
+    /// let mut session = client.session();
+    /// while session.changed().await.is_ok() {
+    ///     if *session.borrow() == concoord_client::SessionState::Expired {
+    ///         eprintln!("session expired: stop acting as the lock holder");
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub fn session(&self) -> tokio::sync::watch::Receiver<SessionState> {
+        self.session.clone()
     }
 
     /// Calls `method` with MessagePack-encoded positional arguments.

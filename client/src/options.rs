@@ -32,6 +32,24 @@ pub struct ClientOptions {
 /// etcd's usual settings (a few to tens of seconds) do.
 pub const DEFAULT_SESSION_TTL: Duration = Duration::from_secs(10);
 
+/// Where a client's session stands, as far as the client knows
+/// ([`crate::Client::session`] watches it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SessionState {
+    /// No session: none asked for (`session_ttl: None`), or no call made yet.
+    None,
+    /// Opening: asked for with the first call, not confirmed yet.
+    Opening,
+    /// The group confirmed it; keep-alives keep it.
+    Open,
+    /// The group refused to open it (the TTL outside its bounds); calls fail
+    /// with this message.
+    Refused(String),
+    /// The group ended it: whatever it held is released, and every further
+    /// call fails with kind `SessionExpired`. Make a new client to go on.
+    Expired,
+}
+
 impl Default for ClientOptions {
     fn default() -> Self {
         ClientOptions {

@@ -83,7 +83,8 @@ pub enum Frame {
     Cancel {
         id: CommandId,
     },
-    /// The client's session is alive (sent when it has no calls to send).
+    /// The client's session is alive (sent when it has no calls to send);
+    /// the leader answers with the same frame.
     KeepAlive,
     /// Answer to a keep-alive: the group ended this client's session (its
     /// locks and permits are released; its calls get SessionExpired).

@@ -207,12 +207,17 @@ impl StreamHandler<Result<Frame, WireError>> for ClientConnection {
                                     members,
                                 });
                             }
-                            // The leader heard it; tell a client whose session
-                            // is already over, so it need not wait for a call.
-                            Ok(None) if node.session_expired(client).await => {
-                                let _ = out.try_send(Frame::SessionExpired);
+                            // The leader heard it. The answer tells the client
+                            // its connection works (a partition shows as
+                            // silence) or that its session is already over.
+                            Ok(None) => {
+                                let _ = out.try_send(if node.session_expired(client).await {
+                                    Frame::SessionExpired
+                                } else {
+                                    Frame::KeepAlive
+                                });
                             }
-                            _ => {}
+                            Err(_) => {}
                         }
                     }
                     .into_actor(self),
