@@ -205,6 +205,66 @@ fn python() -> Result<PathBuf, String> {
     Ok(venv_python)
 }
 
+/// Python 2.7 with ConCoord 1.1 importable, for python/tests/test_concoord11.py:
+/// a python2.7 on PATH or pyenv's, with ConCoord 1.1 and its dependencies
+/// pip-installed under target/py27-site unless already there. `None`, with
+/// the reason printed, when there is no Python 2.7 or pip fails (those
+/// tests are then skipped by pytest, naming why).
+fn python2_with_concoord11() -> Option<(PathBuf, PathBuf)> {
+    let site = target_dir().join("py27-site");
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    let candidates = [
+        PathBuf::from("python2.7"),
+        home.join(".pyenv/versions/2.7.18/bin/python2.7"),
+    ];
+    let importable = |python: &Path| {
+        Command::new(python)
+            .args(["-c", "import concoord.proxy.counter"])
+            .env("PYTHONPATH", &site)
+            .env_remove("PYENV_VERSION")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    for python in candidates {
+        let runs = Command::new(&python)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !runs {
+            continue;
+        }
+        if importable(&python) {
+            return Some((python, site));
+        }
+        let _ = Command::new(&python)
+            .args(["-m", "pip", "install", "--quiet", "--no-deps", "--target"])
+            .arg(&site)
+            .args([
+                "concoord==1.1.0",
+                "msgpack-python==0.5.6",
+                "dnspython==1.16.0",
+            ])
+            .env_remove("PYENV_VERSION")
+            .status();
+        if importable(&python) {
+            return Some((python, site));
+        }
+        eprintln!(
+            "note: {} could not install ConCoord 1.1; its tests are skipped",
+            python.display()
+        );
+        return None;
+    }
+    eprintln!("note: no Python 2.7: the ConCoord 1.1 client tests are skipped");
+    None
+}
+
 #[test]
 fn python_client_pytest_suite() {
     let python = match python() {
@@ -217,8 +277,14 @@ fn python_client_pytest_suite() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let vectors = target_dir().join("python-wire-vectors.json");
     std::fs::write(&vectors, wire_vectors().to_string()).expect("writes the wire vectors");
+    let mut command = Command::new(&python);
+    if let Some((python2, site)) = python2_with_concoord11() {
+        command
+            .env("CONCOORD11_PYTHON", python2)
+            .env("CONCOORD11_PYTHONPATH", site);
+    }
     let started = Instant::now();
-    let mut child = Command::new(&python)
+    let mut child = command
         .args([
             "-m",
             "pytest",

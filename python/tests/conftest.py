@@ -74,6 +74,15 @@ def wait_until(what: str, check: Callable[[], Optional[T]], timeout: float = 10.
         time.sleep(every)
 
 
+def free_port() -> int:
+    """A port the OS just handed out (for flags that need a fixed one)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 class Replica:
     def __init__(self, args: List[str], logdir: str, index: int) -> None:
         self.stderr_path = os.path.join(logdir, f"replica-{index}.log")
@@ -122,17 +131,26 @@ class Replica:
 class Group:
     """A group of replicas: the first founds it, the others join with -b."""
 
-    def __init__(self, n: int, obj: str, extra: List[str], token: str = "") -> None:
+    def __init__(self, n: int, obj: str, extra: List[str], token: str = "", concoord11: bool = False) -> None:
         self.token = token
         self.logdir = tempfile.mkdtemp(prefix="concoord-py-")
         self.replicas: List[Replica] = []
+        #: The ConCoord 1.1 endpoints' addresses (``--concoord-port``), if asked for.
+        self.concoord11: List[str] = []
         try:
-            base = ["-o", obj, "-a", "127.0.0.1", "-p", "0", *extra]
+            base = ["-o", obj, "-a", "127.0.0.1", *extra]
             if token:
                 base += ["-t", token]
-            self.replicas.append(Replica(base, self.logdir, 0))
-            for i in range(1, n):
-                self.replicas.append(Replica([*base, "-b", self.replicas[0].addr], self.logdir, i))
+            for i in range(n):
+                args = [*base, "-p", "0"]
+                if concoord11:
+                    # The endpoint forwards to a fixed -p.
+                    port, c11 = free_port(), free_port()
+                    args = [*base, "-p", str(port), "--concoord-port", str(c11)]
+                    self.concoord11.append(f"127.0.0.1:{c11}")
+                if i > 0:
+                    args += ["-b", self.replicas[0].addr]
+                self.replicas.append(Replica(args, self.logdir, i))
             self.wait_formed()
         except BaseException:
             self.close()
