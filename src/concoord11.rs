@@ -55,6 +55,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Upstream connects that may fail in a row (100 ms apart) before the
 /// ConCoord connection is closed.
 const GIVE_UP_CONNECTS: u32 = 100;
+/// Replies a client may still ask again for: the group forgets the replies
+/// more than this many command numbers below the oldest call in progress.
+/// ConCoord's threaded proxy may have a call per thread in flight, and this
+/// endpoint cannot see which replies reached it.
+const ACK_LAG: u64 = 64;
 /// A call not answered and not parked for this long goes to another member.
 const RESEND_AFTER: Duration = Duration::from_secs(1);
 
@@ -140,11 +145,19 @@ fn text(v: &Value) -> Option<String> {
     }
 }
 
-/// A stable 64-bit id for a ConCoord client Peer (FNV-1a: every replica
-/// derives the same id, so a resend through another member is the same call).
-fn client_id(peer: &Value) -> u64 {
+/// Command numbers per concoord client id: a ConCoord client's numbers start
+/// at random in [1, 2^63) and grow by one, so the window a number falls in
+/// tells a later process that reuses the same address and port (and starts
+/// elsewhere) from the earlier one.
+const NUMBERS_PER_ID: u32 = 20;
+
+/// A stable 64-bit client id for a ConCoord client's Peer and command
+/// number (FNV-1a: every member derives the same id, so a resend through
+/// another member is the same call).
+fn client_id(peer: &Value, number: u64) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in peer.to_string().bytes() {
+    let window = (number >> NUMBERS_PER_ID).to_le_bytes();
+    for &b in peer.to_string().as_bytes().iter().chain(&window) {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
@@ -184,7 +197,7 @@ fn decode_request(payload: &[u8]) -> Result<Request, BadFrame> {
     };
     let method = method.ok_or_else(|| BadFrame("the command has no method name".into()))?;
     Ok(Request {
-        client: client_id(peer),
+        client: client_id(peer, number),
         number,
         method,
         args,
@@ -307,15 +320,18 @@ async fn serve(stream: TcpStream, peer: SocketAddr, endpoint: Endpoint) {
     let mut members = vec![endpoint.replica.clone()];
     let mut next_member = 0usize;
     let mut preferred: Option<String> = None;
-    let mut client: Option<u64> = None;
-    let mut pending: BTreeMap<u64, Pending> = BTreeMap::new();
+    // The id the upstream connection says hello with (its first client's);
+    // each call carries its own.
+    let mut hello: Option<u64> = None;
+    // By (client id, command number).
+    let mut pending: BTreeMap<(u64, u64), Pending> = BTreeMap::new();
     let mut reply_id: u64 = 0;
     let mut ticker = tokio::time::interval(Duration::from_millis(100));
     let mut failed_connects = 0u32;
     loop {
         // (Re)connect upstream when calls wait and no connection is up.
         if up.is_none() && !pending.is_empty() {
-            let cid = client.expect("calls come with a client");
+            let cid = hello.expect("calls come with a client");
             let addr = preferred.take().unwrap_or_else(|| {
                 next_member += 1;
                 members[next_member % members.len()].clone()
@@ -347,12 +363,13 @@ async fn serve(stream: TcpStream, peer: SocketAddr, endpoint: Endpoint) {
             }
         }
         if let Some(conn) = &mut up {
-            let ack_below = pending.keys().next().copied().unwrap_or(0);
+            let oldest: BTreeMap<u64, u64> = pending.keys().rev().copied().collect();
             let mut failed = false;
-            for (seq, p) in pending.iter_mut().filter(|(_, p)| p.sent_at.is_none()) {
+            for (&(client, seq), p) in pending.iter_mut().filter(|(_, p)| p.sent_at.is_none()) {
                 p.sent_at = Some(tokio::time::Instant::now());
+                let ack_below = oldest.get(&client).map_or(0, |o| o.saturating_sub(ACK_LAG));
                 let call = Frame::Call {
-                    id: CommandId::new(client.expect("calls come with a client"), *seq),
+                    id: CommandId::new(client, seq),
                     target: Target::default(),
                     method: p.method.clone(),
                     args: p.args.clone(),
@@ -400,15 +417,11 @@ async fn serve(stream: TcpStream, peer: SocketAddr, endpoint: Endpoint) {
                     }
                     continue;
                 }
-                if client.is_some_and(|c| c != request.client) {
-                    log::warn!("concoord 1.1 client {peer}: requests from two clients on one connection; closing");
-                    return;
-                }
-                client = Some(request.client);
+                hello.get_or_insert(request.client);
                 let mut args = Vec::new();
                 rmpv::encode::write_value(&mut args, &Value::Array(request.args))
                     .expect("writing to a Vec cannot fail");
-                pending.entry(request.number).or_insert(Pending {
+                pending.entry((request.client, request.number)).or_insert(Pending {
                     number: request.number,
                     method: method_name(&request.method).to_string(),
                     args,
@@ -419,10 +432,7 @@ async fn serve(stream: TcpStream, peer: SocketAddr, endpoint: Endpoint) {
             frame = from_up => {
                 match frame {
                     Some(Ok(Frame::Reply { id, reply: result })) => {
-                        if Some(id.client) != client {
-                            continue;
-                        }
-                        let Some(p) = pending.remove(&id.seq) else { continue };
+                        let Some(p) = pending.remove(&(id.client, id.seq)) else { continue };
                         reply_id += 1;
                         let (code, value) = match result {
                             Ok(bytes) => {
@@ -439,7 +449,7 @@ async fn serve(stream: TcpStream, peer: SocketAddr, endpoint: Endpoint) {
                         }
                     }
                     Some(Ok(Frame::Parked { id })) => {
-                        let Some(p) = pending.get_mut(&id.seq).filter(|_| Some(id.client) == client) else { continue };
+                        let Some(p) = pending.get_mut(&(id.client, id.seq)) else { continue };
                         if !p.blocked {
                             p.blocked = true;
                             reply_id += 1;
@@ -519,7 +529,13 @@ mod tests {
         rmpv::encode::write_value(&mut bytes, &map).unwrap();
         let r = decode_request(&bytes).unwrap();
         assert_eq!((r.number, r.method.as_str(), r.args.len()), (42, "put", 1));
-        assert_eq!(r.client, client_id(&peer));
+        assert_eq!(r.client, client_id(&peer, 42));
+        // The same address and port later, from another command-number window:
+        // another client.
+        assert_ne!(
+            client_id(&peer, 42),
+            client_id(&peer, 42 + (1 << NUMBERS_PER_ID))
+        );
         assert!(r.token.is_none());
         let mut other = Vec::new();
         rmpv::encode::write_value(&mut other, &Value::Map(vec![(1.into(), 9.into())])).unwrap();

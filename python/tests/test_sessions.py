@@ -51,13 +51,15 @@ def test_killed_clients_lock_is_released_after_its_ttl(group: Group, unique) -> 
 
 
 def test_idle_client_keeps_its_lock_through_keep_alives(group: Group, unique) -> None:
-    name, ttl = unique("lock"), 0.6
+    # Short enough to expire within the test if keep-alives stopped, long
+    # enough that a loaded machine's scheduling delays do not.
+    name, ttl = unique("lock"), 1.0
     idle = Client(group.addrs, session_ttl=ttl)
     other = Client(group.addrs)
     try:
         assert Lock(idle, name).acquire()
         # Several TTLs without a call: only keep-alives keep the session.
-        deadline = time.monotonic() + 4 * ttl
+        deadline = time.monotonic() + 3 * ttl
         while time.monotonic() < deadline:
             assert not Lock(other, name).acquire(blocking=False)
             time.sleep(ttl / 2)
