@@ -150,11 +150,27 @@ class Group:
                     self.concoord11.append(f"127.0.0.1:{c11}")
                 if i > 0:
                     args += ["-b", self.replicas[0].addr]
-                self.replicas.append(Replica(args, self.logdir, i))
+                self.replicas.append(self._start(args, i, retry_ports=concoord11))
             self.wait_formed()
         except BaseException:
             self.close()
             raise
+
+    def _start(self, args: List[str], index: int, retry_ports: bool) -> Replica:
+        """Starts one replica; with fixed ports, another process may take a
+        free port before the replica binds it, so new ports are tried."""
+        for attempt in range(3):
+            try:
+                return Replica(args, self.logdir, index)
+            except RuntimeError:
+                if not retry_ports or attempt == 2:
+                    raise
+                port, c11 = free_port(), free_port()
+                args = [*args]
+                args[args.index("-p") + 1] = str(port)
+                args[args.index("--concoord-port") + 1] = str(c11)
+                self.concoord11[index] = f"127.0.0.1:{c11}"
+        raise AssertionError("unreachable")
 
     @property
     def addrs(self) -> str:

@@ -11,9 +11,11 @@ puts it). Skipped with the reason when they are missing.
 from __future__ import annotations
 
 import os
+import queue
 import shutil
 import subprocess
 import textwrap
+import threading
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional
 
@@ -62,12 +64,25 @@ class Py2:
             env=_env(),
             text=True,
         )
+        self.lines: "queue.Queue[str]" = queue.Queue()
 
-    def line(self) -> str:
-        assert self.proc.stdout is not None
-        got = self.proc.stdout.readline().strip()
+        def read() -> None:
+            assert self.proc.stdout is not None
+            for line in self.proc.stdout:
+                self.lines.put(line)
+            self.lines.put("")
+
+        threading.Thread(target=read, daemon=True).start()
+
+    def line(self, timeout: float = 30.0) -> str:
+        """The next line it prints; fails with its stderr if it ends or
+        stays silent for ``timeout`` seconds."""
+        try:
+            got = self.lines.get(timeout=timeout).strip()
+        except queue.Empty:
+            got = ""
         if not got:
-            self.proc.wait(10)
+            self.close()
             assert self.proc.stderr is not None
             raise AssertionError(f"the Python 2 client said nothing; stderr:\n{self.proc.stderr.read()}")
         return got

@@ -4,6 +4,7 @@ client keeps its lock through keep-alives."""
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -32,6 +33,8 @@ def test_killed_clients_lock_is_released_after_its_ttl(group: Group, unique) -> 
     client = Client(group.addrs)
     try:
         assert holder.stdout is not None
+        ready, _, _ = select.select([holder.stdout], [], [], 20)
+        assert ready, "the holder did not report its lock within 20 s"
         assert holder.stdout.readline().strip() == b"held"
         lock = Lock(client, name)
         assert lock.locked()
