@@ -1,6 +1,8 @@
 //! The `concoord` command: run a replica, call it, inspect it.
 
 mod admin_cmd;
+#[cfg(feature = "server")]
+mod concoord11;
 
 use clap::{Parser, Subcommand};
 use concoord::client::{fetch_status, SessionState};
@@ -121,6 +123,10 @@ struct ReplicaArgs {
     /// ConCoord's dotted path (concoord.object.counter.Counter).
     #[arg(short = 'o', long = "object")]
     object: String,
+    /// Also serve ConCoord 1.1's client protocol on this port (same -a), so
+    /// ConCoord's own Python proxies work against the group. Needs a fixed -p.
+    #[arg(long = "concoord-port")]
+    concoord_port: Option<u16>,
     #[command(flatten)]
     common: concoord::serve::ServeArgs,
 }
@@ -285,6 +291,29 @@ fn run_replica(args: ReplicaArgs) -> ExitCode {
             concoord::objects::builtin_names().join(", ")
         ));
     };
+    if let Some(port) = args.concoord_port {
+        if args.common.port == 0 {
+            return fail("--concoord-port needs a fixed -p: its endpoint forwards to that port");
+        }
+        let listen =
+            match std::net::ToSocketAddrs::to_socket_addrs(&(args.common.addr.as_str(), port))
+                .ok()
+                .and_then(|mut a| a.next())
+            {
+                Some(a) => a,
+                None => {
+                    return fail(format!(
+                        "--concoord-port: cannot resolve {}",
+                        args.common.addr
+                    ))
+                }
+            };
+        let replica = format!("{}:{}", args.common.addr, args.common.port);
+        match concoord11::spawn(listen, replica, args.common.token.clone()) {
+            Ok(bound) => log::info!("ConCoord 1.1 clients on {bound}"),
+            Err(e) => return fail(format!("--concoord-port {port}: {e}")),
+        }
+    }
     concoord::serve::run_replica(object, args.common)
 }
 

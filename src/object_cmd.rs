@@ -1,8 +1,12 @@
 //! `concoord object -o MODULE.Type [-t TOKEN] [-p PROXYTYPE] [-s] [-v]`:
 //! reads a type from its source file and writes its proxy module beside it
-//! (`<file>_proxy.rs`), as ConCoord's `concoord object` does for Python.
+//! (`<file>_proxy.rs`), as ConCoord's `concoord object` does for Python;
+//! with `--lang python`, a Python class over the `concoord` package
+//! (`<file>_proxy.py`).
 
-use concoord_codegen::{generate_proxy_file, ProxyFileOptions, ProxyKind};
+use concoord_codegen::{
+    generate_proxy_file, generate_python_proxy_file, ProxyFileOptions, ProxyKind,
+};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -28,6 +32,17 @@ pub struct ObjectArgs {
     /// Print what was generated and why.
     #[arg(short = 'v', long = "verbose")]
     pub verbose: bool,
+    /// The proxy's language: `rust` (a module, `-p` picks its flavour) or
+    /// `python` (a class over python/'s `concoord` package; `-p` is ignored).
+    #[arg(long = "lang", value_enum, default_value_t = Lang::Rust)]
+    pub lang: Lang,
+}
+
+/// The language `concoord object` writes the proxy in.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    Rust,
+    Python,
 }
 
 /// Where a type's source is: the file and the type's name.
@@ -88,11 +103,20 @@ pub fn resolve(spec: &str, cwd: &Path) -> Result<ObjectLocation, String> {
 
 /// `dir/name.rs` → `dir/name_proxy.rs`.
 pub fn proxy_path(file: &Path) -> PathBuf {
+    proxy_path_for(file, Lang::Rust)
+}
+
+/// `dir/name.rs` → `dir/name_proxy.rs`, or `dir/name_proxy.py` for Python.
+pub fn proxy_path_for(file: &Path, lang: Lang) -> PathBuf {
     let stem = file
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "object".into());
-    file.with_file_name(format!("{stem}_proxy.rs"))
+    let ext = match lang {
+        Lang::Rust => "rs",
+        Lang::Python => "py",
+    };
+    file.with_file_name(format!("{stem}_proxy.{ext}"))
 }
 
 fn fail(message: impl std::fmt::Display) -> ExitCode {
@@ -127,16 +151,42 @@ pub fn run(args: ObjectArgs) -> ExitCode {
         token: args.token.clone(),
         safety: args.safe,
     };
-    let generated = match generate_proxy_file(&source, &shown, &location.type_name, &options) {
+    let generated = match args.lang {
+        Lang::Rust => generate_proxy_file(&source, &shown, &location.type_name, &options),
+        Lang::Python => generate_python_proxy_file(
+            &source,
+            &shown,
+            &location.type_name,
+            args.token.as_deref(),
+            args.safe,
+        ),
+    };
+    let generated = match generated {
         Ok(g) => g,
         Err(e) => return fail(e),
     };
-    let out = proxy_path(&location.file);
+    let out = proxy_path_for(&location.file, args.lang);
     if let Err(e) = std::fs::write(&out, &generated.text) {
         return fail(format!("cannot write {}: {e}", out.display()));
     }
-    let formatted = format_file(&out);
     let out_shown = out.strip_prefix(&cwd).unwrap_or(&out).display().to_string();
+    if args.lang == Lang::Python {
+        if args.verbose {
+            for note in &generated.notes {
+                println!("{note}");
+            }
+            println!(
+                "import it beside the concoord package: `from {} import {}`",
+                out.file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                location.type_name
+            );
+        }
+        println!("wrote {out_shown}");
+        return ExitCode::SUCCESS;
+    }
+    let formatted = format_file(&out);
     if args.verbose {
         for note in &generated.notes {
             println!("{note}");

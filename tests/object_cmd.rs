@@ -3,7 +3,7 @@
 //! with `CONCOORD_BLESS=1` to rewrite it), and bad input must fail with a
 //! message that says which file, line and problem.
 
-use concoord::object_cmd::{proxy_path, resolve, run, ObjectArgs};
+use concoord::object_cmd::{proxy_path, resolve, run, Lang, ObjectArgs};
 use concoord_codegen::{generate_proxy_file, ProxyFileOptions, ProxyKind};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -36,6 +36,7 @@ fn args(object: &str) -> ObjectArgs {
         proxy_type: 0,
         safe: true,
         verbose: true,
+        lang: Lang::Rust,
     }
 }
 

@@ -53,14 +53,16 @@ fn syn_errors(path: &str, e: &syn::Error) -> String {
         .join("\n")
 }
 
-/// Generates the proxy module for `type_name` found in `source` (the text of
-/// the file shown as `path` in messages).
-pub fn generate_proxy_file(
+/// Reads `type_name` from `source` (the text of the file shown as `path`):
+/// finds the type and its impl blocks, runs the safety check when asked,
+/// and notes what it found for `-v`.
+pub(crate) fn read_model(
     source: &str,
     path: &str,
     type_name: &str,
-    options: &ProxyFileOptions,
-) -> Result<GeneratedFile, FileError> {
+    safety_check: bool,
+    notes: &mut Vec<String>,
+) -> Result<ObjectModel, FileError> {
     let fail = |message: String| FileError { message };
     let file = syn::parse_file(source).map_err(|e| {
         fail(format!(
@@ -68,7 +70,6 @@ pub fn generate_proxy_file(
             at(path, e.span())
         ))
     })?;
-    let mut notes = Vec::new();
 
     let data = file
         .items
@@ -110,7 +111,7 @@ pub fn generate_proxy_file(
         merged.items.extend(imp.items.iter().cloned());
     }
 
-    if options.safety {
+    if safety_check {
         let mut problems = Vec::new();
         if !has_default(&file, type_name) {
             problems.push(format!(
@@ -149,7 +150,21 @@ pub fn generate_proxy_file(
             syn_errors(path, &e)
         ))
     })?;
-    describe_model(&model, &mut notes);
+    describe_model(&model, notes);
+    Ok(model)
+}
+
+/// Generates the proxy module for `type_name` found in `source` (the text of
+/// the file shown as `path` in messages).
+pub fn generate_proxy_file(
+    source: &str,
+    path: &str,
+    type_name: &str,
+    options: &ProxyFileOptions,
+) -> Result<GeneratedFile, FileError> {
+    let fail = |message: String| FileError { message };
+    let mut notes = Vec::new();
+    let model = read_model(source, path, type_name, options.safety, &mut notes)?;
     let proxy_name = options.kind.type_name(&model.ident);
     notes.push(format!(
         "generated `{proxy_name}`: {}",

@@ -20,10 +20,12 @@
 pub mod file;
 pub mod generate;
 pub mod model;
+pub mod python;
 pub mod safety;
 
 pub use file::{generate_proxy_file, FileError, GeneratedFile, ProxyFileOptions};
 pub use generate::ProxyKind;
+pub use python::generate_python_proxy_file;
 
 use proc_macro2::TokenStream;
 use quote::ToTokens;
