@@ -39,14 +39,21 @@ pub type SnapshotDone = tokio::sync::oneshot::Sender<Result<Slot, String>>;
 
 enum Op {
     Append(u64, Vec<Record>),
-    /// An encoded snapshot to write; then the segments it covers go.
-    Snapshot(Slot, Vec<u8>, Option<SnapshotDone>),
+    /// A snapshot of the state below this slot is on disk: the segments it
+    /// covers can go.
+    Compact(Slot, Option<SnapshotDone>),
 }
+
+/// An encoded snapshot for the snapshot thread.
+type SnapshotJob = (Slot, Vec<u8>, Option<SnapshotDone>);
 
 /// The handle actors append through.
 pub struct Wal {
     /// Sequence numbers must reach the writer in order.
     tx: Mutex<(u64, mpsc::Sender<Op>)>,
+    /// Snapshots are written on a thread of their own, so a large one never
+    /// holds up the log's syncs.
+    snapshots: Mutex<mpsc::Sender<SnapshotJob>>,
     synced: Arc<AtomicU64>,
     listener: Arc<Mutex<Option<Recipient<Synced>>>>,
 }
@@ -83,6 +90,7 @@ impl Wal {
             listener: listener.clone(),
             options,
         };
+        let dir = writer.dir.clone();
         std::thread::Builder::new()
             .name("concoord-wal".into())
             .spawn(move || writer.run(rx))
@@ -90,8 +98,25 @@ impl Wal {
                 path: "concoord-wal thread".into(),
                 source,
             })?;
+        let (snap_tx, snap_rx) = mpsc::channel::<SnapshotJob>();
+        let compact = tx.clone();
+        std::thread::Builder::new()
+            .name("concoord-snapshot".into())
+            .spawn(move || {
+                for (slot, bytes, done) in snap_rx {
+                    if let Err(e) = dir.write_snapshot_bytes(slot, &bytes) {
+                        fatal(e);
+                    }
+                    let _ = compact.send(Op::Compact(slot, done));
+                }
+            })
+            .map_err(|source| StorageError::Io {
+                path: "concoord-snapshot thread".into(),
+                source,
+            })?;
         Ok(Arc::new(Wal {
             tx: Mutex::new((0, tx)),
+            snapshots: Mutex::new(snap_tx),
             synced,
             listener,
         }))
@@ -125,8 +150,8 @@ impl Wal {
     /// Writes an encoded snapshot of the state below `slot`; the log below
     /// it then goes. `done` hears when it is on disk.
     pub fn snapshot(&self, slot: Slot, encoded: Vec<u8>, done: Option<SnapshotDone>) {
-        let tx = self.tx.lock().expect("wal lock");
-        let _ = tx.1.send(Op::Snapshot(slot, encoded, done));
+        let tx = self.snapshots.lock().expect("snapshot queue lock");
+        let _ = tx.send((slot, encoded, done));
     }
 }
 
@@ -180,7 +205,7 @@ impl Writer {
         let mut buf = Vec::new();
         while let Ok(first) = rx.recv() {
             let mut seq = None;
-            let mut snapshots = Vec::new();
+            let mut compactions = Vec::new();
             let mut take = |op: Op, this: &mut Self, buf: &mut Vec<u8>| match op {
                 Op::Append(s, records) => {
                     seq = Some(s);
@@ -189,7 +214,7 @@ impl Writer {
                         encode_record(record, buf);
                     }
                 }
-                Op::Snapshot(slot, bytes, done) => snapshots.push((slot, bytes, done)),
+                Op::Compact(slot, done) => compactions.push((slot, done)),
             };
             take(first, &mut self, &mut buf);
             while let Ok(op) = rx.try_recv() {
@@ -215,10 +240,7 @@ impl Writer {
             if self.segment_bytes >= self.options.segment_bytes {
                 self.rotate();
             }
-            for (slot, bytes, done) in snapshots {
-                if let Err(e) = self.dir.write_snapshot_bytes(slot, &bytes) {
-                    fatal(e);
-                }
+            for (slot, done) in compactions {
                 self.compact(slot);
                 if let Some(done) = done {
                     let _ = done.send(Ok(slot));
