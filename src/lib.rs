@@ -15,9 +15,10 @@
 //! ```
 
 pub mod bench;
-pub mod check;
+/// The evidence tools, a crate of their own (`concoord-check`).
+pub use concoord_check as check;
 pub mod data;
-pub mod history;
+pub use concoord_check::history;
 pub mod json;
 #[cfg(feature = "server")]
 pub mod local;

@@ -1,18 +1,18 @@
 use super::{ok, v};
-use crate::check::linearizability::{
+use crate::history::{History, Operation};
+use crate::linearizability::{
     check, check_object, CheckResult, Counter, Options, Queue, Register, Semaphore,
 };
-use crate::history::{History, Operation};
 
 fn opts() -> Options {
     Options::default()
 }
 
-fn run<M: crate::check::Model>(model: &M, ops: Vec<Operation>) -> CheckResult {
+fn run<M: crate::Model>(model: &M, ops: Vec<Operation>) -> CheckResult {
     check(model, &History::from_operations(ops), &opts())
 }
 
-fn illegal<M: crate::check::Model>(model: &M, ops: Vec<Operation>) -> crate::check::Illegal {
+fn illegal<M: crate::Model>(model: &M, ops: Vec<Operation>) -> crate::Illegal {
     match run(model, ops) {
         CheckResult::Illegal(i) => *i,
         other => panic!("expected Illegal, got {other}"),

@@ -1,3 +1,7 @@
+//! concoord's evidence tools, a library of their own as Jepsen's Knossos and
+//! Porcupine are: [`history`] records what clients saw (calls, their
+//! intervals and outcomes), and the checkers judge it.
+//!
 //! Checkers for recorded [histories](crate::history): linearizability of a
 //! single replicated object against a sequential [`Model`]
 //! ([`linearizability`]), mutual exclusion of Lock / RLock / Semaphore
@@ -5,8 +9,8 @@
 //! releases and session ends ([`order`]).
 //!
 //! ```
-//! use concoord::check::{self, linearizability::Counter};
-//! use concoord::history::{History, Operation};
+//! use concoord_check::{self as check, linearizability::Counter};
+//! use concoord_check::history::{History, Operation};
 //! let h = History::from_operations(vec![
 //!     Operation::ok("a", "increment", vec![], (), 0, 10),
 //!     Operation::ok("b", "getvalue", vec![], 1, 5, 20),
@@ -16,6 +20,7 @@
 //! assert!(report.is_ok());
 //! ```
 
+pub mod history;
 pub mod linearizability;
 pub mod mutex;
 pub mod order;

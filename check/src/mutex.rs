@@ -20,7 +20,7 @@
 //! permits. The checker never reports a history that some correct object
 //! could have produced (no false alarms); it may miss violations that only
 //! a full linearizability search would find (for `Lock` and semaphores use
-//! [`crate::check::linearizability::Semaphore`] for that).
+//! [`crate::linearizability::Semaphore`] for that).
 //!
 //! ## Lock, Semaphore, BoundedSemaphore: counting permits
 //!

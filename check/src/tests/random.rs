@@ -4,11 +4,9 @@
 //! unknown), and some extra `info`/`fail` operations never took effect.
 
 use super::v;
-use crate::check::linearizability::{
-    check_operations, CheckResult, Counter, Options, Queue, Register,
-};
-use crate::check::mutex::{check_operations as check_mutex, MutexKind};
 use crate::history::{Completion, ErrorValue, OpId, Operation, Time};
+use crate::linearizability::{check_operations, CheckResult, Counter, Options, Queue, Register};
+use crate::mutex::{check_operations as check_mutex, MutexKind};
 use proptest::prelude::*;
 use std::collections::VecDeque;
 

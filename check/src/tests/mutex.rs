@@ -1,6 +1,6 @@
 use super::{ok, v};
-use crate::check::mutex::{check, MutexKind, MutexReport};
 use crate::history::{History, Operation};
+use crate::mutex::{check, MutexKind, MutexReport};
 
 fn run(kind: MutexKind, ops: Vec<Operation>) -> MutexReport {
     check(kind, &History::from_operations(ops))

@@ -16,7 +16,7 @@
 //! An operation with no completion at all (the history ended first) counts
 //! as `info`. A [`PendingOp`] dropped without completion records `info`.
 //!
-//! How to map [`crate::ClientError`] (kept out of this module on purpose, so
+//! How to map `concoord::ClientError` (kept out of this module on purpose, so
 //! the recorder does not depend on the network code): `Object(e)` →
 //! [`PendingOp::err`] with `e.kind`; `UnknownMethod` / `BadArguments` →
 //! `err` too (the object refused the arguments; checkers treat these two
@@ -29,7 +29,7 @@
 //! result, all as [`rmpv::Value`] (see [`value`] and [`from_json`] to build them).
 //!
 //! ```
-//! use concoord::history::History;
+//! use concoord_check::history::History;
 //! let history = History::new();
 //! let op = history.invoke("c1", "increment", vec![]);
 //! op.ok(());
@@ -41,7 +41,7 @@
 //! By hand, with explicit times (tests of the checkers):
 //!
 //! ```
-//! use concoord::history::{History, Operation};
+//! use concoord_check::history::{History, Operation};
 //! let h = History::from_operations(vec![
 //!     Operation::ok("a", "setvalue", vec![1.into()], (), 0, 10),
 //!     Operation::ok("b", "getvalue", vec![], 1, 20, 30),
@@ -676,7 +676,7 @@ impl PendingOp {
     }
 
     /// Completes from a call's outcome, classifying an error by its kind as
-    /// `concoord`'s client reports it ([`crate::ClientError::kind`]):
+    /// `concoord`'s client reports it (`concoord::ClientError::kind`):
     /// `Unavailable` and `Invalid` → info; `Refused` → fail; anything else is
     /// the object's error → [`PendingOp::err`].
     pub fn finish_error(self, kind: &str, message: &str) {

@@ -1,5 +1,5 @@
-use crate::check::mutex::MutexKind;
-use crate::check::order::{check, Step};
+use crate::mutex::MutexKind;
+use crate::order::{check, Step};
 
 fn grant(s: &str, token: u64) -> Step {
     Step::Grant {

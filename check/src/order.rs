@@ -2,14 +2,14 @@
 //! one Lock or Semaphore exactly as the group executed them, one after the
 //! other (a simulation replays its decided log to get them).
 //!
-//! Unlike [`crate::check::mutex`], which bounds what real-time intervals
+//! Unlike [`crate::mutex`], which bounds what real-time intervals
 //! allow, nothing here is uncertain: every step happened at one position of
 //! the order. So the checks are exact, and per session:
 //!
 //! - mutual exclusion: a grant never finds every permit held by live
 //!   sessions (a Lock: never two holders); a session's end releases what it
 //!   held, as a release would. The same steps also go through
-//!   [`crate::check::mutex::check_operations`] (positions as times, session
+//!   [`crate::mutex::check_operations`] (positions as times, session
 //!   ends as its session ends), as a second opinion;
 //! - fencing: the tokens of successive grants strictly increase;
 //! - conservation: after every command, the permits the object itself

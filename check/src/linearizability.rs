@@ -1043,7 +1043,7 @@ impl Model for Queue {
 /// timed-out wait); `release(n)` returns permits, and raises (no effect)
 /// when a bounded semaphore would exceed its initial value or a Lock is not
 /// locked. `locked()` reads a Lock. Per-client ownership (RLock) is not
-/// modelled: use [`crate::check::mutex`] for RLock.
+/// modelled: use [`crate::mutex`] for RLock.
 #[derive(Clone, Debug)]
 pub struct Semaphore {
     pub permits: u64,
