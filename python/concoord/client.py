@@ -163,6 +163,12 @@ class Client:
         self._status_waiters: List[_Future] = []
         self._status_requested = False
         self._session_requested = False
+        self._session_seq: Optional[int] = None
+        #: Where the session stands: "none", "opening", "open", "refused"
+        #: (the TTL is outside the group's bounds) or "expired" (the group
+        #: released what it held; further calls raise SessionExpired).
+        self.session_state = "none"
+        self._session_ended = threading.Event()
         self._last_write = time.monotonic()
         self._inbox: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
         self._wake_r, self._wake_w = socket.socketpair()
@@ -226,6 +232,19 @@ class Client:
         op = _StatusOp()
         self._submit(op)
         return op.done.wait()  # type: ignore[no-any-return]
+
+    def wait_session_expired(self, timeout: Optional[float] = None) -> bool:
+        """Blocks until the group has ended this client's session (True) or
+        ``timeout`` seconds pass (False). The leader answers keep-alives, so
+        an idle client learns of it without making a call."""
+        return self._session_ended.wait(timeout) and self.session_state == "expired"
+
+    def _set_session(self, state: str) -> None:
+        if self.session_state == "expired":
+            return
+        self.session_state = state
+        if state in ("expired", "refused"):
+            self._session_ended.set()
 
     def close(self) -> None:
         """Stops the runtime; calls still outstanding fail with :class:`Unavailable`."""
@@ -371,7 +390,7 @@ class Client:
 
     def _keep_alive_due(self) -> bool:
         ttl = self.options.session_ttl
-        if ttl is None or not self._session_requested:
+        if ttl is None or self.session_state not in ("opening", "open"):
             return False
         return time.monotonic() - self._last_write >= ttl / 3
 
@@ -381,7 +400,9 @@ class Client:
         if ttl is None:
             return
         self._session_requested = True
-        # Nobody waits for its reply (as in the Rust client).
+        self._session_seq = self._next_seq
+        self._set_session("opening")
+        # Nobody waits for its reply: _on_frame reads it into session_state.
         self._queue(
             _CallOp(
                 DEFAULT_TARGET,
@@ -430,6 +451,10 @@ class Client:
         """Handles one frame; ``(address_or_None,)`` when we should reconnect."""
         if isinstance(frame, wire.Reply):
             if frame.id[0] == self.id:
+                if frame.err is not None and frame.err[0] == "SessionExpired":
+                    self._set_session("expired")
+                elif frame.id[1] == self._session_seq:
+                    self._set_session("open" if frame.err is None else "refused")
                 p = self._pending.pop(frame.id[1], None)
                 if p is not None:
                     if frame.err is not None:
@@ -451,6 +476,8 @@ class Client:
                 w.set(frame)
             self._status_waiters = []
             self._status_requested = False
+        elif isinstance(frame, wire.Other) and frame.name == "SessionExpired":
+            self._set_session("expired")
         elif isinstance(frame, wire.Refused):
             if frame.kind == "Busy":
                 log.debug("concoord client: %s", frame.message)
