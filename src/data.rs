@@ -304,9 +304,11 @@ impl MeshMembership {
     /// Blocks until the group changes.
     pub async fn wait(&self, group: &str) -> Result<Item, ClientError> {
         let args = concoord_client::encode_positional(&(group,))?;
+        // On this proxy's object (a named MeshMembership too), not the default one.
         let bytes = self
             .client
-            .call_raw_with(
+            .call_raw_on(
+                &self.target,
                 "wait",
                 args,
                 std::time::Duration::from_secs(365 * 24 * 3600),

@@ -64,3 +64,31 @@ fn counter_init_sets_the_start_value_on_the_group() {
     }
     assert_eq!(c.getvalue().unwrap(), 42, "a failed init changes nothing");
 }
+
+/// A named MeshMembership's `wait` parks on that object, not the default
+/// one: it is woken when that object's group goes away.
+#[test]
+fn a_named_mesh_membership_waits_on_its_own_object() {
+    use concoord::data::MeshMembership;
+    let r = replica("Counter");
+    let client = concoord::BlockingClient::new(r.addr(), options()).unwrap();
+    let rt = client.runtime().clone();
+    let mesh = MeshMembership::named(client.client(), "mesh");
+    rt.block_on(mesh.add_group("g", 1)).unwrap();
+    let waiting = rt.spawn({
+        let mesh = MeshMembership::named(client.client(), "mesh");
+        async move { mesh.wait("g").await }
+    });
+    // The wait parks on "mesh" (on the default Counter it would fail at once).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while client.status().unwrap().parked == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the wait never parked"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    rt.block_on(mesh.remove_group("g")).unwrap();
+    let woken = rt.block_on(waiting).unwrap();
+    assert_eq!(kind(woken.unwrap_err()), "KeyError");
+}
