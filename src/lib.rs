@@ -18,6 +18,7 @@ pub mod bench;
 pub mod check;
 pub mod data;
 pub mod history;
+pub mod http;
 pub mod json;
 #[cfg(feature = "server")]
 pub mod local;
