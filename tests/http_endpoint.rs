@@ -257,8 +257,7 @@ fn element_text(dom: &str, id: &str) -> String {
     let mut text = String::new();
     let mut depth = 0usize;
     let mut in_tag = false;
-    let mut chars = rest.char_indices().peekable();
-    while let Some((i, c)) = chars.next() {
+    for (i, c) in rest.char_indices() {
         match c {
             '<' => {
                 in_tag = true;
