@@ -2,8 +2,11 @@
 //! replicas on three loopback addresses (the shape of a Kubernetes headless
 //! service), through /etc/hosts lines for one name (glibc returns them all
 //! when /etc/host.conf says `multi on`). Two replicas join with `-b
-//! NAME:PORT`; after the first address the name resolves to dies, a client
-//! that knows only the name still finds the group.
+//! NAME:PORT`; after the first address the name resolves to dies (stopped:
+//! it accepts connections and answers nothing), a client that knows only
+//! the name still finds the group. (Without the client's own resolution,
+//! connecting to the name as one address, this test fails: every attempt
+//! lands on the stopped replica.)
 //!
 //! The test adds its lines to /etc/hosts and removes them (only them) on
 //! every way out; it is skipped, saying why, when it cannot write the file
@@ -179,8 +182,13 @@ fn a_client_that_knows_only_the_name_finds_the_group_after_the_first_address_die
         std::thread::sleep(POLL);
     }
 
-    // The first address dies; a client given only the name still gets in.
-    group.0[0].kill_and_reap();
+    // The first address dies the hard way: SIGSTOPped, it still accepts
+    // connections (the kernel does) and answers nothing, so a client that
+    // connected to the name as one address would wait on it for ever; one
+    // that knows only the name must still get in through the others.
+    // SAFETY: kill(2) on our own unreaped child.
+    let rc = unsafe { libc::kill(group.0[0].pid(), libc::SIGSTOP) };
+    assert_eq!(rc, 0, "SIGSTOP the first replica");
     for _ in 0..3 {
         let out = run_cli(
             &["call", "-r", &service, "--timeout", "30", "increment"],
