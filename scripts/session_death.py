@@ -11,7 +11,7 @@ def start(extra):
 try:
     a=start([]); b=start(["-b",a]); c=start(["-b",a]); addrs=f"{a},{b},{c}"
     for _ in range(100):
-        st=json.loads(subprocess.run([BIN,"status","-r",c],capture_output=True,text=True).stdout)
+        st=json.loads(subprocess.run([BIN,"status","--json","-r",c],capture_output=True,text=True).stdout)
         if st[0].get("role")=="follower": break
         time.sleep(0.05)
     times=[]

@@ -31,6 +31,9 @@ pub(crate) struct StatusArgs {
     pub(crate) token: String,
     #[arg(long = "timeout", default_value_t = 2.0)]
     pub(crate) timeout: f64,
+    /// Print a JSON array (one object per address) instead of a table.
+    #[arg(long = "json")]
+    pub(crate) json: bool,
 }
 
 /// What `status` and `objects` share: the addresses, the per-replica
@@ -81,27 +84,73 @@ pub(crate) fn run_status(args: StatusArgs) -> ExitCode {
         let mut out = Vec::new();
         for addr in &addrs {
             out.push(match fetch_status(addr, &args.token, timeout).await {
-                Ok(s) => serde_json::json!({
-                    "address": addr,
-                    "id": format!("{:x}", s.id),
-                    "role": s.role,
-                    "leader": s.leader,
-                    "ballot": [s.ballot.round, format!("{:x}", s.ballot.node)],
-                    "members": s.members,
-                    "next_slot": s.next_slot,
-                    "executed_slot": s.executed_slot,
-                    "snapshot_slot": s.snapshot_slot,
-                    "clients": s.clients,
-                    "parked": s.parked,
-                    "uptime_s": s.uptime_s,
-                    "object": s.object,
-                    "sessions": s.sessions,
-                }),
+                Ok(s) => concoord::http::status_json(addr, &s),
                 Err(e) => serde_json::json!({"address": addr, "error": e.to_string()}),
             });
         }
         out
     });
-    println!("{}", serde_json::Value::Array(entries));
+    if args.json {
+        println!("{}", serde_json::Value::Array(entries));
+    } else {
+        print!("{}", status_table(&entries));
+    }
     ExitCode::SUCCESS
+}
+
+/// The columns of `concoord status`'s table, in order.
+const TABLE_COLUMNS: [&str; 9] = [
+    "ADDRESS", "ROLE", "LEADER", "BALLOT", "EXECUTED", "SNAPSHOT", "CLIENTS", "SESSIONS", "PARKED",
+];
+
+/// `concoord status`'s entries as a table a person reads: one row per
+/// address, columns padded to their widest cell; a replica that did not
+/// answer shows `unreachable` and the error after the row.
+fn status_table(entries: &[serde_json::Value]) -> String {
+    let cell = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "-".to_string(),
+        other => other.to_string(),
+    };
+    let mut rows: Vec<Vec<String>> = vec![TABLE_COLUMNS.iter().map(|c| c.to_string()).collect()];
+    let mut errors = Vec::new();
+    for e in entries {
+        let address = cell(&e["address"]);
+        if let Some(error) = e.get("error") {
+            errors.push(format!("{address}: {}", cell(error)));
+            let mut row = vec![address, "unreachable".to_string()];
+            row.resize(TABLE_COLUMNS.len(), "-".to_string());
+            rows.push(row);
+            continue;
+        }
+        rows.push(vec![
+            address,
+            cell(&e["role"]),
+            cell(&e["leader"]),
+            format!("{}.{}", cell(&e["ballot"][0]), cell(&e["ballot"][1])),
+            cell(&e["executed_slot"]),
+            cell(&e["snapshot_slot"]),
+            cell(&e["clients"]),
+            cell(&e["sessions"]),
+            cell(&e["parked"]),
+        ]);
+    }
+    let widths: Vec<usize> = (0..TABLE_COLUMNS.len())
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in &rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    for error in errors {
+        out.push_str(&error);
+        out.push('\n');
+    }
+    out
 }

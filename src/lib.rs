@@ -19,6 +19,7 @@ pub mod bench;
 pub use concoord_check as check;
 pub mod data;
 pub use concoord_check::history;
+pub mod http;
 pub mod json;
 #[cfg(feature = "server")]
 pub mod local;

@@ -49,9 +49,14 @@ pub struct ServeArgs {
     /// Send log records to a network logger (`concoord logdaemon`) at HOST:PORT.
     #[arg(short = 'l', long = "logger")]
     pub logger: Option<String>,
-    /// Serve Prometheus metrics on this address (HOST:PORT; off by default).
-    #[arg(long = "metrics")]
+    /// The same endpoint as --http (kept for existing scripts).
+    #[arg(long = "metrics", value_name = "HOST:PORT")]
     pub metrics: Option<String>,
+    /// Serve HTTP on this address (off by default): /metrics (Prometheus),
+    /// /health (200 while a member hearing a leader, else 503), /status
+    /// (JSON) and / (a status page).
+    #[arg(long = "http", value_name = "HOST:PORT")]
+    pub http: Option<String>,
     /// Durable mode: promises, accepted values and decisions are on disk
     /// (fdatasync, in groups) before they are acknowledged, so the whole
     /// group can restart; restart with the same --data-dir to come back as
@@ -258,11 +263,19 @@ pub fn run_replica_of(
             segment_bytes: args.segment_bytes,
         }),
     };
-    let metrics_addr: Option<SocketAddr> = match &args.metrics {
+    let http_flag = match (&args.http, &args.metrics) {
+        (Some(_), Some(_)) => {
+            return fail("--http and --metrics name the same endpoint; give one of them")
+        }
+        (Some(h), None) => Some(("--http", h)),
+        (None, Some(m)) => Some(("--metrics", m)),
+        (None, None) => None,
+    };
+    let http_addr: Option<SocketAddr> = match http_flag {
         None => None,
-        Some(m) => match m.to_socket_addrs().ok().and_then(|mut a| a.next()) {
+        Some((flag, h)) => match h.to_socket_addrs().ok().and_then(|mut a| a.next()) {
             Some(a) => Some(a),
-            None => return fail(format!("--metrics: {m:?} is not HOST:PORT")),
+            None => return fail(format!("{flag}: {h:?} is not HOST:PORT")),
         },
     };
     let listen: SocketAddr = match (args.addr.as_str(), args.port).to_socket_addrs() {
@@ -315,9 +328,12 @@ pub fn run_replica_of(
         let replica = crate::start_replica(object, options).await?;
         crate::netlog::set_node_label(format!("replica {}", replica.local_addr));
         println!("listening on {}", replica.local_addr);
-        if let Some(addr) = metrics_addr {
-            match crate::actors::metrics::serve(addr, replica.node.metrics().clone()).await {
-                Ok(bound) => println!("metrics on http://{bound}/metrics"),
+        if let Some(addr) = http_addr {
+            match crate::http::serve(addr, replica.node.clone()).await {
+                Ok(bound) => {
+                    println!("metrics on http://{bound}/metrics");
+                    println!("status page on http://{bound}/");
+                }
                 Err(e) => {
                     replica.shutdown();
                     return Err(crate::StartError::Bind(addr.to_string(), e));

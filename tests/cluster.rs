@@ -598,7 +598,11 @@ fn cli_call_shell_status_contract() {
     assert_eq!(lines[3], serde_json::json!(2));
 
     let dead = unused_addr();
-    let out = run_cli(&["status", "-r", &format!("{addrs},{dead}")], None, limit);
+    let out = run_cli(
+        &["status", "--json", "-r", &format!("{addrs},{dead}")],
+        None,
+        limit,
+    );
     assert_eq!(out.code(), Some(0), "stderr: {}", out.stderr);
     let entries: Vec<serde_json::Value> =
         serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {}", out.stdout));

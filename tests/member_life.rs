@@ -108,7 +108,11 @@ fn wait_members(cluster: &Cluster, members: &[String]) {
 
 /// `concoord status` as a user runs it: every address answers with `members`.
 fn assert_status_cli_members(addrs: &[String], members: &[String]) {
-    let out = run_cli(&["status", "-r", &addrs.join(",")], None, CLI_TIMEOUT);
+    let out = run_cli(
+        &["status", "--json", "-r", &addrs.join(",")],
+        None,
+        CLI_TIMEOUT,
+    );
     assert_eq!(out.code(), Some(0), "status failed: {}", out.stderr);
     let entries: serde_json::Value = serde_json::from_str(out.stdout.trim()).expect("JSON");
     for entry in entries.as_array().expect("an array") {

@@ -94,7 +94,7 @@ impl Group {
     /// `concoord status -r ADDRS`, parsed.
     fn status(&self) -> Vec<Value> {
         let out = Command::new(BIN)
-            .args(["status", "-r", &self.bootstrap()])
+            .args(["status", "--json", "-r", &self.bootstrap()])
             .stderr(Stdio::null())
             .output()
             .expect("run concoord status");

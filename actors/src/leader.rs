@@ -215,6 +215,18 @@ impl Leader {
         }
     }
 
+    /// How long ago this node, as a follower, last heard an active
+    /// leader's heartbeat (`None`: never); for the `/health` endpoint.
+    pub fn leader_heard_ago_ms(&self) -> Option<u64> {
+        self.leader_heard_ms
+            .map(|heard| self.now_ms.saturating_sub(heard))
+    }
+
+    /// The election timeout this node runs with.
+    pub fn election_timeout_ms(&self) -> u64 {
+        self.config.election_timeout_ms
+    }
+
     pub fn configs(&self) -> &ConfigHistory {
         &self.configs
     }

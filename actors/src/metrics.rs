@@ -1,4 +1,5 @@
-//! Prometheus metrics of one node, served as text by `--metrics ADDR`.
+//! Prometheus metrics of one node, served as text on `/metrics` of the
+//! replica's HTTP endpoint (`--http ADDR`, alias `--metrics`).
 //! Off unless asked for; when on, the hot path only bumps atomics, and the
 //! protocol structs' own counters are copied in on each scrape.
 
@@ -132,38 +133,4 @@ impl NodeMetrics {
         encode(&mut out, &registry).expect("writing into a String cannot fail");
         out
     }
-}
-
-/// Serves `metrics` as Prometheus text on `addr` (any path); returns the bound address.
-pub async fn serve(
-    addr: std::net::SocketAddr,
-    metrics: std::sync::Arc<NodeMetrics>,
-) -> std::io::Result<std::net::SocketAddr> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let local = listener.local_addr()?;
-    actix::spawn(async move {
-        loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let metrics = metrics.clone();
-            actix::spawn(async move {
-                // Read (and ignore) the request head; every path gets the metrics.
-                let mut head = [0u8; 2048];
-                let _ =
-                    tokio::time::timeout(std::time::Duration::from_secs(2), stream.read(&mut head))
-                        .await;
-                let body = metrics.encode();
-                let response = format!(
-                    "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
-                    body.len(),
-                    body
-                );
-                let _ = stream.write_all(response.as_bytes()).await;
-                let _ = stream.shutdown().await;
-            });
-        }
-    });
-    Ok(local)
 }

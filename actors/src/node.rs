@@ -139,6 +139,9 @@ pub struct LeaderView {
     pub ballot: crate::Ballot,
     pub leader_hint: Option<NodeId>,
     pub next_slot: u64,
+    /// As a follower, how long ago it last heard the leader's heartbeat.
+    pub leader_heard_ago_ms: Option<u64>,
+    pub election_timeout_ms: u64,
 }
 
 /// What the replica role says about itself.
@@ -562,6 +565,44 @@ impl NodeHandle {
         })
     }
 
+    /// Whether this node hears a leader (what a readiness probe asks):
+    /// `Ok` with who leads, `Err` with why not.
+    pub async fn health(&self) -> Result<String, String> {
+        let leader = self
+            .leader
+            .send(GetLeaderView)
+            .await
+            .map_err(|_| "the replica is stopped".to_string())?;
+        let replica = self
+            .replica
+            .send(GetReplicaView)
+            .await
+            .map_err(|_| "the replica is stopped".to_string())?;
+        if !replica.has_state {
+            return Err("joining: it has no state from the group yet".into());
+        }
+        if !replica.members.iter().any(|m| m.id == self.shared.me) {
+            return Err("not a member of the group".into());
+        }
+        if leader.active {
+            return Ok("the leader".into());
+        }
+        let leader_addr = leader
+            .leader_hint
+            .and_then(|id| replica.members.iter().find(|m| m.id == id))
+            .map_or_else(|| "?".to_string(), |m| m.addr.clone());
+        match leader.leader_heard_ago_ms {
+            Some(ago) if ago <= leader.election_timeout_ms => {
+                Ok(format!("a follower of {leader_addr} (heard {ago} ms ago)"))
+            }
+            Some(ago) => Err(format!(
+                "no heartbeat from a leader for {ago} ms (election timeout {} ms); last leader {leader_addr}",
+                leader.election_timeout_ms
+            )),
+            None => Err("no leader heard since start".into()),
+        }
+    }
+
     /// Writes a snapshot of this replica's state to its data dir now and
     /// answers the slot it was taken at once it is on disk; `Err` says why
     /// not (`NotDurable` without -w).
@@ -820,6 +861,8 @@ impl Handler<GetLeaderView> for LeaderActor {
             ballot: self.logic.ballot(),
             leader_hint: self.logic.leader_hint(),
             next_slot: self.logic.next_slot(),
+            leader_heard_ago_ms: self.logic.leader_heard_ago_ms(),
+            election_timeout_ms: self.logic.election_timeout_ms(),
         })
     }
 }

@@ -48,6 +48,10 @@ type Writer = FramedWrite<tokio::net::tcp::OwnedWriteHalf, FrameCodec>;
 pub(crate) struct Core {
     pub(crate) id: ClientId,
     pub(crate) options: ClientOptions,
+    /// The member list as given (names, for DNS bootstrap): resolved
+    /// before the first connect and again when every known member failed.
+    pub(crate) seeds: Vec<String>,
+    pub(crate) seeds_resolved: bool,
     pub(crate) addrs: Vec<String>,
     pub(crate) next_addr: usize,
     /// The replica to try next (a redirect's leader).
@@ -446,6 +450,25 @@ impl Core {
         }
     }
 
+    /// Adds the addresses the seed names resolve to now; a name that
+    /// resolved is replaced by its addresses.
+    async fn resolve_seeds(&mut self) {
+        if self
+            .seeds
+            .iter()
+            .all(|s| s.parse::<std::net::SocketAddr>().is_ok())
+        {
+            return;
+        }
+        let resolved = crate::resolve_members(&self.seeds).await;
+        self.addrs
+            .retain(|a| resolved.contains(a) || !self.seeds.contains(a));
+        self.learn(&resolved);
+        if self.addrs.is_empty() {
+            self.addrs = self.seeds.clone();
+        }
+    }
+
     fn learn(&mut self, members: &[String]) {
         for m in members {
             if !self.addrs.contains(m) {
@@ -492,6 +515,10 @@ impl Core {
     /// Connects to the preferred replica or the next one; a refusal is fatal.
     async fn connect(&mut self) -> Result<(Reader, Writer, String), ClientError> {
         let mut attempts = 0;
+        if !self.seeds_resolved {
+            self.seeds_resolved = true;
+            self.resolve_seeds().await;
+        }
         loop {
             let addr = match self.preferred.take() {
                 Some(a) => a,
@@ -515,6 +542,9 @@ impl Core {
                         return Err(ClientError::Unavailable("nothing to do".into()));
                     }
                     if attempts % self.addrs.len() == 0 {
+                        // Every known member failed: the names may stand
+                        // for other addresses now (pods rescheduled).
+                        self.resolve_seeds().await;
                         if !self.status_waiters.is_empty() {
                             let e = ClientError::Unavailable(format!("cannot reach {addr}: {why}"));
                             for w in self.status_waiters.drain(..) {

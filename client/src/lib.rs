@@ -60,6 +60,47 @@ pub fn parse_addresses(bootstrap: &str) -> Result<Vec<String>, ClientError> {
     Ok(addrs)
 }
 
+/// Expands host names in a member list into the addresses they resolve
+/// to, in the resolver's order (a Kubernetes headless service names every
+/// pod); IP addresses stay as they are, and a name that does not resolve
+/// now stays as the name (a later connect says why). No duplicates.
+pub async fn resolve_members(entries: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut add = |a: String| {
+        if !out.contains(&a) {
+            out.push(a);
+        }
+    };
+    for entry in entries {
+        if entry.parse::<std::net::SocketAddr>().is_ok() {
+            add(entry.clone());
+            continue;
+        }
+        match tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host(entry.as_str())).await {
+            Ok(Ok(found)) => {
+                let found: Vec<String> = found.map(|a| a.to_string()).collect();
+                log::debug!("{entry} resolves to {found:?}");
+                if found.is_empty() {
+                    add(entry.clone());
+                }
+                found.into_iter().for_each(&mut add);
+            }
+            Ok(Err(e)) => {
+                log::debug!("cannot resolve {entry}: {e}");
+                add(entry.clone());
+            }
+            Err(_) => {
+                log::debug!("resolving {entry} took over {RESOLVE_TIMEOUT:?}");
+                add(entry.clone());
+            }
+        }
+    }
+    out
+}
+
+/// How long one name lookup of [`resolve_members`] may take.
+const RESOLVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Client {
     /// Starts a client for the group that `bootstrap` ("HOST:PORT,...") belongs to.
     /// It connects lazily; one live member is enough, it learns the rest.
@@ -71,6 +112,8 @@ impl Client {
         let core = Core {
             id,
             options: options.clone(),
+            seeds: addrs.clone(),
+            seeds_resolved: false,
             addrs,
             next_addr: 0,
             preferred: None,

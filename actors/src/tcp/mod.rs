@@ -201,23 +201,50 @@ pub async fn start_replica(
 }
 
 /// Asks members to add `me` until the group has sent this replica its state.
+/// A name in `bootstrap` (a headless service) stands for every address it
+/// resolves to, and is resolved again each time every target has failed.
 async fn join_group(me: Member, bootstrap: Vec<String>, token: String, node: NodeHandle) {
-    let mut targets: Vec<String> = bootstrap.clone();
+    let resolve = |targets: &mut Vec<String>, resolved: Vec<String>| {
+        for a in resolved {
+            if !targets.contains(&a) && a != me.addr {
+                targets.push(a);
+            }
+        }
+        if targets.is_empty() {
+            // Only this replica's own address: ask it anyway (it says why not).
+            targets.extend(bootstrap.iter().cloned());
+        }
+    };
+    let mut targets: Vec<String> = Vec::new();
+    resolve(
+        &mut targets,
+        concoord_client::resolve_members(&bootstrap).await,
+    );
     let mut i = 0;
+    let mut failures_in_a_row = 0;
     loop {
         if node.status().await.is_some_and(|s| s.role != "joining") {
             log::info!("joined the group");
             return;
         }
+        if failures_in_a_row >= targets.len() {
+            failures_in_a_row = 0;
+            resolve(
+                &mut targets,
+                concoord_client::resolve_members(&bootstrap).await,
+            );
+        }
         let target = targets[i % targets.len()].clone();
         i += 1;
         match ask_to_join(&target, &me, &token).await {
             Ok(JoinAnswer::Joined(members)) => {
+                failures_in_a_row = 0;
                 log::info!("join ordered by {target}; members {members:?}");
                 // Give the group time to send its state before asking again.
                 tokio::time::sleep(Duration::from_millis(1_000)).await;
             }
             Ok(JoinAnswer::Redirect(leader, members)) => {
+                failures_in_a_row = 0;
                 for m in members {
                     if !targets.contains(&m) && m != me.addr {
                         targets.push(m);
@@ -232,6 +259,7 @@ async fn join_group(me: Member, bootstrap: Vec<String>, token: String, node: Nod
             }
             Err(why) => {
                 log::warn!("join via {target} failed: {why}");
+                failures_in_a_row += 1;
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
