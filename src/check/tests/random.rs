@@ -60,6 +60,7 @@ fn op(
         args,
         invoke: inv,
         completion,
+        stale: false,
     }
 }
 
