@@ -590,15 +590,21 @@ fn stale_reads_leader_isolated_3() {
 #[test]
 fn reads_without_a_read_index_round_are_caught() {
     let seeds: Vec<u64> = (1..=20).collect();
-    let caught: Vec<u64> = seeds
+    let caught: Vec<(u64, String)> = seeds
         .iter()
-        .copied()
-        .filter(|seed| reads_leader_isolated(*seed, 3, SimReads::Unconfirmed).is_err())
+        .filter_map(|seed| {
+            reads_leader_isolated(*seed, 3, SimReads::Unconfirmed)
+                .err()
+                .map(|why| (*seed, why))
+        })
         .collect();
     eprintln!(
-        "the broken read path was caught on {} of {} seeds",
+        "the broken read path was caught on {} of {} seeds; the first: {:?}",
         caught.len(),
-        seeds.len()
+        seeds.len(),
+        caught
+            .first()
+            .map(|(seed, why)| (seed, why.lines().take(3).collect::<Vec<_>>().join(" / ")))
     );
     assert!(
         caught.len() * 2 >= seeds.len(),
@@ -607,7 +613,7 @@ fn reads_without_a_read_index_round_are_caught() {
         seeds.len()
     );
     // The same seeds pass with the read index.
-    for seed in caught {
+    for (seed, _) in caught {
         reads_leader_isolated(seed, 3, SimReads::ReadIndex)
             .unwrap_or_else(|e| panic!("seed {seed} fails with the read index too: {e}"));
     }
