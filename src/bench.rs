@@ -34,6 +34,27 @@ pub struct BenchConfig {
     pub session_ttl: Option<Duration>,
 }
 
+/// Reads mixed into a run ([`run_mixed`]; `concoord bench --read-ratio`).
+#[derive(Clone, Debug, Default)]
+pub struct ReadMix {
+    /// The fraction of calls (0..=1) that read instead of calling the
+    /// configured method, spread evenly over the run.
+    pub ratio: f64,
+    /// The read-only method they call, without arguments (`getvalue`).
+    pub method: String,
+    /// Allow stale reads (`--stale`): every call is sent so, and the reads
+    /// are answered by the replica reached, without a read-index round.
+    pub stale: bool,
+}
+
+impl ReadMix {
+    /// Whether the `n`-th call of the run reads: `ratio` of them, evenly.
+    fn reads(&self, n: u64) -> bool {
+        let ratio = self.ratio.clamp(0.0, 1.0);
+        ratio > 0.0 && ((n + 1) as f64 * ratio).floor() > (n as f64 * ratio).floor()
+    }
+}
+
 /// What a run measured.
 #[derive(Clone, Debug)]
 pub struct BenchReport {
@@ -93,13 +114,21 @@ fn new_histogram() -> Histogram<u64> {
 
 /// Runs the load and returns the measurements.
 pub async fn run(config: BenchConfig) -> Result<BenchReport, ClientError> {
+    run_mixed(config, ReadMix::default()).await
+}
+
+/// [`run`] with reads mixed in.
+pub async fn run_mixed(config: BenchConfig, mix: ReadMix) -> Result<BenchReport, ClientError> {
     let options = ClientOptions {
         token: config.token.clone(),
         deadline: Duration::from_secs(30),
         spin: config.spin,
         session_ttl: config.session_ttl,
+        stale_reads: mix.stale,
         ..ClientOptions::default()
     };
+    let mix = Arc::new(mix);
+    let no_args = concoord_objects::encode_args::<i64>(&[]);
     let clients = config.clients.max(1);
     let conns = config.conns.unwrap_or(clients).clamp(1, clients);
     let clients: Vec<Client> = (0..conns)
@@ -128,6 +157,7 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, ClientError> {
         let (remaining, stop, done_ops) = (remaining.clone(), stop.clone(), done_ops.clone());
         let (method, args) = (config.method.clone(), config.args.clone());
         let targets = targets.clone();
+        let (mix, no_args) = (mix.clone(), no_args.clone());
         let deadline = client.options().deadline;
         tasks.push(tokio::spawn(async move {
             let mut hist = new_histogram();
@@ -143,8 +173,13 @@ pub async fn run(config: BenchConfig) -> Result<BenchReport, ClientError> {
                 let n = (first_remaining - left) as usize;
                 let t = Instant::now();
                 let target = &targets[n % targets.len()];
+                let (method, args) = if mix.reads(n as u64) {
+                    (&mix.method, no_args.clone())
+                } else {
+                    (&method, args.clone())
+                };
                 match client
-                    .call_raw_on(target, &method, args.clone(), deadline, false)
+                    .call_raw_on(target, method, args, deadline, false)
                     .await
                 {
                     Ok(_) => {

@@ -50,6 +50,17 @@ pub(crate) struct BenchArgs {
     /// The method to call.
     #[arg(long = "method", default_value = "increment")]
     pub(crate) method: String,
+    /// The fraction of calls (0..1) that read: they call --read-method
+    /// (read-only, no arguments) instead of --method, spread evenly.
+    #[arg(long = "read-ratio", value_name = "R", default_value_t = 0.0)]
+    pub(crate) read_ratio: f64,
+    /// The read-only method --read-ratio calls.
+    #[arg(long = "read-method", default_value = "getvalue")]
+    pub(crate) read_method: String,
+    /// Allow stale reads: the reads are answered by the replica reached,
+    /// from its own state, without a read-index round.
+    #[arg(long = "stale")]
+    pub(crate) stale: bool,
     /// Arguments, each a JSON value.
     #[arg(allow_hyphen_values = true)]
     pub(crate) args: Vec<String>,
@@ -68,6 +79,17 @@ pub(crate) fn run_bench(args: BenchArgs) -> ExitCode {
             ))
         }
         (None, None) => Some(Duration::from_secs(10)),
+    };
+    if !(0.0..=1.0).contains(&args.read_ratio) {
+        return fail(format!(
+            "--read-ratio must be between 0 and 1, got {}",
+            args.read_ratio
+        ));
+    }
+    let mix = concoord::bench::ReadMix {
+        ratio: args.read_ratio,
+        method: args.read_method,
+        stale: args.stale,
     };
     let values = match parse_each(&args.args) {
         Ok(v) => v,
@@ -102,7 +124,7 @@ pub(crate) fn run_bench(args: BenchArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => return fail(format!("cannot start a runtime: {e}")),
     };
-    match runtime.block_on(concoord::bench::run(config)) {
+    match runtime.block_on(concoord::bench::run_mixed(config, mix)) {
         Ok(report) => {
             if args.json {
                 println!("{}", report.to_json());

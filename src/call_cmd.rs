@@ -33,6 +33,11 @@ pub(crate) struct CallArgs {
     /// exist yet; a name of another type fails with kind WrongType.
     #[arg(long = "type", value_name = "TYPE", requires = "object")]
     pub(crate) type_name: Option<String>,
+    /// Allow a stale read: a read-only method is answered by the replica
+    /// reached, from its own state, which may be behind the group's (no
+    /// read-index round). Other methods go through the log as always.
+    #[arg(long = "stale")]
+    pub(crate) stale: bool,
     /// The method to call.
     pub(crate) method: String,
     /// Arguments, each a JSON value (strings in quotes: '"text"').
@@ -56,6 +61,9 @@ pub(crate) struct ShellArgs {
     /// life; what it holds is released this long after it dies (0: none).
     #[arg(long = "session-ttl", default_value_t = DEFAULT_SESSION_TTL_S)]
     pub(crate) session_ttl: f64,
+    /// Allow stale reads for every line (see `concoord call --stale`).
+    #[arg(long = "stale")]
+    pub(crate) stale: bool,
 }
 
 /// The timeout a threading call carries as an argument (Python's
@@ -108,10 +116,11 @@ pub(crate) fn call_cancelling(
 }
 
 pub(crate) fn run_call(args: CallArgs) -> ExitCode {
-    let options = match client_options(&args.token, args.timeout, args.session_ttl) {
+    let mut options = match client_options(&args.token, args.timeout, args.session_ttl) {
         Ok(o) => o,
         Err(e) => return fail(e),
     };
+    options.stale_reads = args.stale;
     let values = match parse_each(&args.args) {
         Ok(v) => v,
         Err(e) => return fail(e),
@@ -140,10 +149,11 @@ pub(crate) fn run_call(args: CallArgs) -> ExitCode {
 }
 
 pub(crate) fn run_shell(args: ShellArgs) -> ExitCode {
-    let options = match client_options(&args.token, args.timeout, args.session_ttl) {
+    let mut options = match client_options(&args.token, args.timeout, args.session_ttl) {
         Ok(o) => o,
         Err(e) => return fail(e),
     };
+    options.stale_reads = args.stale;
     let client = match BlockingClient::new(&args.replicas, options) {
         Ok(c) => c,
         Err(e) => return fail(format!("-r: {}", e.message())),

@@ -1,7 +1,7 @@
 //! The acceptor's logic: the memory of Paxos. Inputs in, effects out.
 
 use crate::message::{
-    Accept, Accepted, Batch, Commit, Decision, Effects, PeerMsg, Prepare, Promise,
+    Accept, Accepted, Batch, Commit, Decision, Effects, PeerMsg, Prepare, Promise, ReadIndexAck,
 };
 use crate::storage::Record;
 use crate::{Ballot, NodeId, Slot};
@@ -160,6 +160,14 @@ impl Acceptor {
             PeerMsg::Accept(a) => self.on_accept(from, a, fx),
             PeerMsg::Progress(p) => self.on_progress(p.executed),
             PeerMsg::Commit(c) => self.on_commit(c, fx),
+            // A leader's read index asks whether a newer ballot was promised.
+            PeerMsg::ReadIndex(r) => fx.send(
+                from,
+                PeerMsg::ReadIndexAck(ReadIndexAck {
+                    promised: self.promised,
+                    round: r.round,
+                }),
+            ),
             _ => {}
         }
     }

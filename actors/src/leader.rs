@@ -7,7 +7,7 @@
 use crate::config::{is_majority, ConfigHistory, Member, MemberRef, WINDOW_SLOTS};
 use crate::message::{
     Accept, Accepted, Batch, Command, Commit, Decision, Effects, Heartbeat, PeerMsg, PreVote,
-    PreVoteReply, Prepare, Progress, Promise,
+    PreVoteReply, Prepare, Progress, Promise, ReadAt, ReadIndex, ReadIndexAck,
 };
 use crate::{Ballot, NodeId, Slot};
 use concoord_objects::ClientId;
@@ -136,6 +136,16 @@ pub struct Leader {
     /// leader last heard from each (a new leader starts every one afresh).
     sessions: BTreeMap<ClientId, TrackedSession>,
     last_session_check_ms: u64,
+    /// The read index (etcd's ReadIndex): reads arrived since the round in
+    /// flight began wait here for the next round, each with the commit
+    /// point it saw.
+    reads_next: Vec<(Slot, Command)>,
+    /// The round in flight: its number, its reads, who answered it.
+    read_round: u64,
+    read_round_open: bool,
+    read_round_reads: Vec<(Slot, Command)>,
+    read_round_acks: BTreeSet<NodeId>,
+    read_round_sent_ms: u64,
 }
 
 /// What a leader knows of one client session.
@@ -183,6 +193,12 @@ impl Leader {
             stats: LeaderStats::default(),
             sessions: BTreeMap::new(),
             last_session_check_ms: 0,
+            reads_next: Vec::new(),
+            read_round: 0,
+            read_round_open: false,
+            read_round_reads: Vec::new(),
+            read_round_acks: BTreeSet::new(),
+            read_round_sent_ms: 0,
         };
         leader.reset_election_deadline();
         leader
@@ -302,6 +318,114 @@ impl Leader {
         Ok(())
     }
 
+    /// Takes a read (a call of a read-only method) if this node is the
+    /// active leader: it runs on this node's replica, without entering the
+    /// log, once a read-index round begun after it arrived is answered by a
+    /// majority of every membership in force and the replica has executed
+    /// every slot below the commit point seen now. Rounds are batched: one
+    /// serves every read that arrived before it began. A leader deposed
+    /// without knowing it never completes a round (a majority promised the
+    /// newer ballot), so it never answers from stale state.
+    pub fn on_read(&mut self, command: Command, fx: &mut Effects) -> Result<(), NotAccepted> {
+        if !self.is_active() {
+            return Err(NotAccepted::NotLeader(self.leader_hint));
+        }
+        if let Some(id) = command.id() {
+            self.touch(id.client);
+        }
+        if self.reads_next.len() + self.read_round_reads.len() >= self.config.max_pending_commands {
+            return Err(NotAccepted::Busy);
+        }
+        let index = self.commit_point();
+        self.reads_next.push((index, command));
+        if !self.read_round_open {
+            self.start_read_round(fx);
+        }
+        Ok(())
+    }
+
+    /// Every slot below this is decided: a slot not in phase 2 and not
+    /// waiting to be re-proposed, below the next free one, was decided by
+    /// this leader or found decided (executed, or trimmed) in phase 1. Any
+    /// write acknowledged so far is in such a slot (a reply follows the
+    /// execution of every slot up to its own).
+    fn commit_point(&self) -> Slot {
+        let mut point = self.next_slot;
+        if let Some(slot) = self.inflight.keys().next() {
+            point = point.min(*slot);
+        }
+        if let Some(slot) = self.to_repropose.keys().next() {
+            point = point.min(*slot);
+        }
+        point
+    }
+
+    /// Reads in a round or waiting for one (for tests and status).
+    pub fn reads_pending(&self) -> usize {
+        self.reads_next.len() + self.read_round_reads.len()
+    }
+
+    fn start_read_round(&mut self, fx: &mut Effects) {
+        debug_assert!(self.read_round_reads.is_empty());
+        self.read_round += 1;
+        self.read_round_open = true;
+        self.read_round_acks.clear();
+        self.read_round_reads = std::mem::take(&mut self.reads_next);
+        self.read_round_sent_ms = self.now_ms;
+        self.send_read_index(fx);
+    }
+
+    /// To every member that has not answered the round, this node's own
+    /// acceptor too (it may have promised a newer ballot).
+    fn send_read_index(&mut self, fx: &mut Effects) {
+        for id in self.configs.members_from(self.executed) {
+            if !self.read_round_acks.contains(&id) {
+                fx.send(
+                    id,
+                    PeerMsg::ReadIndex(ReadIndex {
+                        ballot: self.ballot,
+                        round: self.read_round,
+                    }),
+                );
+            }
+        }
+    }
+
+    fn on_read_index_ack(&mut self, from: NodeId, ack: ReadIndexAck, fx: &mut Effects) {
+        if ack.promised > self.ballot {
+            self.preempted(ack.promised);
+            return;
+        }
+        if !self.is_active() || !self.read_round_open || ack.round != self.read_round {
+            return;
+        }
+        self.read_round_acks.insert(from);
+        let confirmed = self
+            .configs
+            .configs_from(self.executed)
+            .iter()
+            .all(|members| is_majority(members, &self.read_round_acks));
+        if !confirmed {
+            return;
+        }
+        self.read_round_open = false;
+        let reads = std::mem::take(&mut self.read_round_reads);
+        if !reads.is_empty() {
+            fx.send(self.me, PeerMsg::ReadAt(ReadAt { reads }));
+        }
+        if !self.reads_next.is_empty() {
+            self.start_read_round(fx);
+        }
+    }
+
+    /// Leaving the active state: reads not answered yet are dropped (their
+    /// clients resend them to whoever leads now, as they do commands).
+    fn forget_reads(&mut self) {
+        self.reads_next.clear();
+        self.read_round_reads.clear();
+        self.read_round_open = false;
+    }
+
     /// Proposes removing the member `member` names from the newest
     /// membership; returns that member. Checked here so an operator gets a
     /// clear error; two removals that race are checked again in order
@@ -346,6 +470,7 @@ impl Leader {
             PeerMsg::PreVote(v) => self.on_pre_vote(from, v, fx),
             PeerMsg::PreVoteReply(r) => self.on_pre_vote_reply(from, r, fx),
             PeerMsg::Progress(p) => self.on_progress(p, fx),
+            PeerMsg::ReadIndexAck(a) => self.on_read_index_ack(from, a, fx),
             _ => {}
         }
     }
@@ -365,6 +490,12 @@ impl Leader {
                 self.flush_commits(fx);
                 self.resend_unacked_decisions(fx);
                 self.retry_accepts(fx);
+                if self.read_round_open
+                    && self.now_ms >= self.read_round_sent_ms + self.config.retry_ms
+                {
+                    self.read_round_sent_ms = self.now_ms;
+                    self.send_read_index(fx);
+                }
                 if self.now_ms >= self.prepare_sent_ms + self.config.retry_ms {
                     self.send_prepares(fx);
                 }
@@ -489,6 +620,7 @@ impl Leader {
         self.max_trimmed = 0;
         self.inflight.clear();
         self.forget_decided();
+        self.forget_reads();
         self.reset_election_deadline();
         log::debug!("node {:x}: election with ballot {}", self.me, self.ballot);
         self.send_prepares(fx);
@@ -631,6 +763,7 @@ impl Leader {
         self.leader_hint = Some(by.node).filter(|n| *n != self.me);
         self.inflight.clear();
         self.forget_decided();
+        self.forget_reads();
         self.to_repropose.clear();
         // Waiting clients resend to whoever leads now; their ids keep it exactly-once.
         self.pending.clear();

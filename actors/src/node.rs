@@ -74,6 +74,18 @@ pub struct Deliver {
 pub struct Submit {
     pub command: Command,
     pub connection: Option<ConnectionKey>,
+    /// Into the log even if the method is read-only (a read the replica
+    /// could not serve without it).
+    pub via_log: bool,
+}
+
+/// A read the client allows to be stale: this node's replica answers it
+/// from its own state at once (or hands it to the log if it cannot).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StaleRead {
+    pub command: Command,
+    pub connection: Option<ConnectionKey>,
 }
 
 /// A client's keep-alive reached this node: its session was heard from.
@@ -312,6 +324,7 @@ impl NodeHandle {
             held: VecDeque::new(),
         });
         leader_ctx.run(LeaderActor {
+            reads: crate::replica::ReadRouting::new(options.types.clone(), replica.object_name()),
             logic: leader,
             node: handle.clone(),
             tick_ms: options.tick_ms,
@@ -356,6 +369,23 @@ impl NodeHandle {
     fn carry_out(&self, fx: Effects) {
         self.send_all(fx.sends);
         self.hand_out(fx.replies, fx.parked);
+        for command in fx.to_log {
+            // The connection that waits for it has it registered already.
+            let connection = command.id().and_then(|id| {
+                let connections = self
+                    .shared
+                    .connections
+                    .lock()
+                    .expect("connection table lock");
+                let key = connections.waiters(id).next();
+                key
+            });
+            self.leader.do_send(Submit {
+                command,
+                connection,
+                via_log: true,
+            });
+        }
     }
 
     fn send_all(&self, sends: Vec<(NodeId, PeerMsg)>) {
@@ -525,6 +555,7 @@ impl NodeHandle {
             .send(Submit {
                 command,
                 connection,
+                via_log: false,
             })
             .await
             .unwrap_or(Err(NotAccepted::NotLeader(None)))
@@ -660,9 +691,11 @@ impl AcceptorActor {
         if self.held.is_empty() && appended <= wal.synced() {
             return self.node.send_all(sends);
         }
-        let (now, later): (Vec<_>, Vec<_>) = sends
-            .into_iter()
-            .partition(|(_, msg)| matches!(msg, PeerMsg::Decision(_)));
+        let (now, later): (Vec<_>, Vec<_>) = sends.into_iter().partition(|(_, msg)| {
+            // A read-index answer reports the promise in memory, which
+            // is never below the one on disk: it need not wait.
+            matches!(msg, PeerMsg::Decision(_) | PeerMsg::ReadIndexAck(_))
+        });
         self.node.send_all(now);
         if !later.is_empty() {
             self.held.push_back((appended, later));
@@ -716,6 +749,8 @@ impl Handler<Stop> for AcceptorActor {
 /// The leader role, ticking for heartbeats, retries and elections.
 pub struct LeaderActor {
     logic: Leader,
+    /// Which calls go down the read path.
+    reads: crate::replica::ReadRouting,
     node: NodeHandle,
     tick_ms: u64,
     wal: Option<Arc<Wal>>,
@@ -830,8 +865,15 @@ impl Handler<Submit> for LeaderActor {
         if let (Some(id), Some(connection)) = (id, m.connection) {
             self.node.register(id, connection);
         }
+        let read = !m.via_log
+            && matches!(&m.command, Command::Call { target, method, .. }
+                if self.reads.may_read(target, method));
         let mut fx = Effects::default();
-        let taken = self.logic.on_request(m.command, &mut fx);
+        let taken = if read {
+            self.logic.on_read(m.command, &mut fx)
+        } else {
+            self.logic.on_request(m.command, &mut fx)
+        };
         self.carry_out(fx);
         if taken == Err(NotAccepted::Busy) {
             if let (Some(id), Some(connection)) = (id, m.connection) {
@@ -973,6 +1015,18 @@ impl Handler<Deliver> for ReplicaActor {
                 .parked_commands
                 .set(self.logic.parked_count() as i64);
         }
+    }
+}
+
+impl Handler<StaleRead> for ReplicaActor {
+    type Result = ();
+    fn handle(&mut self, m: StaleRead, _: &mut Context<Self>) {
+        if let (Some(id), Some(connection)) = (m.command.id(), m.connection) {
+            self.node.register(id, connection);
+        }
+        let mut fx = Effects::default();
+        self.logic.stale_read(m.command, &mut fx);
+        self.node.carry_out(fx);
     }
 }
 

@@ -68,6 +68,24 @@ pub struct SimConfig {
     pub leader: LeaderConfig,
     /// Session clients, after the `clients` Counter clients.
     pub sessions: Option<SessionWorkload>,
+    /// How calls of read-only methods are served.
+    pub reads: SimReads,
+}
+
+/// How a simulated node serves calls of read-only methods (`getvalue`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SimReads {
+    /// Through the log, as every other call.
+    Log,
+    /// The leader's read index ([`Leader::on_read`]), as real nodes do.
+    ReadIndex,
+    /// Allowed to be stale: whichever node a client reaches answers from
+    /// its own replica at once ([`Replica::stale_read`]).
+    Stale,
+    /// Deliberately broken, for tests that must catch it: a node that
+    /// believes it leads answers from its replica at once, with no read
+    /// index round. A deposed leader that has not noticed answers stale.
+    Unconfirmed,
 }
 
 /// The Lock session clients take turns on.
@@ -110,6 +128,7 @@ impl Default for SimConfig {
             client_timeout_ms: 400,
             leader: LeaderConfig::default(),
             sessions: None,
+            reads: SimReads::Log,
         }
     }
 }
@@ -195,6 +214,8 @@ pub struct SimClient {
     pub ops: u64,
     /// Only ever talks to this node (to observe a minority side).
     pub pinned: Option<usize>,
+    /// This client's own share of reads, instead of the run's.
+    pub read_percent: Option<u64>,
     /// The node it sends to.
     pub target: usize,
     outstanding: Option<Outstanding>,
@@ -296,6 +317,8 @@ pub struct SimOp {
     pub invoke_ms: u64,
     /// When and what it returned; `None` if it never did (outcome unknown).
     pub completed: Option<(u64, Reply)>,
+    /// A read sent allowing a stale answer ([`SimReads::Stale`]).
+    pub stale: bool,
 }
 
 /// The simulation.
@@ -319,6 +342,8 @@ pub struct Sim {
     decided_conflicts: Vec<Slot>,
     /// The first session client created the Semaphore.
     semaphore_ready: bool,
+    /// Which calls take the read path (as a real node's leader decides).
+    routing: crate::replica::ReadRouting,
 }
 
 /// One command of the replicated order, as [`Sim::replicated_order`] executed it.
@@ -374,6 +399,10 @@ fn fresh_replica(config: &SimConfig, me: NodeId, configs: ConfigHistory) -> Repl
     replica.with_types(Arc::new(Types::builtins()), limits)
 }
 
+fn nodes_default_type(nodes: &[SimNode]) -> &'static str {
+    nodes.first().map_or("", |n| n.replica.object_name())
+}
+
 fn decode_reply(reply: &[u8]) -> rmpv::Value {
     rmpv::decode::read_value(&mut &reply[..]).unwrap_or(rmpv::Value::Nil)
 }
@@ -383,7 +412,7 @@ impl Sim {
     pub fn new(config: SimConfig) -> Self {
         let members = members(config.nodes);
         let mut rng = SimRng::new(config.seed);
-        let nodes = (0..config.nodes)
+        let nodes: Vec<SimNode> = (0..config.nodes)
             .map(|i| {
                 let configs = ConfigHistory::genesis(members.clone());
                 let mut replica = fresh_replica(&config, node_id(i), configs.clone());
@@ -423,12 +452,18 @@ impl Sim {
                 issued: 0,
                 ops: config.ops_per_client,
                 pinned: None,
+                read_percent: None,
                 target: i % config.nodes,
                 outstanding: None,
                 resends: 0,
             })
             .collect();
+        let routing = crate::replica::ReadRouting::new(
+            Arc::new(Types::builtins()),
+            nodes_default_type(&nodes),
+        );
         let mut sim = Sim {
+            routing,
             config,
             now_ms: 0,
             rng,
@@ -575,7 +610,25 @@ impl Sim {
                 }
                 let id = command.id().expect("clients send calls");
                 let mut fx = Effects::default();
-                match self.nodes[node].leader.on_request(command, &mut fx) {
+                let reads = self.config.reads;
+                let read = reads != SimReads::Log
+                    && matches!(&command, Command::Call { target, method, .. }
+                        if self.routing.may_read(target, method));
+                let n = &mut self.nodes[node];
+                let taken = match reads {
+                    _ if !read => n.leader.on_request(command, &mut fx),
+                    SimReads::Log | SimReads::ReadIndex => n.leader.on_read(command, &mut fx),
+                    SimReads::Stale => {
+                        n.replica.stale_read(command, &mut fx);
+                        Ok(())
+                    }
+                    SimReads::Unconfirmed if n.leader.is_active() => {
+                        n.replica.stale_read(command, &mut fx);
+                        Ok(())
+                    }
+                    SimReads::Unconfirmed => Err(NotAccepted::NotLeader(n.leader.leader_hint())),
+                };
+                match taken {
                     Ok(()) => {
                         self.nodes[node]
                             .connections
@@ -664,7 +717,14 @@ impl Sim {
         }
     }
 
-    fn apply_effects(&mut self, node: usize, fx: Effects) {
+    fn apply_effects(&mut self, node: usize, mut fx: Effects) {
+        // Reads the replica could not serve go through the log, as a node's
+        // shell submits them (their clients wait on this node already).
+        for command in std::mem::take(&mut fx.to_log) {
+            let mut more = Effects::default();
+            let _ = self.nodes[node].leader.on_request(command, &mut more);
+            self.apply_effects(node, more);
+        }
         for (to, msg) in fx.sends {
             let Some(to_index) = self.nodes.iter().position(|n| n.id == to) else {
                 continue;
@@ -721,7 +781,7 @@ impl Sim {
             None if client.issued < client.ops => {
                 client.issued += 1;
                 let id = CommandId::new(client.id, client.issued);
-                let read_percent = self.config.read_percent;
+                let read_percent = client.read_percent.unwrap_or(self.config.read_percent);
                 let method = if read_percent > 0 && self.rng.chance(read_percent) {
                     "getvalue".to_string()
                 } else {
@@ -748,6 +808,7 @@ impl Sim {
                     method: method.clone(),
                     invoke_ms: now,
                     completed: None,
+                    stale: self.config.reads == SimReads::Stale && method == "getvalue",
                 });
                 let client = &mut self.clients[c];
                 client.outstanding = Some(Outstanding {

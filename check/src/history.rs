@@ -154,6 +154,12 @@ pub struct Operation {
     pub args: Vec<rmpv::Value>,
     pub invoke: Time,
     pub completion: Completion,
+    /// A read the client allowed to be stale (`--stale`): served by one
+    /// replica from its own state, which may be behind. Linearizability
+    /// checkers leave such reads out (they may see any earlier state, so
+    /// they constrain nothing); every other operation is checked as usual.
+    #[serde(default)]
+    pub stale: bool,
 }
 
 impl Operation {
@@ -171,7 +177,14 @@ impl Operation {
             args,
             invoke,
             completion,
+            stale: false,
         }
+    }
+
+    /// Marks this operation a read allowed to be stale ([`Operation::stale`]).
+    pub fn allow_stale(mut self) -> Operation {
+        self.stale = true;
+        self
     }
 
     /// A completed operation that returned `result` (ids are assigned by
@@ -509,6 +522,7 @@ impl History {
                                 reason: "never completed".into(),
                                 at: None,
                             },
+                            stale: false,
                         },
                     );
                 }

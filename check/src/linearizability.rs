@@ -227,8 +227,15 @@ pub fn check<M: Model>(model: &M, history: &History, options: &Options) -> Check
 }
 
 /// Checks `ops` (as [`History::operations`] returns them; any order).
+///
+/// Reads marked stale ([`Operation::stale`]) are left out: they may see any
+/// earlier state, so they constrain nothing.
 pub fn check_operations<M: Model>(model: &M, ops: &[Operation], options: &Options) -> CheckResult {
-    let ops: Vec<Operation> = ops.iter().filter(|op| takes_part(op)).cloned().collect();
+    let ops: Vec<Operation> = ops
+        .iter()
+        .filter(|op| takes_part(op) && !op.stale)
+        .cloned()
+        .collect();
     match search(model, &ops, options, false) {
         Outcome::Ok => CheckResult::Ok,
         Outcome::Unknown(why) => CheckResult::Unknown(why),

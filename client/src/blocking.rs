@@ -97,6 +97,17 @@ impl BlockingClient {
         ))
     }
 
+    /// [`Client::call_raw_stale`]: a read allowed to be stale.
+    pub fn call_raw_stale(
+        &self,
+        target: &Target,
+        method: &str,
+        args: Vec<u8>,
+    ) -> Result<Vec<u8>, ClientError> {
+        self.runtime
+            .block_on(self.client.call_raw_stale(target, method, args))
+    }
+
     pub fn status(&self) -> Result<StatusInfo, ClientError> {
         self.runtime.block_on(self.client.status())
     }

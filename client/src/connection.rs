@@ -21,6 +21,8 @@ pub(crate) enum Op {
         deadline: Instant,
         /// When the deadline passes, cancel the parked call and return its outcome.
         cancel_at_deadline: bool,
+        /// A read that may be answered from one replica's possibly older state.
+        stale: bool,
         done: oneshot::Sender<Result<Vec<u8>, ClientError>>,
     },
     Status {
@@ -34,6 +36,7 @@ pub(crate) struct Pending {
     args: Vec<u8>,
     deadline: Instant,
     cancel_at_deadline: bool,
+    stale: bool,
     cancel_sent: bool,
     /// The replica told us the call waits in a queue: no point resending it
     /// while this connection lives.
@@ -269,6 +272,7 @@ impl Core {
             args,
             deadline: Instant::now() + self.options.deadline,
             cancel_at_deadline: false,
+            stale: false,
             done,
         });
     }
@@ -301,6 +305,7 @@ impl Core {
                 args,
                 deadline,
                 cancel_at_deadline,
+                stale,
                 done,
             } => {
                 let seq = self.next_seq;
@@ -314,6 +319,7 @@ impl Core {
                         args,
                         deadline,
                         cancel_at_deadline,
+                        stale,
                         cancel_sent: false,
                         parked: false,
                         last_sent: None,
@@ -352,6 +358,14 @@ impl Core {
             let id = CommandId::new(self.id, seq);
             let frame = if p.cancel_sent {
                 Frame::Cancel { id }
+            } else if p.stale {
+                Frame::Read {
+                    id,
+                    target: p.target.clone(),
+                    method: p.method.clone(),
+                    args: p.args.clone(),
+                    stale: true,
+                }
             } else {
                 Frame::Call {
                     id,

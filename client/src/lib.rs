@@ -194,6 +194,35 @@ impl Client {
         deadline: Duration,
         cancel_at_deadline: bool,
     ) -> Result<Vec<u8>, ClientError> {
+        let stale = self.options.stale_reads;
+        self.send_call(target, method, args, deadline, cancel_at_deadline, stale)
+            .await
+    }
+
+    /// Calls `method` on `target` allowing a stale read: if the method is
+    /// read-only, whichever replica this client talks to answers from its
+    /// own state at once, which may be behind the group's (no read-index
+    /// round). Any other method goes through the log as [`Client::call_raw_on`].
+    pub async fn call_raw_stale(
+        &self,
+        target: &Target,
+        method: &str,
+        args: Vec<u8>,
+    ) -> Result<Vec<u8>, ClientError> {
+        let deadline = self.options.deadline;
+        self.send_call(target, method, args, deadline, false, true)
+            .await
+    }
+
+    async fn send_call(
+        &self,
+        target: &Target,
+        method: &str,
+        args: Vec<u8>,
+        deadline: Duration,
+        cancel_at_deadline: bool,
+        stale: bool,
+    ) -> Result<Vec<u8>, ClientError> {
         let (done, rx) = oneshot::channel();
         self.ops
             .send(Op::Call {
@@ -202,6 +231,7 @@ impl Client {
                 args,
                 deadline: Instant::now() + deadline,
                 cancel_at_deadline,
+                stale,
                 done,
             })
             .map_err(|_| ClientError::Unavailable("client runtime stopped".into()))?;

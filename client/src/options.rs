@@ -24,6 +24,13 @@ pub struct ClientOptions {
     /// from it for this long. `None` opens no session (nothing is released).
     /// The group bounds it (`concoord replica --session-ttl-min/-max`).
     pub session_ttl: Option<Duration>,
+    /// Every call is sent allowing a stale read (`--stale`): a read-only
+    /// method is answered by whichever replica this client talks to, from
+    /// its own state, without a read-index round; that state may be behind
+    /// the group's. Other methods go through the log as always. The default
+    /// (false) reads are linearizable. [`crate::Client::call_raw_stale`]
+    /// asks for it per call.
+    pub stale_reads: bool,
 }
 
 /// The default session TTL: 10 s rides out several leader elections
@@ -60,6 +67,7 @@ impl Default for ClientOptions {
             cancel_grace: Duration::from_secs(2),
             spin: Duration::ZERO,
             session_ttl: Some(DEFAULT_SESSION_TTL),
+            stale_reads: false,
         }
     }
 }

@@ -395,6 +395,44 @@ impl ObjectStore {
         Ok((outcome, StoreChange::None))
     }
 
+    /// Runs a read-only call on an object that exists, outside the
+    /// replicated order (a read index or a stale read). `None` when it cannot
+    /// be served so and must go through the log: the method is not marked
+    /// read-only, the object does not exist yet (the log creates it), or the
+    /// target names another type (the log answers the error).
+    pub fn read(
+        &mut self,
+        target: &Target,
+        method: &str,
+        args: &[u8],
+        ctx: &mut CallContext<'_>,
+    ) -> Option<Outcome> {
+        if method == DELETE_METHOD || method == crate::INIT_METHOD {
+            return None;
+        }
+        let object: &mut Box<dyn StateMachine> = if target.name.is_empty() {
+            &mut self.default
+        } else {
+            self.named.get_mut(&target.name)?
+        };
+        let actual = object.name();
+        if !object.is_read_only(method) {
+            return None;
+        }
+        if !target.type_name.is_empty()
+            && target.type_name != actual
+            && self.types.canonical(&target.type_name) != Some(actual)
+        {
+            return None;
+        }
+        let object: &mut Box<dyn StateMachine> = if target.name.is_empty() {
+            &mut self.default
+        } else {
+            self.named.get_mut(&target.name)?
+        };
+        Some(object.apply(method, args, ctx))
+    }
+
     /// A replicated cancel of `id`, parked in the object called `name`.
     pub fn cancel(
         &mut self,

@@ -257,6 +257,38 @@ pub enum PeerMsg {
         source: NodeId,
         executed: Slot,
     },
+    /// Leader → every member's acceptor (its own too): does it still lead?
+    ReadIndex(ReadIndex),
+    /// Acceptor → leader: the answer to a [`ReadIndex`].
+    ReadIndexAck(ReadIndexAck),
+    /// Leader → its own replica: reads a round confirmed, each with the slot
+    /// the replica must have executed before it runs the read.
+    ReadAt(ReadAt),
+}
+
+/// One round of a leader's read index (etcd's ReadIndex): the leader asks
+/// every member's acceptor for its promise. Answers from a majority, none
+/// above the leader's ballot, show that no other leader had been elected
+/// when they were given, so every write acknowledged before the round
+/// began is below the commit point the leader saw.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReadIndex {
+    pub ballot: Ballot,
+    pub round: u64,
+}
+
+/// An acceptor's answer to [`ReadIndex`]: the ballot it has promised now.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReadIndexAck {
+    pub promised: Ballot,
+    pub round: u64,
+}
+
+/// Reads a read-index round confirmed: each runs on the replica once it
+/// has executed every slot below its index, without entering the log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReadAt {
+    pub reads: Vec<(Slot, Command)>,
 }
 
 /// What the local replica tells its node's other roles after executing.
@@ -294,13 +326,16 @@ impl PeerMsg {
             | PeerMsg::Accepted(_)
             | PeerMsg::Heartbeat(_)
             | PeerMsg::PreVote(_)
-            | PeerMsg::PreVoteReply(_) => &[Role::Leader],
+            | PeerMsg::PreVoteReply(_)
+            | PeerMsg::ReadIndexAck(_) => &[Role::Leader],
+            PeerMsg::ReadIndex(_) => &[Role::Acceptor],
             PeerMsg::Decision(_)
             | PeerMsg::CatchUpRequest(_)
             | PeerMsg::CatchUp(_)
             | PeerMsg::Snapshot(_)
             | PeerMsg::SnapshotChunk(_)
-            | PeerMsg::CommitPoint { .. } => &[Role::Replica],
+            | PeerMsg::CommitPoint { .. }
+            | PeerMsg::ReadAt(_) => &[Role::Replica],
             PeerMsg::Progress(_) => &[Role::Leader, Role::Acceptor],
         }
     }
@@ -351,6 +386,10 @@ pub struct Effects {
     pub replies: Vec<(CommandId, Reply)>,
     /// Commands now waiting in an object's queue (their callers should stop resending).
     pub parked: Vec<CommandId>,
+    /// Calls sent as reads that cannot be served without the log (the
+    /// method is not read-only, or the object does not exist yet): the node
+    /// submits them to its leader as ordinary commands.
+    pub to_log: Vec<Command>,
 }
 
 impl Effects {
@@ -359,6 +398,6 @@ impl Effects {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.sends.is_empty() && self.replies.is_empty()
+        self.sends.is_empty() && self.replies.is_empty() && self.to_log.is_empty()
     }
 }

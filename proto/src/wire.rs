@@ -13,8 +13,9 @@ use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
 
 /// Bumped on any incompatible change of [`Frame`] or of the peer messages
 /// it carries (3: snapshots carry parked calls and a format number; 4: snapshots
-/// carry the group; pre-vote, member removal, SessionExpired).
-pub const PROTOCOL_VERSION: u32 = 4;
+/// carry the group; pre-vote, member removal, SessionExpired; 5: `Frame::Read`
+/// and the read-index messages `ReadIndex`, `ReadIndexAck`, `ReadAt`).
+pub const PROTOCOL_VERSION: u32 = 5;
 /// Frames above this are refused, and the connection that sent them closed.
 pub const MAX_FRAME_BYTES: usize = 16 << 20;
 
@@ -137,6 +138,20 @@ pub enum Frame {
     /// `NotDurable` for a replica without -w).
     SnapshotTaken {
         result: Result<u64, concoord_objects::ObjectError>,
+    },
+    /// A call the client wants served as a read. `stale: false` is a
+    /// linearizable read, as a `Call` of a read-only method gets anyway;
+    /// `stale: true` lets whichever replica receives it answer from its own
+    /// state at once, which may be behind the group's. Either way a method
+    /// that is not read-only (or an object that does not exist yet) goes
+    /// through the log as a `Call` would. Answered by `Reply` or `Redirect`.
+    Read {
+        id: CommandId,
+        target: Target,
+        method: String,
+        #[serde(with = "crate::message::serde_bytes_vec")]
+        args: Vec<u8>,
+        stale: bool,
     },
 }
 

@@ -132,6 +132,7 @@ impl ClientConnection {
         self.node.leader.do_send(crate::node::Submit {
             command,
             connection: self.key,
+            via_log: false,
         });
     }
 }
@@ -173,6 +174,40 @@ impl StreamHandler<Result<Frame, WireError>> for ClientConnection {
                 args,
                 ack_below,
             }),
+            Ok(Frame::Read {
+                id, args, target, ..
+            }) if args.len() > CALL_ARGS_MAX
+                || target.name.len() + target.type_name.len() > CALL_TARGET_MAX =>
+            {
+                let e = concoord_objects::ObjectError::new(
+                    concoord_objects::LIMIT_EXCEEDED,
+                    format!("a read's arguments are at most {CALL_ARGS_MAX} bytes and its object's name and type {CALL_TARGET_MAX}"),
+                );
+                self.send(ctx, Frame::Reply { id, reply: Err(e) });
+            }
+            Ok(Frame::Read {
+                id,
+                target,
+                method,
+                args,
+                stale,
+            }) => {
+                let command = Command::Call {
+                    id,
+                    target,
+                    method,
+                    args,
+                    ack_below: 0,
+                };
+                if stale {
+                    self.node.replica.do_send(crate::node::StaleRead {
+                        command,
+                        connection: self.key,
+                    });
+                } else {
+                    self.submit(command);
+                }
+            }
             Ok(Frame::ObjectsRequest { after, limit }) => {
                 let node = self.node.clone();
                 let out = self.out.clone();
@@ -335,6 +370,7 @@ fn frame_name(frame: &Frame) -> &'static str {
         Frame::RemoveMember(_) => "RemoveMember",
         Frame::TakeSnapshot => "TakeSnapshot",
         Frame::SnapshotTaken { .. } => "SnapshotTaken",
+        Frame::Read { .. } => "Read",
         Frame::MemberRemoved { .. } => "MemberRemoved",
     }
 }

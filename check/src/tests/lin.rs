@@ -56,6 +56,23 @@ fn counter_stale_read_is_illegal() {
 }
 
 #[test]
+fn counter_stale_read_marked_stale_is_left_out() {
+    // The same stale read, sent allowing staleness: the checker is told so
+    // and leaves it out; an ordinary read in the same history still counts.
+    let ops = vec![
+        ok("a", "increment", vec![], (), 0, 10),
+        ok("b", "getvalue", vec![], 0, 20, 30).allow_stale(),
+        ok("c", "getvalue", vec![], 1, 20, 30),
+    ];
+    let opts = opts();
+    let checked = crate::check::linearizability::check_operations;
+    assert!(checked(&Counter::default(), &ops, &opts).is_ok());
+    let mut unmarked = ops.clone();
+    unmarked[1].stale = false;
+    assert!(!checked(&Counter::default(), &unmarked, &opts).is_ok());
+}
+
+#[test]
 fn counter_lost_update_is_illegal() {
     // Two concurrent increments both acknowledged; the final read shows one.
     let lost = vec![

@@ -58,6 +58,7 @@ fn op(
         args,
         invoke: inv,
         completion,
+        stale: false,
     }
 }
 
