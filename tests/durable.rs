@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use support::{run_cli, spawn_replica, Cluster, TempDir};
 
 /// How long one client call may take, a whole-group restart included.
-const CALL_DEADLINE: Duration = Duration::from_secs(30);
+const CALL_DEADLINE: Duration = Duration::from_secs(60);
 
 fn client(cluster: &Cluster) -> BlockingClient {
     BlockingClient::new(&cluster.addrs(), cluster.client_options(CALL_DEADLINE))

@@ -65,7 +65,7 @@ fn counter_stale_read_marked_stale_is_left_out() {
         ok("c", "getvalue", vec![], 1, 20, 30),
     ];
     let opts = opts();
-    let checked = crate::check::linearizability::check_operations;
+    let checked = crate::linearizability::check_operations;
     assert!(checked(&Counter::default(), &ops, &opts).is_ok());
     let mut unmarked = ops.clone();
     unmarked[1].stale = false;
