@@ -93,7 +93,16 @@ fn new_histogram() -> Histogram<u64> {
 
 /// Runs the load and returns the measurements.
 pub async fn run(config: BenchConfig) -> Result<BenchReport, ClientError> {
+    run_with_tls(config, None).await
+}
+
+/// [`run`] over TLS links trusting replicas by `tls` (plain TCP if `None`).
+pub async fn run_with_tls(
+    config: BenchConfig,
+    tls: Option<crate::client::ClientTls>,
+) -> Result<BenchReport, ClientError> {
     let options = ClientOptions {
+        tls,
         token: config.token.clone(),
         deadline: Duration::from_secs(30),
         spin: config.spin,

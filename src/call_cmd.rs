@@ -38,6 +38,8 @@ pub(crate) struct CallArgs {
     /// Arguments, each a JSON value (strings in quotes: '"text"').
     #[arg(allow_hyphen_values = true)]
     pub(crate) args: Vec<String>,
+    #[command(flatten)]
+    pub(crate) tls: crate::ClientTlsArgs,
 }
 
 #[derive(Parser)]
@@ -56,6 +58,8 @@ pub(crate) struct ShellArgs {
     /// life; what it holds is released this long after it dies (0: none).
     #[arg(long = "session-ttl", default_value_t = DEFAULT_SESSION_TTL_S)]
     pub(crate) session_ttl: f64,
+    #[command(flatten)]
+    pub(crate) tls: crate::ClientTlsArgs,
 }
 
 /// The timeout a threading call carries as an argument (Python's
@@ -108,7 +112,7 @@ pub(crate) fn call_cancelling(
 }
 
 pub(crate) fn run_call(args: CallArgs) -> ExitCode {
-    let options = match client_options(&args.token, args.timeout, args.session_ttl) {
+    let options = match client_options(&args.token, args.timeout, args.session_ttl, &args.tls) {
         Ok(o) => o,
         Err(e) => return fail(e),
     };
@@ -140,7 +144,7 @@ pub(crate) fn run_call(args: CallArgs) -> ExitCode {
 }
 
 pub(crate) fn run_shell(args: ShellArgs) -> ExitCode {
-    let options = match client_options(&args.token, args.timeout, args.session_ttl) {
+    let options = match client_options(&args.token, args.timeout, args.session_ttl, &args.tls) {
         Ok(o) => o,
         Err(e) => return fail(e),
     };

@@ -1,4 +1,4 @@
-//! How a client behaves: token, deadlines, resend and connect timeouts.
+//! How a client behaves: token, deadlines, resend and connect timeouts, TLS.
 
 use std::time::Duration;
 
@@ -24,6 +24,9 @@ pub struct ClientOptions {
     /// from it for this long. `None` opens no session (nothing is released).
     /// The group bounds it (`concoord replica --session-ttl-min/-max`).
     pub session_ttl: Option<Duration>,
+    /// TLS on every link, trusting replicas by these settings; `None`
+    /// (the default) speaks plain TCP.
+    pub tls: Option<crate::ClientTls>,
 }
 
 /// The default session TTL: 10 s rides out several leader elections
@@ -60,6 +63,7 @@ impl Default for ClientOptions {
             cancel_grace: Duration::from_secs(2),
             spin: Duration::ZERO,
             session_ttl: Some(DEFAULT_SESSION_TTL),
+            tls: None,
         }
     }
 }
