@@ -299,6 +299,11 @@ impl StreamHandler<Result<Frame, WireError>> for ClientConnection {
                 );
                 ctx.stop();
             }
+            Err(WireError::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                // A TLS client that exits without close_notify: a close like any other.
+                log::debug!("client {}: {e}; closing", self.peer);
+                ctx.stop();
+            }
             Err(e) => {
                 log::warn!("client {}: {e}; closing", self.peer);
                 self.send(

@@ -46,6 +46,11 @@ pub(super) async fn serve_peer(
                 );
                 return;
             }
+            // A peer (TLS) that died without close_notify: a close like any other.
+            Err(WireError::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                log::debug!("peer {}: {e}; closing", member.addr);
+                return;
+            }
             Err(e) => {
                 log::warn!("peer {}: {e}; closing", member.addr);
                 return;
