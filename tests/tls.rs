@@ -299,3 +299,28 @@ fn expired_certificates_and_missing_client_certificates_are_refused() {
     );
     wait_for_log(&strict, "the client's certificate has expired");
 }
+
+#[test]
+fn a_replica_whose_certificate_another_ca_signed_cannot_join_and_both_logs_say_why() {
+    let group_pki = Pki::new("join-group");
+    let other_pki = Pki::new("join-other");
+    let founder = lone_replica(&group_pki.replica_flags(&group_pki.issue("replica", false)));
+    let mut flags = other_pki.replica_flags(&other_pki.issue("replica", false));
+    flags.extend(["-b".to_string(), founder.addr.clone()]);
+    let stranger = lone_replica(&flags);
+    wait_for_log(&stranger, "not signed by the CA in --tls-ca");
+    wait_for_log(&founder, "does not trust this replica's certificate");
+    // The group stayed a group of one.
+    let ca = ["--tls-ca".to_string(), path(&group_pki.ca_file())];
+    let mut args = vec!["status", "-r", founder.addr.as_str()];
+    args.extend(ca.iter().map(String::as_str));
+    let out = run_cli(&args, None, CLI_TIMEOUT);
+    assert_eq!(out.code(), Some(0), "status: {}", out.stderr);
+    let status: serde_json::Value = serde_json::from_str(&out.stdout).expect("status JSON");
+    assert_eq!(
+        status[0]["members"].as_array().map(Vec::len),
+        Some(1),
+        "only the founder is a member: {}",
+        out.stdout
+    );
+}

@@ -355,3 +355,46 @@ fn handshake_error(addr: &str, e: &io::Error) -> LinkError {
         None => LinkError::Unreachable(format!("TLS handshake with {addr}: {e}")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_roots() -> ClientTls {
+        let config = rustls::ClientConfig::builder_with_provider(crypto_provider())
+            .with_safe_default_protocol_versions()
+            .expect("default versions")
+            .with_root_certificates(RootCertStore::empty())
+            .with_no_client_auth();
+        ClientTls::from_config(Arc::new(config))
+    }
+
+    #[test]
+    fn the_server_name_is_the_host_dialled_unless_one_is_given() {
+        let tls = no_roots();
+        let ip = |s: &str| ServerName::try_from(s.to_string()).expect("a name");
+        assert_eq!(tls.server_name_for("127.0.0.1:14000"), Ok(ip("127.0.0.1")));
+        assert_eq!(tls.server_name_for("[::1]:14000"), Ok(ip("::1")));
+        assert_eq!(
+            tls.server_name_for("replica-0.concoord:14000"),
+            Ok(ip("replica-0.concoord"))
+        );
+        let named = tls.with_server_name("concoord.local").expect("a DNS name");
+        assert_eq!(
+            named.server_name_for("127.0.0.1:14000"),
+            Ok(ip("concoord.local"))
+        );
+        assert!(no_roots().with_server_name("not a name!").is_err());
+    }
+
+    #[test]
+    fn missing_and_empty_files_are_errors_that_name_the_file() {
+        let e = load_certs(Path::new("/nonexistent/ca.pem")).expect_err("no such file");
+        assert!(e.0.contains("/nonexistent/ca.pem"), "{e}");
+        let empty = std::env::temp_dir().join(format!("concoord-empty-{}.pem", std::process::id()));
+        std::fs::write(&empty, "").expect("write an empty file");
+        let e = load_certs(&empty).expect_err("no certificate");
+        assert!(e.0.contains("holds no PEM certificate"), "{e}");
+        let _ = std::fs::remove_file(&empty);
+    }
+}
