@@ -242,6 +242,7 @@ async fn join_group(
 ) {
     let mut targets: Vec<String> = bootstrap.clone();
     let mut i = 0;
+    let mut last_failure: Option<String> = None;
     loop {
         if node.status().await.is_some_and(|s| s.role != "joining") {
             log::info!("joined the group");
@@ -269,7 +270,14 @@ async fn join_group(
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             Err(why) => {
-                log::warn!("join via {target} failed: {why}");
+                // Said once at warn level: a misconfigured join (a wrong CA,
+                // TLS against plain TCP) would otherwise repeat it 5 times a second.
+                if last_failure.as_ref() != Some(&why) {
+                    log::warn!("join via {target} failed: {why}");
+                } else {
+                    log::debug!("join via {target} failed: {why}");
+                }
+                last_failure = Some(why);
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
