@@ -324,3 +324,23 @@ fn a_replica_whose_certificate_another_ca_signed_cannot_join_and_both_logs_say_w
         out.stdout
     );
 }
+
+#[test]
+fn a_tls_handshake_that_stalls_is_closed_by_the_replica() {
+    use std::io::{Read, Write};
+    let pki = Pki::new("stall");
+    let replica = lone_replica(&pki.replica_flags(&pki.issue("replica", false)));
+    let mut stream = std::net::TcpStream::connect(&replica.addr).expect("connect");
+    // The first byte of a TLS handshake record, and then nothing.
+    stream.write_all(&[0x16]).expect("write");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("a read timeout");
+    let mut buf = [0u8; 64];
+    match stream.read(&mut buf) {
+        Ok(0) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!("the replica should close a stalled handshake, got {other:?}"),
+    }
+    wait_for_log(&replica, "did not finish within");
+}

@@ -16,8 +16,7 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio_util::codec::{FramedRead, FramedWrite};
 
-/// A connection must say hello within this long (and finish its TLS
-/// handshake within as long again).
+/// A connection must say hello (after its TLS handshake, if any) within this long.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 
 async fn refuse(writer: &mut FramedWrite<LinkWrite, FrameCodec>, kind: &str, message: String) {
@@ -55,12 +54,13 @@ pub(super) async fn serve_connection(
     tls: Option<ReplicaTls>,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
-    let Some((read, write, certified)) = open(stream, peer, tls.as_ref()).await else {
+    let hello_by = tokio::time::Instant::now() + HELLO_TIMEOUT;
+    let Some((read, write, certified)) = open(stream, peer, tls.as_ref(), hello_by).await else {
         return;
     };
     let mut reader = FramedRead::new(read, FrameCodec::default());
     let mut writer = FramedWrite::new(write, FrameCodec::default());
-    let hello = match tokio::time::timeout(HELLO_TIMEOUT, reader.next()).await {
+    let hello = match tokio::time::timeout_at(hello_by, reader.next()).await {
         Err(_) => return refuse(&mut writer, "ProtocolError", "no hello within 5 s".into()).await,
         Ok(None) => return,
         Ok(Some(Err(e))) => return refuse(&mut writer, wire_error_kind(&e), e.to_string()).await,
@@ -132,9 +132,10 @@ async fn open(
     stream: TcpStream,
     peer: SocketAddr,
     tls: Option<&ReplicaTls>,
+    hello_by: tokio::time::Instant,
 ) -> Option<(LinkRead, LinkWrite, bool)> {
     let mut first = [0u8; 1];
-    let first = match tokio::time::timeout(HELLO_TIMEOUT, stream.peek(&mut first)).await {
+    let first = match tokio::time::timeout_at(hello_by, stream.peek(&mut first)).await {
         Ok(Ok(1)) => Some(first[0]),
         Ok(_) => return None,
         // Silent: the hello timeout below refuses it.
@@ -163,7 +164,7 @@ async fn open(
         refuse(&mut writer, "TlsRequired", message).await;
         return None;
     }
-    match tokio::time::timeout(HELLO_TIMEOUT, tls.acceptor.accept(stream)).await {
+    match tokio::time::timeout_at(hello_by, tls.acceptor.accept(stream)).await {
         Err(_) => {
             log::warn!(
                 "TLS handshake with {peer} did not finish within {HELLO_TIMEOUT:?}; closing"
