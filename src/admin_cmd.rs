@@ -35,6 +35,8 @@ struct SnapshotArgs {
     /// Give up on a replica after this many seconds.
     #[arg(long = "timeout", default_value_t = 30.0)]
     timeout: f64,
+    #[command(flatten)]
+    tls: crate::ClientTlsArgs,
 }
 
 #[derive(clap::Parser)]
@@ -52,6 +54,8 @@ struct RemoveArgs {
     /// (hexadecimal).
     #[arg(value_name = "MEMBER")]
     member: String,
+    #[command(flatten)]
+    tls: crate::ClientTlsArgs,
 }
 
 pub fn run(args: AdminArgs) -> ExitCode {
@@ -92,9 +96,17 @@ fn run_snapshot(args: SnapshotArgs) -> ExitCode {
         Ok(r) => r,
         Err(code) => return code,
     };
+    let tls = match args.tls.client_tls() {
+        Ok(tls) => tls,
+        Err(e) => return error(&ClientError::Invalid(e)),
+    };
+    let access = concoord::client::Access {
+        token: &args.token,
+        tls: tls.as_ref(),
+    };
     let mut all_ok = true;
     for addr in &addrs {
-        let line = match runtime.block_on(take_snapshot(addr, &args.token, timeout)) {
+        let line = match runtime.block_on(take_snapshot(addr, access, timeout)) {
             Ok(slot) => serde_json::json!({"address": addr, "slot": slot}),
             Err(e) => {
                 all_ok = false;
@@ -137,7 +149,15 @@ fn run_remove(args: RemoveArgs) -> ExitCode {
         Ok(r) => r,
         Err(code) => return code,
     };
-    match runtime.block_on(remove_member(&addrs, &args.token, &member, timeout)) {
+    let tls = match args.tls.client_tls() {
+        Ok(tls) => tls,
+        Err(e) => return error(&ClientError::Invalid(e)),
+    };
+    let access = concoord::client::Access {
+        token: &args.token,
+        tls: tls.as_ref(),
+    };
+    match runtime.block_on(remove_member(&addrs, access, &member, timeout)) {
         Ok((removed, members)) => {
             let out = serde_json::json!({
                 "removed": {"address": removed.addr, "id": format!("{:x}", removed.id)},

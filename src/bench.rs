@@ -114,12 +114,30 @@ fn new_histogram() -> Histogram<u64> {
 
 /// Runs the load and returns the measurements.
 pub async fn run(config: BenchConfig) -> Result<BenchReport, ClientError> {
-    run_mixed(config, ReadMix::default()).await
+    run_with(config, ReadMix::default(), None).await
 }
 
 /// [`run`] with reads mixed in.
 pub async fn run_mixed(config: BenchConfig, mix: ReadMix) -> Result<BenchReport, ClientError> {
+    run_with(config, mix, None).await
+}
+
+/// [`run`] over TLS links trusting replicas by `tls` (plain TCP if `None`).
+pub async fn run_with_tls(
+    config: BenchConfig,
+    tls: Option<crate::client::ClientTls>,
+) -> Result<BenchReport, ClientError> {
+    run_with(config, ReadMix::default(), tls).await
+}
+
+/// [`run`] with reads mixed in, over TLS when `tls` is given.
+pub async fn run_with(
+    config: BenchConfig,
+    mix: ReadMix,
+    tls: Option<crate::client::ClientTls>,
+) -> Result<BenchReport, ClientError> {
     let options = ClientOptions {
+        tls,
         token: config.token.clone(),
         deadline: Duration::from_secs(30),
         spin: config.spin,

@@ -64,6 +64,8 @@ pub(crate) struct BenchArgs {
     /// Arguments, each a JSON value.
     #[arg(allow_hyphen_values = true)]
     pub(crate) args: Vec<String>,
+    #[command(flatten)]
+    pub(crate) tls: crate::ClientTlsArgs,
 }
 
 pub(crate) fn run_bench(args: BenchArgs) -> ExitCode {
@@ -100,6 +102,10 @@ pub(crate) fn run_bench(args: BenchArgs) -> ExitCode {
     }
     let long_run = duration.is_some_and(|d| d > Duration::from_secs(3))
         || args.ops.is_some_and(|o| o > 200_000);
+    let tls = match args.tls.client_tls() {
+        Ok(tls) => tls,
+        Err(e) => return fail(e),
+    };
     let config = concoord::bench::BenchConfig {
         replicas: args.replicas,
         token: args.token,
@@ -124,7 +130,7 @@ pub(crate) fn run_bench(args: BenchArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => return fail(format!("cannot start a runtime: {e}")),
     };
-    match runtime.block_on(concoord::bench::run_mixed(config, mix)) {
+    match runtime.block_on(concoord::bench::run_with(config, mix, tls)) {
         Ok(report) => {
             if args.json {
                 println!("{}", report.to_json());

@@ -43,6 +43,8 @@ pub(crate) struct CallArgs {
     /// Arguments, each a JSON value (strings in quotes: '"text"').
     #[arg(allow_hyphen_values = true)]
     pub(crate) args: Vec<String>,
+    #[command(flatten)]
+    pub(crate) tls: crate::ClientTlsArgs,
 }
 
 #[derive(Parser)]
@@ -64,6 +66,8 @@ pub(crate) struct ShellArgs {
     /// Allow stale reads for every line (see `concoord call --stale`).
     #[arg(long = "stale")]
     pub(crate) stale: bool,
+    #[command(flatten)]
+    pub(crate) tls: crate::ClientTlsArgs,
 }
 
 /// The timeout a threading call carries as an argument (Python's
@@ -116,7 +120,7 @@ pub(crate) fn call_cancelling(
 }
 
 pub(crate) fn run_call(args: CallArgs) -> ExitCode {
-    let mut options = match client_options(&args.token, args.timeout, args.session_ttl) {
+    let mut options = match client_options(&args.token, args.timeout, args.session_ttl, &args.tls) {
         Ok(o) => o,
         Err(e) => return fail(e),
     };
@@ -149,7 +153,7 @@ pub(crate) fn run_call(args: CallArgs) -> ExitCode {
 }
 
 pub(crate) fn run_shell(args: ShellArgs) -> ExitCode {
-    let mut options = match client_options(&args.token, args.timeout, args.session_ttl) {
+    let mut options = match client_options(&args.token, args.timeout, args.session_ttl, &args.tls) {
         Ok(o) => o,
         Err(e) => return fail(e),
     };

@@ -68,6 +68,8 @@ const RESEND_AFTER: Duration = Duration::from_secs(1);
 struct Endpoint {
     replica: String,
     token: String,
+    /// The replica serves TLS: connect to it by these settings.
+    tls: Option<concoord::client::ClientTls>,
     /// This replica's address as ConCoord's replies name their source.
     host: String,
     port: u16,
@@ -75,7 +77,12 @@ struct Endpoint {
 
 /// Binds `listen` now (so a taken port fails the start) and serves ConCoord
 /// clients on a thread of its own, forwarding to the replica at `replica`.
-pub fn spawn(listen: SocketAddr, replica: String, token: String) -> std::io::Result<SocketAddr> {
+pub fn spawn(
+    listen: SocketAddr,
+    replica: String,
+    token: String,
+    tls: Option<concoord::client::ClientTls>,
+) -> std::io::Result<SocketAddr> {
     let std_listener = std::net::TcpListener::bind(listen)?;
     std_listener.set_nonblocking(true)?;
     let bound = std_listener.local_addr()?;
@@ -86,6 +93,7 @@ pub fn spawn(listen: SocketAddr, replica: String, token: String) -> std::io::Res
     let endpoint = Endpoint {
         replica,
         token,
+        tls,
         host,
         port,
     };
@@ -284,16 +292,22 @@ struct Pending {
     sent_at: Option<tokio::time::Instant>,
 }
 
-type Upstream = Framed<TcpStream, FrameCodec>;
+type Upstream = Framed<
+    tokio::io::Join<concoord::client::tls::LinkRead, concoord::client::tls::LinkWrite>,
+    FrameCodec,
+>;
 
 /// Connects to `addr` as client `client`; the members it names on success.
-async fn connect(addr: &str, client: u64, token: &str) -> Result<(Upstream, Vec<String>), String> {
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+async fn connect(
+    addr: &str,
+    client: u64,
+    token: &str,
+    tls: Option<&concoord::client::ClientTls>,
+) -> Result<(Upstream, Vec<String>), String> {
+    let (read, write) = concoord::client::tls::connect(addr, tls, CONNECT_TIMEOUT)
         .await
-        .map_err(|_| format!("{addr}: connect timed out"))?
-        .map_err(|e| format!("{addr}: {e}"))?;
-    let _ = stream.set_nodelay(true);
-    let mut up = Framed::new(stream, FrameCodec::default());
+        .map_err(|e| e.to_string())?;
+    let mut up = Framed::new(tokio::io::join(read, write), FrameCodec::default());
     up.send(Frame::Hello {
         version: PROTOCOL_VERSION,
         role: HelloRole::Client(client),
@@ -336,7 +350,7 @@ async fn serve(stream: TcpStream, peer: SocketAddr, endpoint: Endpoint) {
                 next_member += 1;
                 members[next_member % members.len()].clone()
             });
-            match connect(&addr, cid, &endpoint.token).await {
+            match connect(&addr, cid, &endpoint.token, endpoint.tls.as_ref()).await {
                 Ok((conn, known)) => {
                     for m in known {
                         if !members.contains(&m) {

@@ -18,6 +18,8 @@ pub(crate) struct ObjectsArgs {
     pub(crate) token: String,
     #[arg(long = "timeout", default_value_t = 10.0)]
     pub(crate) timeout: f64,
+    #[command(flatten)]
+    pub(crate) tls: crate::ClientTlsArgs,
 }
 
 #[derive(Parser)]
@@ -34,6 +36,8 @@ pub(crate) struct StatusArgs {
     /// Print a JSON array (one object per address) instead of a table.
     #[arg(long = "json")]
     pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) tls: crate::ClientTlsArgs,
 }
 
 /// What `status` and `objects` share: the addresses, the per-replica
@@ -59,9 +63,17 @@ pub(crate) fn run_objects(args: ObjectsArgs) -> ExitCode {
         Ok(setup) => setup,
         Err(code) => return code,
     };
+    let tls = match args.tls.client_tls() {
+        Ok(tls) => tls,
+        Err(e) => return fail(e),
+    };
+    let access = concoord::client::Access {
+        token: &args.token,
+        tls: tls.as_ref(),
+    };
     let mut last_error = None;
     for addr in &addrs {
-        match runtime.block_on(concoord::client::fetch_objects(addr, &args.token, timeout)) {
+        match runtime.block_on(concoord::client::fetch_objects(addr, access, timeout)) {
             Ok(objects) => {
                 let json = serde_json::to_string(&objects).expect("object lists serialize");
                 println!("{json}");
@@ -80,10 +92,18 @@ pub(crate) fn run_status(args: StatusArgs) -> ExitCode {
         Ok(setup) => setup,
         Err(code) => return code,
     };
+    let tls = match args.tls.client_tls() {
+        Ok(tls) => tls,
+        Err(e) => return fail(e),
+    };
+    let access = concoord::client::Access {
+        token: &args.token,
+        tls: tls.as_ref(),
+    };
     let entries: Vec<serde_json::Value> = runtime.block_on(async {
         let mut out = Vec::new();
         for addr in &addrs {
-            out.push(match fetch_status(addr, &args.token, timeout).await {
+            out.push(match fetch_status(addr, access, timeout).await {
                 Ok(s) => concoord::http::status_json(addr, &s),
                 Err(e) => serde_json::json!({"address": addr, "error": e.to_string()}),
             });

@@ -106,10 +106,53 @@ pub(crate) fn fail(message: impl std::fmt::Display) -> ExitCode {
 /// `--session-ttl`'s default, in seconds.
 pub(crate) const DEFAULT_SESSION_TTL_S: f64 = 10.0;
 
+/// The TLS flags every client command takes.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub(crate) struct ClientTlsArgs {
+    /// Connect with TLS, trusting replicas whose certificate this CA (PEM)
+    /// signed. Without it, plain TCP.
+    #[arg(long = "tls-ca", value_name = "FILE")]
+    pub(crate) tls_ca: Option<std::path::PathBuf>,
+    /// Present this certificate (PEM) to replicas that require client
+    /// certificates (`replica --tls-client-auth`). Needs --tls-key.
+    #[arg(long = "tls-cert", value_name = "FILE", requires_all = ["tls_key", "tls_ca"])]
+    pub(crate) tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long = "tls-key", value_name = "FILE", requires = "tls_cert")]
+    pub(crate) tls_key: Option<std::path::PathBuf>,
+    /// Check replicas' certificates against this DNS name or IP address
+    /// instead of the host of each address dialled.
+    #[arg(long = "tls-server-name", value_name = "NAME", requires = "tls_ca")]
+    pub(crate) tls_server_name: Option<String>,
+}
+
+impl ClientTlsArgs {
+    /// The TLS settings these flags give; `None` for plain TCP.
+    pub(crate) fn client_tls(&self) -> Result<Option<concoord::client::ClientTls>, String> {
+        let Some(ca) = &self.tls_ca else {
+            return Ok(None);
+        };
+        let cert = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some((cert.as_path(), key.as_path())),
+            (None, None) => None,
+            _ => return Err("--tls-cert and --tls-key go together".into()),
+        };
+        let tls = concoord::client::ClientTls::from_files(ca, cert).map_err(|e| e.to_string())?;
+        match &self.tls_server_name {
+            Some(name) => tls
+                .with_server_name(name)
+                .map(Some)
+                .map_err(|e| e.to_string()),
+            None => Ok(Some(tls)),
+        }
+    }
+}
+
 pub(crate) fn client_options(
     token: &str,
     timeout_s: f64,
     session_ttl_s: f64,
+    tls: &ClientTlsArgs,
 ) -> Result<ClientOptions, String> {
     if !(timeout_s.is_finite() && timeout_s > 0.0) {
         return Err(format!(
@@ -125,6 +168,7 @@ pub(crate) fn client_options(
         token: token.to_string(),
         deadline: Duration::from_secs_f64(timeout_s),
         session_ttl: (session_ttl_s > 0.0).then(|| Duration::from_secs_f64(session_ttl_s)),
+        tls: tls.client_tls()?,
         ..ClientOptions::default()
     })
 }

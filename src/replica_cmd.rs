@@ -48,7 +48,11 @@ pub(crate) fn run_replica(args: ReplicaArgs) -> ExitCode {
                 }
             };
         let replica = format!("{}:{}", args.common.addr, args.common.port);
-        match crate::concoord11::spawn(listen, replica, args.common.token.clone()) {
+        let tls = match args.common.tls() {
+            Ok(tls) => tls.map(|tls| tls.peer_client().clone()),
+            Err(e) => return fail(e),
+        };
+        match crate::concoord11::spawn(listen, replica, args.common.token.clone(), tls) {
             Ok(bound) => log::info!("ConCoord 1.1 clients on {bound}"),
             Err(e) => return fail(format!("--concoord-port {port}: {e}")),
         }

@@ -102,6 +102,38 @@ pub struct ServeArgs {
     /// The longest session TTL (seconds) a client may ask for.
     #[arg(long = "session-ttl-max", default_value_t = 300.0)]
     pub session_ttl_max: f64,
+    /// Serve TLS on client and peer links with this certificate (PEM, the
+    /// leaf first). It must name the replica's address: an IP SAN such as
+    /// 127.0.0.1 (clients and peers check the host they dial against it).
+    /// Needs --tls-key and --tls-ca.
+    #[arg(long = "tls-cert", value_name = "FILE", requires_all = ["tls_key", "tls_ca"])]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long = "tls-key", value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// The CA that signed the group's certificates (PEM): peers must present
+    /// a certificate it signed, and this replica trusts peers by it.
+    #[arg(long = "tls-ca", value_name = "FILE", requires = "tls_cert")]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// Clients must present a certificate --tls-ca signed too (without it,
+    /// clients need only trust the replica's).
+    #[arg(long = "tls-client-auth", requires = "tls_cert")]
+    pub tls_client_auth: bool,
+}
+
+impl ServeArgs {
+    /// The TLS settings the flags give; `None` serves plain TCP.
+    pub fn tls(&self) -> Result<Option<concoord_actors::tcp::ReplicaTls>, String> {
+        match (&self.tls_cert, &self.tls_key, &self.tls_ca) {
+            (None, None, None) if !self.tls_client_auth => Ok(None),
+            (Some(cert), Some(key), Some(ca)) => {
+                concoord_actors::tcp::ReplicaTls::from_files(cert, key, ca, self.tls_client_auth)
+                    .map(Some)
+                    .map_err(|e| format!("TLS: {e}"))
+            }
+            _ => Err("TLS needs --tls-cert, --tls-key and --tls-ca together".into()),
+        }
+    }
 }
 
 #[derive(clap::Parser, Debug)]
@@ -305,6 +337,10 @@ pub fn run_replica_of(
             return fail(format!("--init: {e}"));
         }
     }
+    let tls = match args.tls() {
+        Ok(tls) => tls,
+        Err(e) => return fail(e),
+    };
     let (leave, token) = (args.leave, args.token.clone());
     let system = actix::System::new();
     let result = system.block_on(async move {
@@ -325,7 +361,11 @@ pub fn run_replica_of(
             },
             durable,
         };
-        let replica = crate::start_replica(object, options).await?;
+        let leave_tls = tls.as_ref().map(|tls| tls.peer_client().clone());
+        let replica = match tls {
+            Some(tls) => concoord_actors::tcp::start_tls_replica(object, options, tls).await?,
+            None => crate::start_replica(object, options).await?,
+        };
         crate::netlog::set_node_label(format!("replica {}", replica.local_addr));
         println!("listening on {}", replica.local_addr);
         if let Some(addr) = http_addr {
@@ -343,7 +383,9 @@ pub fn run_replica_of(
         let _ = std::io::stdout().flush();
         let mut removed = replica.node.removed();
         let clean = tokio::select! {
-            _ = wait_for_termination() => !leave || leave_group(&replica, &token).await,
+            _ = wait_for_termination() => {
+                !leave || leave_group(&replica, &token, leave_tls.as_ref()).await
+            }
             // The node logged why; a removal is an orderly end, so exit 0.
             _ = removed.wait_for(|removed| *removed) => true,
         };
@@ -364,8 +406,12 @@ const LEAVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Asks the group to remove this member and waits (bounded) until the
 /// removal is in force; returns whether it is.
-async fn leave_group(replica: &crate::RunningReplica, token: &str) -> bool {
-    use crate::client::{remove_member, ClientError};
+async fn leave_group(
+    replica: &crate::RunningReplica,
+    token: &str,
+    tls: Option<&crate::client::ClientTls>,
+) -> bool {
+    use crate::client::{remove_member, Access, ClientError};
     use crate::proto::config::MemberRef;
     let node = &replica.node;
     let deadline = tokio::time::Instant::now() + LEAVE_TIMEOUT;
@@ -378,7 +424,8 @@ async fn leave_group(replica: &crate::RunningReplica, token: &str) -> bool {
         }
     }
     log::info!("leaving the group");
-    match remove_member(&addrs, token, &MemberRef::Id(node.id()), LEAVE_TIMEOUT).await {
+    let access = Access { token, tls };
+    match remove_member(&addrs, access, &MemberRef::Id(node.id()), LEAVE_TIMEOUT).await {
         Ok(_) => {}
         Err(ClientError::Object(e)) if e.kind == crate::proto::message::LAST_MEMBER_KIND => {
             log::info!("the group's last member has no group to leave");

@@ -2,7 +2,9 @@
 //! status, the objects it holds; and the removal of a member, which follows
 //! redirects to the leader.
 
+use crate::tls::{LinkError, LinkRead, LinkWrite};
 use crate::ClientError;
+use crate::{ClientOptions, ClientTls};
 use concoord_objects::ObjectInfo;
 use concoord_proto::config::{Member, MemberRef};
 use concoord_proto::fresh_id;
@@ -10,23 +12,61 @@ use concoord_proto::wire::{Frame, FrameCodec, HelloRole, StatusInfo, WireError, 
 use futures::{SinkExt, StreamExt};
 use std::future::Future;
 use std::time::Duration;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
 use tokio_util::codec::{FramedRead, FramedWrite};
+
+/// What a one-off request presents to a replica: the group's token and,
+/// for a group serving TLS, what to trust it by. A plain `&str` is a token
+/// over plain TCP.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Access<'a> {
+    pub token: &'a str,
+    pub tls: Option<&'a ClientTls>,
+}
+
+impl<'a> From<&'a str> for Access<'a> {
+    fn from(token: &'a str) -> Self {
+        Access { token, tls: None }
+    }
+}
+
+impl<'a> From<&'a String> for Access<'a> {
+    fn from(token: &'a String) -> Self {
+        Access {
+            token: token.as_str(),
+            tls: None,
+        }
+    }
+}
+
+impl<'a> From<&'a ClientOptions> for Access<'a> {
+    fn from(options: &'a ClientOptions) -> Self {
+        Access {
+            token: &options.token,
+            tls: options.tls.as_ref(),
+        }
+    }
+}
+
+/// How long the TCP connect and the TLS handshake of a one-off request may
+/// each take (the caller's timeout bounds the whole exchange too).
+const LINK_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A client connection to one replica that has said hello.
 struct Link<'a> {
     addr: &'a str,
-    reader: FramedRead<OwnedReadHalf, FrameCodec>,
-    writer: FramedWrite<OwnedWriteHalf, FrameCodec>,
+    reader: FramedRead<LinkRead, FrameCodec>,
+    writer: FramedWrite<LinkWrite, FrameCodec>,
 }
 
 impl<'a> Link<'a> {
-    async fn open(addr: &'a str, token: &str) -> Result<Link<'a>, ClientError> {
-        let stream = TcpStream::connect(addr)
+    async fn open(addr: &'a str, access: Access<'_>) -> Result<Link<'a>, ClientError> {
+        let token = access.token;
+        let (read, write) = crate::tls::connect(addr, access.tls, LINK_CONNECT_TIMEOUT)
             .await
-            .map_err(|e| ClientError::Unavailable(format!("cannot reach {addr}: {e}")))?;
-        let (read, write) = stream.into_split();
+            .map_err(|e| match e {
+                LinkError::Tls(why) => ClientError::Refused(why),
+                LinkError::Unreachable(why) => ClientError::Unavailable(why),
+            })?;
         let mut link = Link {
             addr,
             reader: FramedRead::new(read, FrameCodec::default()),
@@ -42,6 +82,11 @@ impl<'a> Link<'a> {
     }
 
     fn io(&self, e: WireError) -> ClientError {
+        if let WireError::Io(io) = &e {
+            if let Some(why) = crate::tls::tls_failure(self.addr, io) {
+                return ClientError::Refused(why);
+            }
+        }
         ClientError::Unavailable(format!("{}: {e}", self.addr))
     }
 
@@ -92,13 +137,14 @@ async fn within<T>(
 }
 
 /// Asks one replica for its status over a connection of its own (no redirects).
-pub async fn fetch_status(
+pub async fn fetch_status<'a>(
     addr: &str,
-    token: &str,
+    access: impl Into<Access<'a>>,
     timeout: Duration,
 ) -> Result<StatusInfo, ClientError> {
+    let access = access.into();
     within(addr, timeout, async {
-        let mut link = Link::open(addr, token).await?;
+        let mut link = Link::open(addr, access).await?;
         link.ask(Frame::StatusRequest, |frame| match frame {
             Frame::Status(status) => Some(*status),
             _ => None,
@@ -110,14 +156,15 @@ pub async fn fetch_status(
 
 /// Every named object one replica holds, in name order, paging through them
 /// (`concoord objects`): name, type and parked calls of each.
-pub async fn fetch_objects(
+pub async fn fetch_objects<'a>(
     addr: &str,
-    token: &str,
+    access: impl Into<Access<'a>>,
     timeout: Duration,
 ) -> Result<Vec<ObjectInfo>, ClientError> {
     const PAGE: u32 = 10_000;
+    let access = access.into();
     within(addr, timeout, async {
-        let mut link = Link::open(addr, token).await?;
+        let mut link = Link::open(addr, access).await?;
         let mut all: Vec<ObjectInfo> = Vec::new();
         loop {
             let after = all.last().map(|o| o.name.clone()).unwrap_or_default();
@@ -140,9 +187,14 @@ pub async fn fetch_objects(
 /// Asks one durable replica to write a snapshot to its data dir now
 /// (`concoord admin snapshot`); returns the slot it was taken at. A replica
 /// without -w answers [`ClientError::Object`] of kind `NotDurable`.
-pub async fn take_snapshot(addr: &str, token: &str, timeout: Duration) -> Result<u64, ClientError> {
+pub async fn take_snapshot<'a>(
+    addr: &str,
+    access: impl Into<Access<'a>>,
+    timeout: Duration,
+) -> Result<u64, ClientError> {
+    let access = access.into();
     within(addr, timeout, async {
-        let mut link = Link::open(addr, token).await?;
+        let mut link = Link::open(addr, access).await?;
         link.ask(Frame::TakeSnapshot, |frame| match frame {
             Frame::SnapshotTaken { result } => Some(result),
             _ => None,
@@ -169,12 +221,13 @@ enum RemovalAnswer {
 /// removal is decided. A member that does not exist is an
 /// [`ClientError::Object`] of kind `NoSuchMember`, the group's only member
 /// one of kind `LastMember`; no leader within `timeout` is `Unavailable`.
-pub async fn remove_member(
+pub async fn remove_member<'a>(
     addrs: &[String],
-    token: &str,
+    access: impl Into<Access<'a>>,
     member: &MemberRef,
     timeout: Duration,
 ) -> Result<(Member, Vec<String>), ClientError> {
+    let access = access.into();
     let deadline = tokio::time::Instant::now() + timeout;
     let mut targets: Vec<String> = addrs.to_vec();
     let mut next = 0;
@@ -182,7 +235,7 @@ pub async fn remove_member(
     while tokio::time::Instant::now() < deadline && !targets.is_empty() {
         let target = targets[next % targets.len()].clone();
         next += 1;
-        let attempt = ask_removal(&target, token, member, deadline);
+        let attempt = ask_removal(&target, access, member, deadline);
         match attempt.await {
             Ok(RemovalAnswer::Done(result)) => return result,
             Ok(RemovalAnswer::Redirect(leader, members)) => {
@@ -214,14 +267,14 @@ pub async fn remove_member(
 
 async fn ask_removal(
     addr: &str,
-    token: &str,
+    access: Access<'_>,
     member: &MemberRef,
     deadline: tokio::time::Instant,
 ) -> Result<RemovalAnswer, ClientError> {
     let welcome_by = deadline.min(tokio::time::Instant::now() + WELCOME_TIMEOUT);
     let timed_out = || ClientError::Unavailable(format!("{addr} did not answer in time"));
     let mut link = tokio::time::timeout_at(welcome_by, async {
-        let mut link = Link::open(addr, token).await?;
+        let mut link = Link::open(addr, access).await?;
         link.answer(|frame| matches!(frame, Frame::Welcome { .. }).then_some(()))
             .await
             .map(|()| link)

@@ -3,13 +3,13 @@
 //! disconnect, cancels a parked call at its deadline, and gives up only at
 //! the caller's deadline.
 
+use crate::tls::{LinkError, LinkRead, LinkWrite};
 use crate::{ClientError, ClientOptions, SessionState};
 use concoord_objects::{ClientId, CommandId, Reply, Target};
-use concoord_proto::wire::{Frame, FrameCodec, HelloRole, StatusInfo, PROTOCOL_VERSION};
+use concoord_proto::wire::{Frame, FrameCodec, HelloRole, StatusInfo, WireError, PROTOCOL_VERSION};
 use futures::{FutureExt, SinkExt, StreamExt};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::{FramedRead, FramedWrite};
 
@@ -45,8 +45,8 @@ pub(crate) struct Pending {
     done: oneshot::Sender<Result<Vec<u8>, ClientError>>,
 }
 
-type Reader = FramedRead<tokio::net::tcp::OwnedReadHalf, FrameCodec>;
-type Writer = FramedWrite<tokio::net::tcp::OwnedWriteHalf, FrameCodec>;
+type Reader = FramedRead<LinkRead, FrameCodec>;
+type Writer = FramedWrite<LinkWrite, FrameCodec>;
 
 pub(crate) struct Core {
     pub(crate) id: ClientId,
@@ -573,12 +573,16 @@ impl Core {
     }
 
     async fn try_connect(&self, addr: &str) -> Result<(Reader, Writer, Vec<String>), ConnectError> {
-        let stream = tokio::time::timeout(self.options.connect_timeout, TcpStream::connect(addr))
-            .await
-            .map_err(|_| ConnectError::Failed("connect timed out".into()))?
-            .map_err(|e| ConnectError::Failed(e.to_string()))?;
-        let _ = stream.set_nodelay(true);
-        let (read, write) = stream.into_split();
+        let (read, write) = crate::tls::connect(
+            addr,
+            self.options.tls.as_ref(),
+            self.options.connect_timeout,
+        )
+        .await
+        .map_err(|e| match e {
+            LinkError::Tls(why) => ConnectError::Refused(why),
+            LinkError::Unreachable(why) => ConnectError::Failed(why),
+        })?;
         let mut reader = FramedRead::new(read, FrameCodec::default());
         let mut writer = FramedWrite::new(write, FrameCodec::default());
         writer
@@ -588,14 +592,14 @@ impl Core {
                 token: self.options.token.clone(),
             })
             .await
-            .map_err(|e| ConnectError::Failed(e.to_string()))?;
+            .map_err(|e| wire_failure(addr, e))?;
         match tokio::time::timeout(self.options.connect_timeout, reader.next()).await {
             Ok(Some(Ok(Frame::Welcome { members, .. }))) => Ok((reader, writer, members)),
             Ok(Some(Ok(Frame::Refused { kind, message }))) => {
                 Err(ConnectError::Refused(format!("{kind}: {message}")))
             }
             Ok(Some(Ok(other))) => Err(ConnectError::Failed(format!("unexpected {other:?}"))),
-            Ok(Some(Err(e))) => Err(ConnectError::Failed(e.to_string())),
+            Ok(Some(Err(e))) => Err(wire_failure(addr, e)),
             Ok(None) => Err(ConnectError::Failed("closed during hello".into())),
             Err(_) => Err(ConnectError::Failed("no welcome".into())),
         }
@@ -605,6 +609,18 @@ impl Core {
 enum ConnectError {
     Refused(String),
     Failed(String),
+}
+
+/// A link that failed during the hello: refused for good when TLS itself
+/// failed (e.g. the replica wants a client certificate).
+fn wire_failure(addr: &str, e: WireError) -> ConnectError {
+    match &e {
+        WireError::Io(io) => match crate::tls::tls_failure(addr, io) {
+            Some(why) => ConnectError::Refused(why),
+            None => ConnectError::Failed(e.to_string()),
+        },
+        _ => ConnectError::Failed(e.to_string()),
+    }
 }
 
 fn to_result(reply: Reply) -> Result<Vec<u8>, ClientError> {

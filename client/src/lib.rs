@@ -9,12 +9,14 @@ mod blocking;
 mod connection;
 mod error;
 mod options;
+pub mod tls;
 
-pub use admin::{fetch_objects, fetch_status, remove_member, take_snapshot};
+pub use admin::{fetch_objects, fetch_status, remove_member, take_snapshot, Access};
 pub use blocking::BlockingClient;
 pub use concoord_objects::Target;
 pub use error::ClientError;
 pub use options::{ClientOptions, SessionState, DEFAULT_SESSION_TTL};
+pub use tls::{ClientTls, TlsError};
 
 use concoord_objects::ClientId;
 use concoord_proto::fresh_id;

@@ -1,4 +1,4 @@
-//! How a client behaves: token, deadlines, resend and connect timeouts.
+//! How a client behaves: token, deadlines, resend and connect timeouts, TLS.
 
 use std::time::Duration;
 
@@ -31,6 +31,9 @@ pub struct ClientOptions {
     /// (false) reads are linearizable. [`crate::Client::call_raw_stale`]
     /// asks for it per call.
     pub stale_reads: bool,
+    /// TLS on every link, trusting replicas by these settings; `None`
+    /// (the default) speaks plain TCP.
+    pub tls: Option<crate::ClientTls>,
 }
 
 /// The default session TTL: 10 s rides out several leader elections
@@ -68,6 +71,7 @@ impl Default for ClientOptions {
             spin: Duration::ZERO,
             session_ttl: Some(DEFAULT_SESSION_TTL),
             stale_reads: false,
+            tls: None,
         }
     }
 }

@@ -179,8 +179,12 @@ impl std::error::Error for WireError {}
 
 impl From<std::io::Error> for WireError {
     fn from(e: std::io::Error) -> Self {
-        if e.kind() == std::io::ErrorKind::InvalidData {
-            // LengthDelimitedCodec reports an oversized frame this way.
+        let oversized = e.kind() == std::io::ErrorKind::InvalidData
+            && e.get_ref()
+                .is_some_and(|inner| inner.is::<tokio_util::codec::LengthDelimitedCodecError>());
+        // LengthDelimitedCodec reports an oversized frame this way; other
+        // invalid data (a TLS alert from below the codec) stays an IO error.
+        if oversized {
             WireError::FrameTooLarge {
                 limit: MAX_FRAME_BYTES,
             }

@@ -192,6 +192,9 @@ pub struct Cluster {
     data_root: Option<std::path::PathBuf>,
     /// More flags for every replica.
     extra_args: Vec<String>,
+    /// What the harness's clients and status requests trust replicas by
+    /// (a TLS group); `None` is plain TCP.
+    tls: Option<concoord::client::ClientTls>,
 }
 
 impl Cluster {
@@ -233,6 +236,28 @@ impl Cluster {
             uids,
             data_root: None,
             extra_args: Vec::new(),
+            tls: None,
+        };
+        cluster.form(n);
+        cluster
+    }
+
+    /// `n` Counter replicas, each also given `extra` flags (the TLS ones:
+    /// every link is TLS), the harness trusting them by `tls`.
+    pub fn start_tls(n: usize, extra: &[String], tls: concoord::client::ClientTls) -> Cluster {
+        let mut cluster = Cluster {
+            procs: Vec::new(),
+            token: String::new(),
+            object: "Counter".into(),
+            rt: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a tokio runtime"),
+            hosts: Vec::new(),
+            uids: Vec::new(),
+            data_root: None,
+            extra_args: extra.to_vec(),
+            tls: Some(tls),
         };
         cluster.form(n);
         cluster
@@ -258,6 +283,7 @@ impl Cluster {
             uids: Vec::new(),
             data_root: Some(root.to_path_buf()),
             extra_args: extra.iter().map(|a| a.to_string()).collect(),
+            tls: None,
         };
         cluster.form(n);
         cluster
@@ -358,6 +384,7 @@ impl Cluster {
         ClientOptions {
             token: self.token.clone(),
             deadline,
+            tls: self.tls.clone(),
             ..ClientOptions::default()
         }
     }
@@ -368,11 +395,19 @@ impl Cluster {
             .expect("valid addresses")
     }
 
+    /// What a one-off request to a replica presents (token, TLS).
+    pub fn access(&self) -> concoord::client::Access<'_> {
+        concoord::client::Access {
+            token: &self.token,
+            tls: self.tls.as_ref(),
+        }
+    }
+
     /// One replica's status (`Err` if it does not answer within a second).
     pub fn status(&self, i: usize) -> Result<StatusInfo, String> {
         let addr = self.procs[i].addr.clone();
         self.rt
-            .block_on(fetch_status(&addr, &self.token, STATUS_TIMEOUT))
+            .block_on(fetch_status(&addr, self.access(), STATUS_TIMEOUT))
             .map_err(|e| e.to_string())
     }
 

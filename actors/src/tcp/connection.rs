@@ -6,6 +6,7 @@ use crate::message::Command;
 use crate::node::{ConnectionEvent, ConnectionEvents, ConnectionKey, NodeHandle};
 use crate::wire::{Frame, FrameCodec, WireError};
 use actix::prelude::*;
+use concoord_client::tls::{LinkRead, LinkWrite};
 use futures::SinkExt;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -31,8 +32,8 @@ pub(super) fn serve_client(
     client: concoord_objects::ClientId,
     node: NodeHandle,
     peer: SocketAddr,
-    reader: FramedRead<tokio::net::tcp::OwnedReadHalf, FrameCodec>,
-    writer: FramedWrite<tokio::net::tcp::OwnedWriteHalf, FrameCodec>,
+    reader: FramedRead<LinkRead, FrameCodec>,
+    writer: FramedWrite<LinkWrite, FrameCodec>,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let (tx, rx) = mpsc::channel(CONNECTION_QUEUE_MAX);
@@ -58,7 +59,7 @@ pub(super) fn serve_client(
 
 /// Writes queued frames, many per syscall when they queue up.
 async fn write_frames(
-    mut writer: FramedWrite<tokio::net::tcp::OwnedWriteHalf, FrameCodec>,
+    mut writer: FramedWrite<LinkWrite, FrameCodec>,
     mut rx: mpsc::Receiver<Frame>,
 ) {
     while let Some(frame) = rx.recv().await {
@@ -331,6 +332,11 @@ impl StreamHandler<Result<Frame, WireError>> for ClientConnection {
                         message: format!("a client may not send {}", frame_name(&other)),
                     },
                 );
+                ctx.stop();
+            }
+            Err(WireError::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                // A TLS client that exits without close_notify: a close like any other.
+                log::debug!("client {}: {e}; closing", self.peer);
                 ctx.stop();
             }
             Err(e) => {

@@ -5,6 +5,7 @@
 //! - `handshake`: what every accepted connection goes through (the Hello,
 //!   version and token checks, refusals, the Welcome);
 //! - `connection`: each client connection as a [`ClientConnection`] actor;
+//! - `tls`: TLS settings ([`ReplicaTls`]) and what a failed handshake means;
 //! - `peer`: the outbound peer links behind
 //!   [`Transport`](crate::node::Transport) ([`TcpTransport`]) and inbound
 //!   peer frames.
@@ -12,24 +13,27 @@
 mod connection;
 mod handshake;
 mod peer;
+mod tls;
 
 pub use connection::{
     ClientConnection, CALL_ARGS_MAX, CALL_TARGET_MAX, CONNECTION_QUEUE_MAX, OBJECTS_PAGE_MAX,
 };
 pub use peer::{TcpTransport, PEER_LINKS_FROM_HELLO_MAX, PEER_QUEUE_MAX};
+pub use tls::ReplicaTls;
 
 pub use crate::storage::DurableOptions;
 
 use crate::config::Member;
 use crate::node::{NodeHandle, NodeOptions};
-use crate::wire::{Frame, FrameCodec, HelloRole, PROTOCOL_VERSION};
+use crate::wire::{Frame, FrameCodec, HelloRole, WireError, PROTOCOL_VERSION};
+use concoord_client::ClientTls;
 use concoord_objects::StateMachine;
 use concoord_proto::fresh_id;
 use futures::{SinkExt, StreamExt};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_util::codec::{FramedRead, FramedWrite};
 
 /// Why a replica could not start.
@@ -85,11 +89,36 @@ impl RunningReplica {
 }
 
 /// Binds, starts the node's actors on the current arbiter, joins the group
-/// if `bootstrap` names one, and serves peers and clients.
+/// if `bootstrap` names one, and serves peers and clients over plain TCP.
 pub async fn start_replica(
     object: Box<dyn StateMachine>,
     options: ReplicaOptions,
 ) -> Result<RunningReplica, StartError> {
+    start(object, options, None).await
+}
+
+/// [`start_replica`] with TLS on every link: clients' and peers' (it
+/// joins the group over TLS too).
+pub async fn start_tls_replica(
+    object: Box<dyn StateMachine>,
+    options: ReplicaOptions,
+    tls: ReplicaTls,
+) -> Result<RunningReplica, StartError> {
+    start(object, options, Some(tls)).await
+}
+
+async fn start(
+    object: Box<dyn StateMachine>,
+    options: ReplicaOptions,
+    tls: Option<ReplicaTls>,
+) -> Result<RunningReplica, StartError> {
+    let new_transport = |me: &Member| {
+        let transport = TcpTransport::new(me.clone(), options.token.clone());
+        Arc::new(match &tls {
+            Some(tls) => transport.with_tls(tls.peer_client().clone()),
+            None => transport,
+        })
+    };
     let listener = TcpListener::bind(options.listen).await.map_err(|e| {
         if e.kind() == std::io::ErrorKind::AddrInUse {
             StartError::AddrInUse(options.listen.to_string())
@@ -109,7 +138,7 @@ pub async fn start_replica(
                 id: fresh_id(),
                 addr: local_addr.to_string(),
             };
-            let transport = Arc::new(TcpTransport::new(me.clone(), options.token.clone()));
+            let transport = new_transport(&me);
             let founding = bootstrap.is_empty().then(|| vec![me.clone()]);
             node_options.seed ^= me.id;
             let node = NodeHandle::start(
@@ -143,7 +172,7 @@ pub async fn start_replica(
                 )));
             }
             let me = opened.me;
-            let transport = Arc::new(TcpTransport::new(me.clone(), options.token.clone()));
+            let transport = new_transport(&me);
             node_options.seed ^= me.id;
             let node = NodeHandle::start_parts(
                 me.clone(),
@@ -177,6 +206,7 @@ pub async fn start_replica(
         node.clone(),
         transport.clone(),
         options.token.clone(),
+        tls.clone(),
         shutdown_rx.clone(),
     ));
     if !bootstrap.is_empty() {
@@ -184,14 +214,16 @@ pub async fn start_replica(
             me.clone(),
             bootstrap,
             options.token.clone(),
+            tls.as_ref().map(|tls| tls.peer_client().clone()),
             node.clone(),
         ));
     }
     log::info!(
-        "replica {:x} serving {} on {}",
+        "replica {:x} serving {} on {}{}",
         me.id,
         object_name,
-        local_addr
+        local_addr,
+        if tls.is_some() { " (TLS)" } else { "" }
     );
     Ok(RunningReplica {
         node,
@@ -203,7 +235,13 @@ pub async fn start_replica(
 /// Asks members to add `me` until the group has sent this replica its state.
 /// A name in `bootstrap` (a headless service) stands for every address it
 /// resolves to, and is resolved again each time every target has failed.
-async fn join_group(me: Member, bootstrap: Vec<String>, token: String, node: NodeHandle) {
+async fn join_group(
+    me: Member,
+    bootstrap: Vec<String>,
+    token: String,
+    tls: Option<ClientTls>,
+    node: NodeHandle,
+) {
     let resolve = |targets: &mut Vec<String>, resolved: Vec<String>| {
         for a in resolved {
             if !targets.contains(&a) && a != me.addr {
@@ -222,6 +260,7 @@ async fn join_group(me: Member, bootstrap: Vec<String>, token: String, node: Nod
     );
     let mut i = 0;
     let mut failures_in_a_row = 0;
+    let mut last_failure: Option<String> = None;
     loop {
         if node.status().await.is_some_and(|s| s.role != "joining") {
             log::info!("joined the group");
@@ -236,7 +275,7 @@ async fn join_group(me: Member, bootstrap: Vec<String>, token: String, node: Nod
         }
         let target = targets[i % targets.len()].clone();
         i += 1;
-        match ask_to_join(&target, &me, &token).await {
+        match ask_to_join(&target, &me, &token, tls.as_ref()).await {
             Ok(JoinAnswer::Joined(members)) => {
                 failures_in_a_row = 0;
                 log::info!("join ordered by {target}; members {members:?}");
@@ -258,8 +297,15 @@ async fn join_group(me: Member, bootstrap: Vec<String>, token: String, node: Nod
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             Err(why) => {
-                log::warn!("join via {target} failed: {why}");
                 failures_in_a_row += 1;
+                // Said once at warn level: a misconfigured join (a wrong CA,
+                // TLS against plain TCP) would otherwise repeat it 5 times a second.
+                if last_failure.as_ref() != Some(&why) {
+                    log::warn!("join via {target} failed: {why}");
+                } else {
+                    log::debug!("join via {target} failed: {why}");
+                }
+                last_failure = Some(why);
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
@@ -271,13 +317,15 @@ enum JoinAnswer {
     Redirect(Option<String>, Vec<String>),
 }
 
-async fn ask_to_join(target: &str, me: &Member, token: &str) -> Result<JoinAnswer, String> {
-    let stream = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(target))
+async fn ask_to_join(
+    target: &str,
+    me: &Member,
+    token: &str,
+    tls: Option<&ClientTls>,
+) -> Result<JoinAnswer, String> {
+    let (read, write) = concoord_client::tls::connect(target, tls, Duration::from_secs(2))
         .await
-        .map_err(|_| "connect timed out".to_string())?
         .map_err(|e| e.to_string())?;
-    let _ = stream.set_nodelay(true);
-    let (read, write) = stream.into_split();
     let mut reader = FramedRead::new(read, FrameCodec::default());
     let mut writer = FramedWrite::new(write, FrameCodec::default());
     let exchange = async {
@@ -304,6 +352,10 @@ async fn ask_to_join(target: &str, me: &Member, token: &str) -> Result<JoinAnswe
                     return Err(format!("{kind}: {message}"))
                 }
                 Some(Ok(other)) => return Err(format!("unexpected answer {other:?}")),
+                Some(Err(WireError::Io(e))) => {
+                    return Err(concoord_client::tls::tls_failure(target, &e)
+                        .unwrap_or_else(|| e.to_string()))
+                }
                 Some(Err(e)) => return Err(e.to_string()),
                 None => return Err("connection closed".into()),
             }
@@ -320,6 +372,7 @@ async fn accept_loop(
     node: NodeHandle,
     transport: Arc<TcpTransport>,
     token: String,
+    tls: Option<ReplicaTls>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
@@ -336,6 +389,7 @@ async fn accept_loop(
                     node.clone(),
                     transport.clone(),
                     token.clone(),
+                    tls.clone(),
                     shutdown.clone(),
                 ));
             }

@@ -5,13 +5,14 @@
 use crate::config::Member;
 use crate::message::PeerMsg;
 use crate::node::{NodeHandle, Transport};
-use crate::wire::{Frame, FrameCodec, HelloRole, PROTOCOL_VERSION};
+use crate::wire::{Frame, FrameCodec, HelloRole, WireError, PROTOCOL_VERSION};
 use crate::NodeId;
+use concoord_client::tls::{LinkError, LinkRead};
+use concoord_client::ClientTls;
 use futures::{SinkExt, StreamExt};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_util::codec::{FramedRead, FramedWrite};
 
@@ -21,10 +22,12 @@ pub const PEER_QUEUE_MAX: usize = 65_536;
 pub const PEER_LINKS_FROM_HELLO_MAX: usize = 64;
 const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(20);
 const RECONNECT_BACKOFF_MAX: Duration = Duration::from_millis(1_000);
+/// The TCP connect and the TLS handshake of a peer link each take this long at most.
+const PEER_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Hands the frames of a peer that said hello to the node until it closes.
 pub(super) async fn serve_peer(
-    mut reader: FramedRead<tokio::net::tcp::OwnedReadHalf, FrameCodec>,
+    mut reader: FramedRead<LinkRead, FrameCodec>,
     node: NodeHandle,
     member: Member,
 ) {
@@ -43,6 +46,11 @@ pub(super) async fn serve_peer(
                 );
                 return;
             }
+            // A peer (TLS) that died without close_notify: a close like any other.
+            Err(WireError::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                log::debug!("peer {}: {e}; closing", member.addr);
+                return;
+            }
             Err(e) => {
                 log::warn!("peer {}: {e}; closing", member.addr);
                 return;
@@ -55,6 +63,7 @@ pub(super) async fn serve_peer(
 pub struct TcpTransport {
     me: Member,
     token: String,
+    tls: Option<ClientTls>,
     links: Mutex<Links>,
 }
 
@@ -76,8 +85,16 @@ impl TcpTransport {
         TcpTransport {
             me,
             token,
+            tls: None,
             links: Mutex::new(Links::default()),
         }
+    }
+
+    /// Peer links speak TLS, trusting peers and presenting this replica's
+    /// certificate by `tls`.
+    pub fn with_tls(mut self, tls: ClientTls) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     /// A peer said hello: link back to it so replies reach it before the
@@ -150,6 +167,7 @@ impl Transport for TcpTransport {
             actix::spawn(peer_link(
                 self.me.clone(),
                 self.token.clone(),
+                self.tls.clone(),
                 member.addr.clone(),
                 rx,
             ));
@@ -184,24 +202,35 @@ impl Transport for TcpTransport {
 
 /// Keeps one connection to a peer, reconnecting with backoff; messages queued
 /// while it is down are dropped (they would be stale).
-async fn peer_link(me: Member, token: String, addr: String, mut rx: mpsc::Receiver<Frame>) {
+async fn peer_link(
+    me: Member,
+    token: String,
+    tls: Option<ClientTls>,
+    addr: String,
+    mut rx: mpsc::Receiver<Frame>,
+) {
     let mut backoff = RECONNECT_BACKOFF_MIN;
+    // A TLS failure is logged once per link as an error, then at debug level.
+    let mut tls_failure_logged = false;
     loop {
-        let stream = match TcpStream::connect(&addr).await {
-            Ok(s) => s,
-            Err(_) => {
-                while rx.try_recv().is_ok() {}
-                if rx.is_closed() {
-                    return;
+        let (read, write) =
+            match concoord_client::tls::connect(&addr, tls.as_ref(), PEER_CONNECT_TIMEOUT).await {
+                Ok(halves) => halves,
+                Err(e) => {
+                    if let LinkError::Tls(why) = &e {
+                        log_tls_failure(&mut tls_failure_logged, why);
+                        backoff = RECONNECT_BACKOFF_MAX;
+                    }
+                    while rx.try_recv().is_ok() {}
+                    if rx.is_closed() {
+                        return;
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(RECONNECT_BACKOFF_MAX);
+                    continue;
                 }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(RECONNECT_BACKOFF_MAX);
-                continue;
-            }
-        };
+            };
         backoff = RECONNECT_BACKOFF_MIN;
-        let _ = stream.set_nodelay(true);
-        let (read, write) = stream.into_split();
         let mut writer = FramedWrite::new(write, FrameCodec::default());
         let hello = Frame::Hello {
             version: PROTOCOL_VERSION,
@@ -224,14 +253,33 @@ async fn peer_link(me: Member, token: String, addr: String, mut rx: mpsc::Receiv
                     if writer.flush().await.is_err() { break; }
                 }
                 answer = reader.next() => {
-                    if let Some(Ok(Frame::Refused { kind, message })) = answer {
-                        log::error!("peer {addr} refused us: {kind}: {message}");
-                        tokio::time::sleep(RECONNECT_BACKOFF_MAX).await;
+                    match answer {
+                        Some(Ok(Frame::Refused { kind, message })) => {
+                            log::error!("peer {addr} refused us: {kind}: {message}");
+                            tokio::time::sleep(RECONNECT_BACKOFF_MAX).await;
+                        }
+                        // TLS 1.3: a peer that rejects our certificate says so after the handshake.
+                        Some(Err(WireError::Io(e))) => {
+                            if let Some(why) = concoord_client::tls::tls_failure(&addr, &e) {
+                                log_tls_failure(&mut tls_failure_logged, &why);
+                                tokio::time::sleep(RECONNECT_BACKOFF_MAX).await;
+                            }
+                        }
+                        _ => {}
                     }
                     break;
                 }
             }
         }
+    }
+}
+
+fn log_tls_failure(logged: &mut bool, why: &str) {
+    if *logged {
+        log::debug!("peer link: {why}");
+    } else {
+        log::error!("peer link: {why}");
+        *logged = true;
     }
 }
 
