@@ -53,7 +53,7 @@ c=$addr
 group=$a,$b,$c
 # Wait until both newcomers have joined.
 for _ in $(seq 100); do
-    if "$bin" status -r "$c" 2>/dev/null | grep -q '"role":"follower"'; then break; fi
+    if "$bin" status --json -r "$c" 2>/dev/null | grep -q '"role":"follower"'; then break; fi
     sleep 0.05
 done
 

@@ -43,7 +43,7 @@ group=127.0.0.1:$base,127.0.0.1:$((base + 1)),127.0.0.1:$((base + 2))
 sleep 1
 echo "writing $n increments..."
 "$bin" bench -r "$group" --clients 4 --pipeline 64 --ops "$n" --method increment | tail -2
-leader_slot=$("$bin" status -r 127.0.0.1:$base | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["executed_slot"])')
+leader_slot=$("$bin" status --json -r 127.0.0.1:$base | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["executed_slot"])')
 du -sh "$work/d2" | sed 's/^/data dir of the replica to restart: /'
 kill -9 "$p2"
 wait "$p2" 2>/dev/null || true
@@ -51,7 +51,7 @@ t0=$(date +%s.%N)
 start 2 $((base + 1))
 t1=$(date +%s.%N)
 for _ in $(seq 6000); do
-    s=$("$bin" status -r 127.0.0.1:$((base + 1)) 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["executed_slot"])' 2>/dev/null || echo 0)
+    s=$("$bin" status --json -r 127.0.0.1:$((base + 1)) 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["executed_slot"])' 2>/dev/null || echo 0)
     [[ $s -ge $leader_slot ]] && break
     sleep 0.01
 done

@@ -11,7 +11,7 @@ trap cleanup EXIT
 start() { local log=$work/r$1.log; shift; "$bin" replica -o Counter -p 0 "$@" >"$log" 2>&1 & pids+=($!); for _ in $(seq 100); do addr=$(sed -n 's/^listening on //p' "$log"); [[ -n $addr ]] && return; sleep 0.05; done; exit 1; }
 rss() { ps -o rss= -p "$1" | tr -d ' '; }
 start 1; a=$addr; start 2 -b "$a"; b=$addr; start 3 -b "$a"; c=$addr
-for _ in $(seq 100); do if "$bin" status -r "$c" 2>/dev/null | grep -q '"role":"follower"'; then break; fi; sleep 0.05; done
+for _ in $(seq 100); do if "$bin" status --json -r "$c" 2>/dev/null | grep -q '"role":"follower"'; then break; fi; sleep 0.05; done
 sleep 1
 r0=$(rss ${pids[1]})
 echo "follower RSS before: ${r0} KiB"

@@ -405,7 +405,14 @@ fn snapshots_keep_the_data_dir_bounded() {
         largest < 64 * 1024,
         "the log stays bounded: {largest} bytes at most"
     );
-    // Snapshot files, not one being written next to them (`.tmp`).
+    // A snapshot on demand answers once it and every earlier one are
+    // written and the older files gone: count then.
+    let out = run_cli(
+        &["admin", "snapshot", "-r", &cluster.addrs()],
+        None,
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
     let snapshots = walk(&cluster.data_dir(0).join("snap"))
         .into_iter()
         .filter(|p| p.extension().is_some_and(|e| e == "snap"))

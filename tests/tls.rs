@@ -208,7 +208,7 @@ fn a_tls_group_serves_calls_survives_a_leader_kill_and_takes_a_member_back() {
     let value: i64 = calls.call("getvalue", ()).expect("getvalue");
     assert_eq!(value, 10, "each increment counted once");
 
-    let mut args = vec!["status", "-r", addrs.as_str()];
+    let mut args = vec!["status", "--json", "-r", addrs.as_str()];
     args.extend(client_flags.iter().map(String::as_str));
     let out = run_cli(&args, None, CLI_TIMEOUT);
     assert_eq!(out.code(), Some(0), "status over TLS: {}", out.stderr);
@@ -312,7 +312,7 @@ fn a_replica_whose_certificate_another_ca_signed_cannot_join_and_both_logs_say_w
     wait_for_log(&founder, "does not trust this replica's certificate");
     // The group stayed a group of one.
     let ca = ["--tls-ca".to_string(), path(&group_pki.ca_file())];
-    let mut args = vec!["status", "-r", founder.addr.as_str()];
+    let mut args = vec!["status", "--json", "-r", founder.addr.as_str()];
     args.extend(ca.iter().map(String::as_str));
     let out = run_cli(&args, None, CLI_TIMEOUT);
     assert_eq!(out.code(), Some(0), "status: {}", out.stderr);
