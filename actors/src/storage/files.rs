@@ -303,7 +303,7 @@ impl DataDir {
             promised: Ballot::ZERO,
             accepted: BTreeMap::new(),
             decided: BTreeMap::new(),
-            torn_records: 0,
+            torn_tail: false,
             next_segment: segments.last().map_or(0, |(n, _)| n + 1),
             segments: Vec::new(),
         };
@@ -321,7 +321,7 @@ impl DataDir {
                 recovered.apply(record);
             }
             if let Some(good) = read.torn_at {
-                recovered.torn_records = 1;
+                recovered.torn_tail = true;
                 cut = Some((path.clone(), good));
             }
         }

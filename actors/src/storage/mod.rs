@@ -102,8 +102,8 @@ pub struct Recovered {
     pub accepted: BTreeMap<Slot, (Ballot, Batch)>,
     /// Decided values at or above the snapshot's slot that the log names.
     pub decided: BTreeMap<Slot, Batch>,
-    /// Records dropped from a torn tail (0 normally).
-    pub torn_records: usize,
+    /// A torn last write was cut off the newest segment.
+    pub torn_tail: bool,
     /// The next segment number to write.
     pub next_segment: u64,
     pub segments: Vec<SegmentInfo>,

@@ -119,7 +119,7 @@ pub fn open_node(
         dir.root().display(),
         replica.executed(),
         recovered.promised,
-        if recovered.torn_records > 0 {
+        if recovered.torn_tail {
             " (a torn last write was dropped)"
         } else {
             ""
