@@ -27,25 +27,17 @@ enum AdminCmd {
 
 #[derive(clap::Parser)]
 struct SnapshotArgs {
-    /// The replicas to snapshot, HOST:PORT[,HOST:PORT...] (each one named).
-    #[arg(short = 'r', long = "replicas")]
-    replicas: String,
-    #[arg(short = 't', long = "token", default_value = "")]
-    token: String,
+    #[command(flatten)]
+    connect: crate::ConnectArgs,
     /// Give up on a replica after this many seconds.
     #[arg(long = "timeout", default_value_t = 30.0)]
     timeout: f64,
-    #[command(flatten)]
-    tls: crate::ClientTlsArgs,
 }
 
 #[derive(clap::Parser)]
 struct RemoveArgs {
-    /// Replica addresses, HOST:PORT[,HOST:PORT...]; one live member is enough.
-    #[arg(short = 'r', long = "replicas")]
-    replicas: String,
-    #[arg(short = 't', long = "token", default_value = "")]
-    token: String,
+    #[command(flatten)]
+    connect: crate::ConnectArgs,
     /// Give up after this many seconds.
     #[arg(long = "timeout", default_value_t = 30.0)]
     timeout: f64,
@@ -54,8 +46,6 @@ struct RemoveArgs {
     /// (hexadecimal).
     #[arg(value_name = "MEMBER")]
     member: String,
-    #[command(flatten)]
-    tls: crate::ClientTlsArgs,
 }
 
 pub fn run(args: AdminArgs) -> ExitCode {
@@ -84,7 +74,7 @@ fn positive_seconds(secs: f64) -> Result<Duration, ExitCode> {
 
 /// Exit 0 when every replica wrote its snapshot, 1 otherwise.
 fn run_snapshot(args: SnapshotArgs) -> ExitCode {
-    let addrs = match parse_addresses(&args.replicas) {
+    let addrs = match parse_addresses(&args.connect.replicas) {
         Ok(a) => a,
         Err(e) => return error(&ClientError::Invalid(format!("-r: {}", e.message()))),
     };
@@ -96,12 +86,12 @@ fn run_snapshot(args: SnapshotArgs) -> ExitCode {
         Ok(r) => r,
         Err(code) => return code,
     };
-    let tls = match args.tls.client_tls() {
+    let tls = match args.connect.tls.client_tls() {
         Ok(tls) => tls,
         Err(e) => return error(&ClientError::Invalid(e)),
     };
     let access = concoord::client::Access {
-        token: &args.token,
+        token: &args.connect.token,
         tls: tls.as_ref(),
     };
     let mut all_ok = true;
@@ -133,7 +123,7 @@ fn error(e: &ClientError) -> ExitCode {
 }
 
 fn run_remove(args: RemoveArgs) -> ExitCode {
-    let addrs = match parse_addresses(&args.replicas) {
+    let addrs = match parse_addresses(&args.connect.replicas) {
         Ok(a) => a,
         Err(e) => return error(&ClientError::Invalid(format!("-r: {}", e.message()))),
     };
@@ -149,12 +139,12 @@ fn run_remove(args: RemoveArgs) -> ExitCode {
         Ok(r) => r,
         Err(code) => return code,
     };
-    let tls = match args.tls.client_tls() {
+    let tls = match args.connect.tls.client_tls() {
         Ok(tls) => tls,
         Err(e) => return error(&ClientError::Invalid(e)),
     };
     let access = concoord::client::Access {
-        token: &args.token,
+        token: &args.connect.token,
         tls: tls.as_ref(),
     };
     match runtime.block_on(remove_member(&addrs, access, &member, timeout)) {

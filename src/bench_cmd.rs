@@ -8,13 +8,11 @@ use std::time::Duration;
 
 #[derive(Parser)]
 pub(crate) struct BenchArgs {
-    #[arg(short = 'r', long = "replicas")]
-    pub(crate) replicas: String,
+    #[command(flatten)]
+    pub(crate) connect: crate::ConnectArgs,
     /// Send log records to a network logger at HOST:PORT.
     #[arg(short = 'l', long = "logger")]
     pub(crate) logger: Option<String>,
-    #[arg(short = 't', long = "token", default_value = "")]
-    pub(crate) token: String,
     /// Concurrent closed-loop clients.
     #[arg(long = "clients", default_value_t = 1)]
     pub(crate) clients: usize,
@@ -64,8 +62,6 @@ pub(crate) struct BenchArgs {
     /// Arguments, each a JSON value.
     #[arg(allow_hyphen_values = true)]
     pub(crate) args: Vec<String>,
-    #[command(flatten)]
-    pub(crate) tls: crate::ClientTlsArgs,
 }
 
 pub(crate) fn run_bench(args: BenchArgs) -> ExitCode {
@@ -97,18 +93,18 @@ pub(crate) fn run_bench(args: BenchArgs) -> ExitCode {
         Ok(v) => v,
         Err(e) => return fail(e),
     };
-    if let Err(e) = concoord::client::parse_addresses(&args.replicas) {
+    if let Err(e) = concoord::client::parse_addresses(&args.connect.replicas) {
         return fail(format!("-r: {}", e.message()));
     }
     let long_run = duration.is_some_and(|d| d > Duration::from_secs(3))
         || args.ops.is_some_and(|o| o > 200_000);
-    let tls = match args.tls.client_tls() {
+    let tls = match args.connect.tls.client_tls() {
         Ok(tls) => tls,
         Err(e) => return fail(e),
     };
     let config = concoord::bench::BenchConfig {
-        replicas: args.replicas,
-        token: args.token,
+        replicas: args.connect.replicas,
+        token: args.connect.token,
         clients: args.clients,
         conns: args.conns,
         pipeline: args.pipeline,

@@ -12,14 +12,11 @@ use std::time::Duration;
 
 #[derive(Parser)]
 pub(crate) struct CallArgs {
-    /// Replica addresses, HOST:PORT[,HOST:PORT...]; one live member is enough.
-    #[arg(short = 'r', long = "replicas")]
-    pub(crate) replicas: String,
+    #[command(flatten)]
+    pub(crate) connect: crate::ConnectArgs,
     /// Send log records to a network logger at HOST:PORT.
     #[arg(short = 'l', long = "logger")]
     pub(crate) logger: Option<String>,
-    #[arg(short = 't', long = "token", default_value = "")]
-    pub(crate) token: String,
     /// Give up after this many seconds.
     #[arg(long = "timeout", default_value_t = 30.0)]
     pub(crate) timeout: f64,
@@ -43,19 +40,15 @@ pub(crate) struct CallArgs {
     /// Arguments, each a JSON value (strings in quotes: '"text"').
     #[arg(allow_hyphen_values = true)]
     pub(crate) args: Vec<String>,
-    #[command(flatten)]
-    pub(crate) tls: crate::ClientTlsArgs,
 }
 
 #[derive(Parser)]
 pub(crate) struct ShellArgs {
-    #[arg(short = 'r', long = "replicas")]
-    pub(crate) replicas: String,
+    #[command(flatten)]
+    pub(crate) connect: crate::ConnectArgs,
     /// Send log records to a network logger at HOST:PORT.
     #[arg(short = 'l', long = "logger")]
     pub(crate) logger: Option<String>,
-    #[arg(short = 't', long = "token", default_value = "")]
-    pub(crate) token: String,
     /// Give up on one call after this many seconds.
     #[arg(long = "timeout", default_value_t = 30.0)]
     pub(crate) timeout: f64,
@@ -66,8 +59,6 @@ pub(crate) struct ShellArgs {
     /// Allow stale reads for every line (see `concoord call --stale`).
     #[arg(long = "stale")]
     pub(crate) stale: bool,
-    #[command(flatten)]
-    pub(crate) tls: crate::ClientTlsArgs,
 }
 
 /// The timeout a threading call carries as an argument (Python's
@@ -120,7 +111,12 @@ pub(crate) fn call_cancelling(
 }
 
 pub(crate) fn run_call(args: CallArgs) -> ExitCode {
-    let mut options = match client_options(&args.token, args.timeout, args.session_ttl, &args.tls) {
+    let mut options = match client_options(
+        &args.connect.token,
+        args.timeout,
+        args.session_ttl,
+        &args.connect.tls,
+    ) {
         Ok(o) => o,
         Err(e) => return fail(e),
     };
@@ -129,7 +125,7 @@ pub(crate) fn run_call(args: CallArgs) -> ExitCode {
         Ok(v) => v,
         Err(e) => return fail(e),
     };
-    let client = match BlockingClient::new(&args.replicas, options) {
+    let client = match BlockingClient::new(&args.connect.replicas, options) {
         Ok(c) => c,
         Err(e) => return fail(format!("-r: {}", e.message())),
     };
@@ -153,12 +149,17 @@ pub(crate) fn run_call(args: CallArgs) -> ExitCode {
 }
 
 pub(crate) fn run_shell(args: ShellArgs) -> ExitCode {
-    let mut options = match client_options(&args.token, args.timeout, args.session_ttl, &args.tls) {
+    let mut options = match client_options(
+        &args.connect.token,
+        args.timeout,
+        args.session_ttl,
+        &args.connect.tls,
+    ) {
         Ok(o) => o,
         Err(e) => return fail(e),
     };
     options.stale_reads = args.stale;
-    let client = match BlockingClient::new(&args.replicas, options) {
+    let client = match BlockingClient::new(&args.connect.replicas, options) {
         Ok(c) => c,
         Err(e) => return fail(format!("-r: {}", e.message())),
     };

@@ -8,36 +8,27 @@ use std::time::Duration;
 
 #[derive(Parser)]
 pub(crate) struct ObjectsArgs {
-    /// Replica addresses; the first that answers lists what it holds.
-    #[arg(short = 'r', long = "replicas")]
-    pub(crate) replicas: String,
+    #[command(flatten)]
+    pub(crate) connect: crate::ConnectArgs,
     /// Send log records to a network logger at HOST:PORT.
     #[arg(short = 'l', long = "logger")]
     pub(crate) logger: Option<String>,
-    #[arg(short = 't', long = "token", default_value = "")]
-    pub(crate) token: String,
     #[arg(long = "timeout", default_value_t = 10.0)]
     pub(crate) timeout: f64,
-    #[command(flatten)]
-    pub(crate) tls: crate::ClientTlsArgs,
 }
 
 #[derive(Parser)]
 pub(crate) struct StatusArgs {
-    #[arg(short = 'r', long = "replicas")]
-    pub(crate) replicas: String,
+    #[command(flatten)]
+    pub(crate) connect: crate::ConnectArgs,
     /// Send log records to a network logger at HOST:PORT.
     #[arg(short = 'l', long = "logger")]
     pub(crate) logger: Option<String>,
-    #[arg(short = 't', long = "token", default_value = "")]
-    pub(crate) token: String,
     #[arg(long = "timeout", default_value_t = 2.0)]
     pub(crate) timeout: f64,
     /// Print a JSON array (one object per address) instead of a table.
     #[arg(long = "json")]
     pub(crate) json: bool,
-    #[command(flatten)]
-    pub(crate) tls: crate::ClientTlsArgs,
 }
 
 /// What `status` and `objects` share: the addresses, the per-replica
@@ -59,16 +50,16 @@ pub(crate) fn admin_setup(
 }
 
 pub(crate) fn run_objects(args: ObjectsArgs) -> ExitCode {
-    let (addrs, timeout, runtime) = match admin_setup(&args.replicas, args.timeout) {
+    let (addrs, timeout, runtime) = match admin_setup(&args.connect.replicas, args.timeout) {
         Ok(setup) => setup,
         Err(code) => return code,
     };
-    let tls = match args.tls.client_tls() {
+    let tls = match args.connect.tls.client_tls() {
         Ok(tls) => tls,
         Err(e) => return fail(e),
     };
     let access = concoord::client::Access {
-        token: &args.token,
+        token: &args.connect.token,
         tls: tls.as_ref(),
     };
     let mut last_error = None;
@@ -88,16 +79,16 @@ pub(crate) fn run_objects(args: ObjectsArgs) -> ExitCode {
 }
 
 pub(crate) fn run_status(args: StatusArgs) -> ExitCode {
-    let (addrs, timeout, runtime) = match admin_setup(&args.replicas, args.timeout) {
+    let (addrs, timeout, runtime) = match admin_setup(&args.connect.replicas, args.timeout) {
         Ok(setup) => setup,
         Err(code) => return code,
     };
-    let tls = match args.tls.client_tls() {
+    let tls = match args.connect.tls.client_tls() {
         Ok(tls) => tls,
         Err(e) => return fail(e),
     };
     let access = concoord::client::Access {
-        token: &args.token,
+        token: &args.connect.token,
         tls: tls.as_ref(),
     };
     let entries: Vec<serde_json::Value> = runtime.block_on(async {

@@ -106,6 +106,20 @@ pub(crate) fn fail(message: impl std::fmt::Display) -> ExitCode {
 /// `--session-ttl`'s default, in seconds.
 pub(crate) const DEFAULT_SESSION_TTL_S: f64 = 10.0;
 
+/// How every client command reaches the group: where, the token, TLS.
+#[derive(clap::Args, Debug, Clone)]
+pub(crate) struct ConnectArgs {
+    /// Replica addresses, HOST:PORT[,HOST:PORT...] (a host name may stand
+    /// for several); one live member is enough unless the command says so.
+    #[arg(short = 'r', long = "replicas")]
+    pub(crate) replicas: String,
+    /// The group's shared security token.
+    #[arg(short = 't', long = "token", default_value = "")]
+    pub(crate) token: String,
+    #[command(flatten)]
+    pub(crate) tls: ClientTlsArgs,
+}
+
 /// The TLS flags every client command takes.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub(crate) struct ClientTlsArgs {
