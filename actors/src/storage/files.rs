@@ -246,13 +246,7 @@ impl DataDir {
         node: NodeId,
         snapshot: &Snapshot,
     ) -> Result<(), StorageError> {
-        let payload = rmp_serde::to_vec(&SnapshotFileRef {
-            group,
-            node,
-            snapshot,
-        })
-        .expect("snapshots serialize");
-        self.write_snapshot_bytes(snapshot.executed, &payload)
+        self.write_snapshot_bytes(snapshot.executed, &encode_snapshot(group, node, snapshot))
     }
 
     /// [`Self::write_snapshot`] of a snapshot already encoded with [`encode_snapshot`].
