@@ -177,6 +177,42 @@ fn health_follows_the_leader_and_status_and_metrics_parse() {
         cluster.cont(i);
     }
     wait_health(http_addr, 200, "the other two running again");
+
+    // A leader cut off from the rest (check-quorum): with the founder
+    // paused, one of the two replicas with HTTP leads; pause the other too.
+    cluster.stop(0);
+    let leader = cluster.leader();
+    assert!(leader == 1 || leader == 2, "replica {leader} leads");
+    let leader_http = &http_addrs[leader - 1];
+    wait_health(leader_http, 200, "the leader of the two running replicas");
+    let other = 3 - leader;
+    cluster.stop(other);
+    let body = wait_health(leader_http, 503, "the leader's followers paused");
+    assert!(body.starts_with("unavailable: "), "{body}");
+    // /health turns 503 once no majority answered for an election timeout;
+    // a heartbeat interval later the leader steps down.
+    let deadline = Instant::now() + HEALTH_TIMEOUT;
+    loop {
+        let metrics = http(leader_http, "GET", "/metrics").body;
+        if metrics.contains("\nconcoord_is_leader 0\n") {
+            assert!(
+                metrics.contains("\nconcoord_leader_step_downs_total 1\n"),
+                "it stopped leading by stepping down, once:\n{metrics}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the isolated leader still leads after {HEALTH_TIMEOUT:?}:\n{metrics}"
+        );
+        std::thread::sleep(POLL);
+    }
+    let body = wait_health(leader_http, 503, "the isolated leader stepped down");
+    assert!(body.contains("no heartbeat from a leader"), "{body}");
+    cluster.cont(other);
+    wait_health(leader_http, 200, "a majority running again");
+    cluster.cont(0);
+    wait_health(leader_http, 200, "all three running again");
 }
 
 #[test]

@@ -6,8 +6,8 @@
 
 use crate::config::{is_majority, ConfigHistory, Member, MemberRef, WINDOW_SLOTS};
 use crate::message::{
-    Accept, Accepted, Batch, Command, Commit, Decision, Effects, Heartbeat, PeerMsg, PreVote,
-    PreVoteReply, Prepare, Progress, Promise, ReadAt, ReadIndex, ReadIndexAck,
+    Accept, Accepted, Batch, Command, Commit, Decision, Effects, Heartbeat, HeartbeatAck, PeerMsg,
+    PreVote, PreVoteReply, Prepare, Progress, Promise, ReadAt, ReadIndex, ReadIndexAck,
 };
 use crate::{Ballot, NodeId, Slot};
 use concoord_objects::ClientId;
@@ -31,6 +31,10 @@ pub struct LeaderConfig {
     pub max_batch_bytes: usize,
     /// Commands waiting for a slot; beyond this a request is refused as busy.
     pub max_pending_commands: usize,
+    /// Step down when no majority answered within an election timeout
+    /// (Raft's CheckQuorum). Off only in tests that need a deposed leader
+    /// that goes on believing it leads.
+    pub check_quorum: bool,
 }
 
 impl Default for LeaderConfig {
@@ -43,6 +47,7 @@ impl Default for LeaderConfig {
             max_batch_commands: 1024,
             max_batch_bytes: 1 << 20,
             max_pending_commands: 100_000,
+            check_quorum: true,
         }
     }
 }
@@ -84,6 +89,8 @@ pub struct LeaderStats {
     pub slots_decided: u64,
     pub commands_decided: u64,
     pub last_batch_commands: u64,
+    /// Times it stopped leading because no majority answered (check-quorum).
+    pub step_downs: u64,
 }
 
 struct Inflight {
@@ -146,6 +153,12 @@ pub struct Leader {
     read_round_reads: Vec<(Slot, Command)>,
     read_round_acks: BTreeSet<NodeId>,
     read_round_sent_ms: u64,
+    /// Active: when each member last answered at this ballot (a heartbeat
+    /// ack, a promise, an accepted, a read-index ack).
+    heard_at_ballot: BTreeMap<NodeId, u64>,
+    /// Active and no majority heard within an election timeout since then:
+    /// it steps down unless fresh heartbeats bring answers first.
+    quorum_doubt_since_ms: Option<u64>,
 }
 
 /// What a leader knows of one client session.
@@ -199,6 +212,8 @@ impl Leader {
             read_round_reads: Vec::new(),
             read_round_acks: BTreeSet::new(),
             read_round_sent_ms: 0,
+            heard_at_ballot: BTreeMap::new(),
+            quorum_doubt_since_ms: None,
         };
         leader.reset_election_deadline();
         leader
@@ -236,6 +251,36 @@ impl Leader {
     pub fn leader_heard_ago_ms(&self) -> Option<u64> {
         self.leader_heard_ms
             .map(|heard| self.now_ms.saturating_sub(heard))
+    }
+
+    /// How long ago this node, as the active leader, last heard a majority
+    /// of the group (itself included) answer at its ballot; `None` when it
+    /// does not lead. `u64::MAX`: some majority never answered.
+    pub fn quorum_heard_ago_ms(&self) -> Option<u64> {
+        if !self.is_active() {
+            return None;
+        }
+        let heard_at = |id: NodeId| {
+            if id == self.me {
+                Some(self.now_ms)
+            } else {
+                self.heard_at_ballot.get(&id).copied()
+            }
+        };
+        self.configs
+            .configs_from(self.executed)
+            .iter()
+            .filter(|members| !members.is_empty())
+            .map(|members| {
+                let mut heard: Vec<Option<u64>> = members.iter().map(|m| heard_at(m.id)).collect();
+                heard.sort_unstable_by(|a, b| b.cmp(a));
+                // The latest time by which a majority had all answered.
+                match heard[members.len() / 2] {
+                    Some(at) => self.now_ms.saturating_sub(at),
+                    None => u64::MAX,
+                }
+            })
+            .max()
     }
 
     /// The election timeout this node runs with.
@@ -463,6 +508,15 @@ impl Leader {
     }
 
     pub fn handle(&mut self, from: NodeId, msg: PeerMsg, fx: &mut Effects) {
+        match &msg {
+            PeerMsg::Promise(Promise { ballot, .. })
+            | PeerMsg::Accepted(Accepted { ballot, .. })
+            | PeerMsg::HeartbeatAck(HeartbeatAck { ballot })
+            | PeerMsg::ReadIndexAck(ReadIndexAck {
+                promised: ballot, ..
+            }) => self.heard_answer(from, *ballot),
+            _ => {}
+        }
         match msg {
             PeerMsg::Promise(p) => self.on_promise(from, p, fx),
             PeerMsg::Accepted(a) => self.on_accepted(from, a, fx),
@@ -480,6 +534,9 @@ impl Leader {
         self.now_ms = self.now_ms.max(now_ms);
         match self.state {
             LeaderState::Active => {
+                if self.check_quorum(fx) {
+                    return;
+                }
                 if self.now_ms >= self.last_session_check_ms + SESSION_CHECK_MS {
                     self.last_session_check_ms = self.now_ms;
                     self.expire_silent_sessions(fx);
@@ -527,6 +584,54 @@ impl Leader {
                     }
                 }
             }
+        }
+    }
+
+    fn heard_answer(&mut self, from: NodeId, ballot: Ballot) {
+        if self.is_active() && ballot == self.ballot {
+            self.heard_at_ballot.insert(from, self.now_ms);
+        }
+    }
+
+    /// Raft's CheckQuorum: a leader that no majority has answered within an
+    /// election timeout is cut off (or the others cannot hear it), so it
+    /// stops leading: its clients go elsewhere, its `/health` says so, and
+    /// followers that still hear its heartbeats in a one-way partition stop
+    /// hearing them and may elect a leader that reaches a majority. Before
+    /// it steps down it sends heartbeats and waits a heartbeat interval for
+    /// their answers: a process resumed from a pause has stale answers only.
+    /// True when it stepped down.
+    fn check_quorum(&mut self, fx: &mut Effects) -> bool {
+        if !self.config.check_quorum {
+            return false;
+        }
+        let ago = self.quorum_heard_ago_ms().unwrap_or(0);
+        if ago <= self.config.election_timeout_ms {
+            self.quorum_doubt_since_ms = None;
+            return false;
+        }
+        match self.quorum_doubt_since_ms {
+            None => {
+                self.quorum_doubt_since_ms = Some(self.now_ms);
+                self.send_heartbeats(fx);
+                false
+            }
+            Some(since) if self.now_ms >= since + self.config.heartbeat_interval_ms => {
+                let ago = if ago == u64::MAX {
+                    "since it was elected".to_string()
+                } else {
+                    format!("for {ago} ms")
+                };
+                log::warn!(
+                    "node {:x}: no majority of the group answered {ago}; stepping down (ballot {})",
+                    self.me,
+                    self.ballot
+                );
+                self.stats.step_downs += 1;
+                self.follow(None);
+                true
+            }
+            Some(_) => false,
         }
     }
 
@@ -705,9 +810,12 @@ impl Leader {
 
     fn become_active(&mut self, fx: &mut Effects) {
         self.state = LeaderState::Active;
+        // The promises of this ballot are the first answers check-quorum counts.
+        let now = self.now_ms;
+        self.heard_at_ballot = self.promised_by.iter().map(|id| (*id, now)).collect();
+        self.quorum_doubt_since_ms = None;
         // Like ZooKeeper: a new leader gives every session a full TTL before
         // it may expire any, so a failover never expires a live client.
-        let now = self.now_ms;
         for s in self.sessions.values_mut() {
             s.last_heard_ms = now;
             s.expiring = false;
@@ -759,8 +867,15 @@ impl Leader {
                 self.ballot
             );
         }
+        self.follow(Some(by.node).filter(|n| *n != self.me));
+    }
+
+    /// Stops leading or campaigning; `hint` is who leads now, if known.
+    fn follow(&mut self, hint: Option<NodeId>) {
         self.state = LeaderState::Follower;
-        self.leader_hint = Some(by.node).filter(|n| *n != self.me);
+        self.leader_hint = hint;
+        self.heard_at_ballot.clear();
+        self.quorum_doubt_since_ms = None;
         self.inflight.clear();
         self.forget_decided();
         self.forget_reads();
@@ -785,6 +900,10 @@ impl Leader {
             self.leader_hint = Some(from);
             self.leader_heard_ms = Some(self.now_ms);
             self.reset_election_deadline();
+            fx.send(
+                from,
+                PeerMsg::HeartbeatAck(HeartbeatAck { ballot: hb.ballot }),
+            );
         }
         fx.send(
             self.me,
@@ -1164,6 +1283,120 @@ mod tests {
             .filter(|(id, _)| *id == to)
             .map(|(_, m)| m)
             .collect()
+    }
+
+    fn heartbeat_ack(leader: &Leader) -> PeerMsg {
+        PeerMsg::HeartbeatAck(HeartbeatAck {
+            ballot: leader.ballot(),
+        })
+    }
+
+    #[test]
+    fn a_leader_steps_down_once_no_majority_has_answered_for_an_election_timeout() {
+        let mut leader = active_leader();
+        let timeout = leader.election_timeout_ms();
+        let beat = LeaderConfig::default().heartbeat_interval_ms;
+        let mut now = 20_000;
+        // One follower answering is a majority of three: it keeps leading.
+        while now < 20_000 + 4 * timeout {
+            now += beat;
+            leader.tick(now, &mut Effects::default());
+            leader.handle(2, heartbeat_ack(&leader), &mut Effects::default());
+            assert!(leader.is_active(), "at {now}");
+            assert_eq!(leader.quorum_heard_ago_ms(), Some(0));
+        }
+        // Answers at an older ballot say nothing about this one.
+        let stale = PeerMsg::HeartbeatAck(HeartbeatAck {
+            ballot: Ballot::ZERO,
+        });
+        let last_answer = now;
+        while leader.is_active() {
+            now += beat;
+            let mut fx = Effects::default();
+            leader.tick(now, &mut fx);
+            leader.handle(3, stale.clone(), &mut Effects::default());
+            if leader.is_active() {
+                assert!(
+                    now - last_answer <= timeout + beat,
+                    "still leading at {now}"
+                );
+            }
+        }
+        assert!(now - last_answer > timeout, "stepped down at {now}");
+        assert_eq!(leader.state(), LeaderState::Follower);
+        assert_eq!(leader.leader_hint(), None);
+        assert_eq!(leader.stats().step_downs, 1);
+        assert_eq!(leader.quorum_heard_ago_ms(), None);
+        // It no longer takes commands: clients go elsewhere.
+        assert!(leader.on_request(call(1), &mut Effects::default()).is_err());
+    }
+
+    #[test]
+    fn a_leader_resumed_from_a_pause_asks_before_it_steps_down() {
+        let mut leader = active_leader();
+        let timeout = leader.election_timeout_ms();
+        let beat = LeaderConfig::default().heartbeat_interval_ms;
+        // Paused for ten election timeouts: every answer it has is stale.
+        let now = 20_000 + 10 * timeout;
+        let mut fx = Effects::default();
+        leader.tick(now, &mut fx);
+        assert!(leader.is_active());
+        assert!(
+            sent_to(&fx, 2)
+                .iter()
+                .any(|m| matches!(m, PeerMsg::Heartbeat(_))),
+            "it asks the followers at once: {:?}",
+            fx.sends
+        );
+        // A follower answers within a heartbeat interval: it keeps leading.
+        leader.handle(2, heartbeat_ack(&leader), &mut Effects::default());
+        leader.tick(now + beat, &mut Effects::default());
+        assert!(leader.is_active());
+        assert_eq!(leader.stats().step_downs, 0);
+    }
+
+    #[test]
+    fn a_follower_answers_the_heartbeats_it_takes() {
+        let mut follower = Leader::new(
+            2,
+            ConfigHistory::genesis(members(1..=3)),
+            LeaderConfig::default(),
+            1,
+        );
+        let ballot = Ballot::ZERO.next_for(1);
+        let mut fx = Effects::default();
+        follower.handle(
+            1,
+            PeerMsg::Heartbeat(Heartbeat {
+                ballot,
+                executed: 0,
+            }),
+            &mut fx,
+        );
+        assert!(
+            matches!(&sent_to(&fx, 1)[..], [PeerMsg::HeartbeatAck(a)] if a.ballot == ballot),
+            "{:?}",
+            fx.sends
+        );
+        // A heartbeat below the ballots it has seen is not taken, nor answered.
+        follower.handle(
+            3,
+            PeerMsg::Heartbeat(Heartbeat {
+                ballot: ballot.next_for(3),
+                executed: 0,
+            }),
+            &mut Effects::default(),
+        );
+        let mut fx = Effects::default();
+        follower.handle(
+            1,
+            PeerMsg::Heartbeat(Heartbeat {
+                ballot,
+                executed: 0,
+            }),
+            &mut fx,
+        );
+        assert!(sent_to(&fx, 1).is_empty(), "{:?}", fx.sends);
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub struct NodeMetrics {
     pub batch_commands: Histogram,
     pub commit_latency_seconds: Histogram,
     pub leader_changes: Counter,
+    pub leader_step_downs: Counter,
     pub ballot_round: Gauge,
     pub is_leader: Gauge,
     pub parked_commands: Gauge,
@@ -28,6 +29,7 @@ pub struct NodeMetrics {
     last_slots: AtomicU64,
     last_commands: AtomicU64,
     last_changes: AtomicU64,
+    last_step_downs: AtomicU64,
 }
 
 impl Default for NodeMetrics {
@@ -39,6 +41,7 @@ impl Default for NodeMetrics {
             batch_commands: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
             commit_latency_seconds: Histogram::new(exponential_buckets(0.000_025, 2.0, 16)),
             leader_changes: Counter::default(),
+            leader_step_downs: Counter::default(),
             ballot_round: Gauge::default(),
             is_leader: Gauge::default(),
             parked_commands: Gauge::default(),
@@ -48,6 +51,7 @@ impl Default for NodeMetrics {
             last_slots: AtomicU64::new(0),
             last_commands: AtomicU64::new(0),
             last_changes: AtomicU64::new(0),
+            last_step_downs: AtomicU64::new(0),
         };
         {
             let mut r = m.registry.lock().expect("registry lock");
@@ -75,6 +79,11 @@ impl Default for NodeMetrics {
                 "leader_changes",
                 "Times this node became the active leader",
                 m.leader_changes.clone(),
+            );
+            r.register(
+                "leader_step_downs",
+                "Times this node stopped leading because no majority answered it (check-quorum)",
+                m.leader_step_downs.clone(),
             );
             r.register(
                 "ballot_round",
@@ -124,6 +133,11 @@ impl NodeMetrics {
             .inc_by(stats.commands_decided.saturating_sub(commands));
         let before = self.last_changes.swap(changes, Ordering::Relaxed);
         self.leader_changes.inc_by(changes.saturating_sub(before));
+        let before = self
+            .last_step_downs
+            .swap(stats.step_downs, Ordering::Relaxed);
+        self.leader_step_downs
+            .inc_by(stats.step_downs.saturating_sub(before));
     }
 
     /// The Prometheus text exposition.

@@ -153,6 +153,8 @@ pub struct LeaderView {
     pub next_slot: u64,
     /// As a follower, how long ago it last heard the leader's heartbeat.
     pub leader_heard_ago_ms: Option<u64>,
+    /// As the leader, how long ago a majority last answered it.
+    pub quorum_heard_ago_ms: Option<u64>,
     pub election_timeout_ms: u64,
 }
 
@@ -616,7 +618,19 @@ impl NodeHandle {
             return Err("not a member of the group".into());
         }
         if leader.active {
-            return Ok("the leader".into());
+            // An isolated leader still believes it leads until check-quorum
+            // makes it step down: it is not ready while no majority answers.
+            return match leader.quorum_heard_ago_ms {
+                Some(ago) if ago > leader.election_timeout_ms => Err(if ago == u64::MAX {
+                    "the leader, but no majority of the group has answered it".into()
+                } else {
+                    format!(
+                        "the leader, but no majority of the group has answered it for {ago} ms (election timeout {} ms)",
+                        leader.election_timeout_ms
+                    )
+                }),
+                _ => Ok("the leader".into()),
+            };
         }
         let leader_addr = leader
             .leader_hint
@@ -904,6 +918,7 @@ impl Handler<GetLeaderView> for LeaderActor {
             leader_hint: self.logic.leader_hint(),
             next_slot: self.logic.next_slot(),
             leader_heard_ago_ms: self.logic.leader_heard_ago_ms(),
+            quorum_heard_ago_ms: self.logic.quorum_heard_ago_ms(),
             election_timeout_ms: self.logic.election_timeout_ms(),
         })
     }

@@ -129,6 +129,13 @@ pub struct Heartbeat {
     pub executed: Slot,
 }
 
+/// A follower took the leader's heartbeat: the leader hears it is still
+/// reachable (check-quorum: a leader that hears no majority steps down).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HeartbeatAck {
+    pub ballot: Ballot,
+}
+
 /// Before it raises its ballot, a member that hears no leader asks whether
 /// it could win (Raft's PreVote): the ballot it would prepare with, which
 /// nobody adopts. Members that heard a live leader within the election
@@ -264,6 +271,8 @@ pub enum PeerMsg {
     /// Leader → its own replica: reads a round confirmed, each with the slot
     /// the replica must have executed before it runs the read.
     ReadAt(ReadAt),
+    /// Follower → the leader whose [`Heartbeat`] it took.
+    HeartbeatAck(HeartbeatAck),
 }
 
 /// One round of a leader's read index (etcd's ReadIndex): the leader asks
@@ -327,7 +336,8 @@ impl PeerMsg {
             | PeerMsg::Heartbeat(_)
             | PeerMsg::PreVote(_)
             | PeerMsg::PreVoteReply(_)
-            | PeerMsg::ReadIndexAck(_) => &[Role::Leader],
+            | PeerMsg::ReadIndexAck(_)
+            | PeerMsg::HeartbeatAck(_) => &[Role::Leader],
             PeerMsg::ReadIndex(_) => &[Role::Acceptor],
             PeerMsg::Decision(_)
             | PeerMsg::CatchUpRequest(_)

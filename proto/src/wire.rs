@@ -14,8 +14,9 @@ use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
 /// Bumped on any incompatible change of [`Frame`] or of the peer messages
 /// it carries (3: snapshots carry parked calls and a format number; 4: snapshots
 /// carry the group; pre-vote, member removal, SessionExpired; 5: `Frame::Read`
-/// and the read-index messages `ReadIndex`, `ReadIndexAck`, `ReadAt`).
-pub const PROTOCOL_VERSION: u32 = 5;
+/// and the read-index messages `ReadIndex`, `ReadIndexAck`, `ReadAt`;
+/// 6: `HeartbeatAck`, for check-quorum).
+pub const PROTOCOL_VERSION: u32 = 6;
 /// Frames above this are refused, and the connection that sent them closed.
 pub const MAX_FRAME_BYTES: usize = 16 << 20;
 
