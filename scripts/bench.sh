@@ -35,7 +35,7 @@ start() {
     "$bin" replica -o Counter -p 0 ${REPLICA_ARGS:-} "${durable[@]}" "$@" >"$log" 2>&1 &
     pids+=($!)
     for _ in $(seq 100); do
-        addr=$(sed -n 's/^listening on //p' "$log")
+        addr=$(sed -n 's/^listening on //p' "$log" 2>/dev/null || true)
         [[ -n $addr ]] && return
         sleep 0.05
     done

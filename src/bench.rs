@@ -62,6 +62,8 @@ pub struct BenchReport {
     pub errors: u64,
     pub elapsed: Duration,
     pub latency_us: Histogram<u64>,
+    /// The reads' share of `latency_us` (empty without `--read-ratio`).
+    pub read_latency_us: Histogram<u64>,
     pub first_error: Option<String>,
 }
 
@@ -70,9 +72,18 @@ impl BenchReport {
         self.ops as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 
+    /// The calls that were not reads.
+    fn write_latency_us(&self) -> Histogram<u64> {
+        let mut writes = self.latency_us.clone();
+        writes
+            .subtract(&self.read_latency_us)
+            .expect("reads are a part of all calls");
+        writes
+    }
+
     pub fn to_json(&self) -> serde_json::Value {
         let q = |p: f64| self.latency_us.value_at_quantile(p);
-        serde_json::json!({
+        let mut json = serde_json::json!({
             "ops": self.ops,
             "errors": self.errors,
             "elapsed_s": self.elapsed.as_secs_f64(),
@@ -84,7 +95,19 @@ impl BenchReport {
                 "p999": q(0.999),
                 "max": self.latency_us.max(),
             },
-        })
+        });
+        if !self.read_latency_us.is_empty() {
+            let part = |h: &Histogram<u64>| {
+                serde_json::json!({
+                    "ops": h.len(),
+                    "p50": h.value_at_quantile(0.50),
+                    "p99": h.value_at_quantile(0.99),
+                })
+            };
+            json["reads"] = part(&self.read_latency_us);
+            json["writes"] = part(&self.write_latency_us());
+        }
+        json
     }
 
     pub fn to_text(&self) -> String {
@@ -101,6 +124,18 @@ impl BenchReport {
             q(0.999),
             self.latency_us.max()
         );
+        if !self.read_latency_us.is_empty() {
+            let (r, w) = (&self.read_latency_us, self.write_latency_us());
+            s.push_str(&format!(
+                "\nreads {}: p50 {} p99 {}; writes {}: p50 {} p99 {}",
+                r.len(),
+                r.value_at_quantile(0.5),
+                r.value_at_quantile(0.99),
+                w.len(),
+                w.value_at_quantile(0.5),
+                w.value_at_quantile(0.99)
+            ));
+        }
         if let Some(e) = &self.first_error {
             s.push_str(&format!("\nfirst error: {e}"));
         }
@@ -179,6 +214,7 @@ pub async fn run_with(
         let deadline = client.options().deadline;
         tasks.push(tokio::spawn(async move {
             let mut hist = new_histogram();
+            let mut read_hist = new_histogram();
             let mut errors = 0u64;
             let mut first_error = None;
             while !stop.load(Ordering::Relaxed) {
@@ -191,7 +227,8 @@ pub async fn run_with(
                 let n = (first_remaining - left) as usize;
                 let t = Instant::now();
                 let target = &targets[n % targets.len()];
-                let (method, args) = if mix.reads(n as u64) {
+                let reads = mix.reads(n as u64);
+                let (method, args) = if reads {
                     (&mix.method, no_args.clone())
                 } else {
                     (&method, args.clone())
@@ -201,7 +238,11 @@ pub async fn run_with(
                     .await
                 {
                     Ok(_) => {
-                        let _ = hist.record((t.elapsed().as_micros() as u64).max(1));
+                        let us = (t.elapsed().as_micros() as u64).max(1);
+                        let _ = hist.record(us);
+                        if reads {
+                            let _ = read_hist.record(us);
+                        }
                         done_ops.fetch_add(1, Ordering::Relaxed);
                     }
                     Err(e) => {
@@ -210,7 +251,7 @@ pub async fn run_with(
                     }
                 }
             }
-            (hist, errors, first_error)
+            (hist, read_hist, errors, first_error)
         }));
     }
     let progress = if config.progress {
@@ -243,13 +284,15 @@ pub async fn run_with(
         errors: 0,
         elapsed: Duration::ZERO,
         latency_us: new_histogram(),
+        read_latency_us: new_histogram(),
         first_error: None,
     };
     for t in tasks {
-        let (hist, errors, first_error) = t
+        let (hist, read_hist, errors, first_error) = t
             .await
             .map_err(|e| ClientError::Invalid(format!("a bench worker failed: {e}")))?;
         report.latency_us.add(&hist).expect("same bounds");
+        report.read_latency_us.add(&read_hist).expect("same bounds");
         report.errors += errors;
         if report.first_error.is_none() {
             report.first_error = first_error;

@@ -61,6 +61,7 @@ fn report_json_has_the_documented_keys_and_quantiles() {
         errors: 3,
         elapsed: Duration::from_secs(2),
         latency_us,
+        read_latency_us: Histogram::new_with_bounds(1, 60_000_000, 3).unwrap(),
         first_error: Some("unavailable: x".into()),
     };
     let json = report.to_json();
@@ -74,6 +75,19 @@ fn report_json_has_the_documented_keys_and_quantiles() {
     assert_eq!(l["max"].as_u64(), Some(1000));
     let text = report.to_text();
     assert!(text.contains("500 ops/s") && text.contains("first error: unavailable: x"));
+    assert!(json.get("reads").is_none(), "no reads, no read figures");
+
+    // With reads mixed in: the reads (the odd values) and the writes apart.
+    let mut report = report;
+    for v in (1..=1000).filter(|v| v % 2 == 1) {
+        report.read_latency_us.record(v).unwrap();
+    }
+    let json = report.to_json();
+    assert_eq!(json["reads"]["ops"].as_u64(), Some(500));
+    assert_eq!(json["writes"]["ops"].as_u64(), Some(500));
+    assert_eq!(json["reads"]["p50"].as_u64(), Some(499));
+    assert_eq!(json["writes"]["p50"].as_u64(), Some(500));
+    assert!(report.to_text().contains("reads 500: p50 499"));
 }
 
 #[test]

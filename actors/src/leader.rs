@@ -143,15 +143,18 @@ pub struct Leader {
     /// leader last heard from each (a new leader starts every one afresh).
     sessions: BTreeMap<ClientId, TrackedSession>,
     last_session_check_ms: u64,
-    /// The read index (etcd's ReadIndex): reads arrived since the round in
-    /// flight began wait here for the next round, each with the commit
-    /// point it saw.
+    /// The read index (etcd's ReadIndex): reads that arrived while
+    /// `MAX_READ_ROUNDS` rounds were in flight wait here, each with the
+    /// commit point it saw.
     reads_next: Vec<(Slot, Command)>,
-    /// The round in flight: its number, its reads, who answered it.
+    /// Rounds in flight, oldest first, with their reads. Round numbers only
+    /// grow, across leaderships too, so an answer to an old round never
+    /// confirms a newer one.
+    read_rounds: VecDeque<(u64, Vec<(Slot, Command)>)>,
     read_round: u64,
-    read_round_open: bool,
-    read_round_reads: Vec<(Slot, Command)>,
-    read_round_acks: BTreeSet<NodeId>,
+    /// The newest round each member answered at this leadership: an answer
+    /// to round r confirms every round up to r (it was given after they began).
+    read_acked: BTreeMap<NodeId, u64>,
     read_round_sent_ms: u64,
     /// Active: when each member last answered at this ballot (a heartbeat
     /// ack, a promise, an accepted, a read-index ack).
@@ -170,6 +173,11 @@ struct TrackedSession {
     /// or leadership changes.
     expiring: bool,
 }
+
+/// Read-index rounds in flight at once: a read waits about one round trip,
+/// not one and a half as behind a single round, while a burst of reads
+/// still shares a round.
+const MAX_READ_ROUNDS: usize = 4;
 
 /// How often an active leader looks for sessions past their TTL.
 const SESSION_CHECK_MS: u64 = 100;
@@ -207,10 +215,9 @@ impl Leader {
             sessions: BTreeMap::new(),
             last_session_check_ms: 0,
             reads_next: Vec::new(),
+            read_rounds: VecDeque::new(),
             read_round: 0,
-            read_round_open: false,
-            read_round_reads: Vec::new(),
-            read_round_acks: BTreeSet::new(),
+            read_acked: BTreeMap::new(),
             read_round_sent_ms: 0,
             heard_at_ballot: BTreeMap::new(),
             quorum_doubt_since_ms: None,
@@ -378,12 +385,12 @@ impl Leader {
         if let Some(id) = command.id() {
             self.touch(id.client);
         }
-        if self.reads_next.len() + self.read_round_reads.len() >= self.config.max_pending_commands {
+        if self.reads_pending() >= self.config.max_pending_commands {
             return Err(NotAccepted::Busy);
         }
         let index = self.commit_point();
         self.reads_next.push((index, command));
-        if !self.read_round_open {
+        if self.read_rounds.len() < MAX_READ_ROUNDS {
             self.start_read_round(fx);
         }
         Ok(())
@@ -407,29 +414,33 @@ impl Leader {
 
     /// Reads in a round or waiting for one (for tests and status).
     pub fn reads_pending(&self) -> usize {
-        self.reads_next.len() + self.read_round_reads.len()
+        self.reads_next.len()
+            + self
+                .read_rounds
+                .iter()
+                .map(|(_, reads)| reads.len())
+                .sum::<usize>()
     }
 
     fn start_read_round(&mut self, fx: &mut Effects) {
-        debug_assert!(self.read_round_reads.is_empty());
         self.read_round += 1;
-        self.read_round_open = true;
-        self.read_round_acks.clear();
-        self.read_round_reads = std::mem::take(&mut self.reads_next);
+        let reads = std::mem::take(&mut self.reads_next);
+        self.read_rounds.push_back((self.read_round, reads));
         self.read_round_sent_ms = self.now_ms;
         self.send_read_index(fx);
     }
 
-    /// To every member that has not answered the round, this node's own
-    /// acceptor too (it may have promised a newer ballot).
+    /// The newest round to every member that has not answered it, this
+    /// node's own acceptor too (it may have promised a newer ballot).
     fn send_read_index(&mut self, fx: &mut Effects) {
+        let round = self.read_round;
         for id in self.configs.members_from(self.executed) {
-            if !self.read_round_acks.contains(&id) {
+            if self.read_acked.get(&id).copied().unwrap_or(0) < round {
                 fx.send(
                     id,
                     PeerMsg::ReadIndex(ReadIndex {
                         ballot: self.ballot,
-                        round: self.read_round,
+                        round,
                     }),
                 );
             }
@@ -441,24 +452,39 @@ impl Leader {
             self.preempted(ack.promised);
             return;
         }
-        if !self.is_active() || !self.read_round_open || ack.round != self.read_round {
+        if !self.is_active() || ack.round > self.read_round {
             return;
         }
-        self.read_round_acks.insert(from);
+        let acked = self.read_acked.entry(from).or_insert(0);
+        *acked = (*acked).max(ack.round);
+        // The newest round a majority of every membership in force answered.
         let confirmed = self
             .configs
             .configs_from(self.executed)
             .iter()
-            .all(|members| is_majority(members, &self.read_round_acks));
-        if !confirmed {
-            return;
+            .filter(|members| !members.is_empty())
+            .map(|members| {
+                let mut rounds: Vec<u64> = members
+                    .iter()
+                    .map(|m| self.read_acked.get(&m.id).copied().unwrap_or(0))
+                    .collect();
+                rounds.sort_unstable_by(|a, b| b.cmp(a));
+                rounds[members.len() / 2]
+            })
+            .min()
+            .unwrap_or(0);
+        let mut reads = Vec::new();
+        while let Some((round, _)) = self.read_rounds.front() {
+            if *round > confirmed {
+                break;
+            }
+            let (_, mut confirmed_reads) = self.read_rounds.pop_front().expect("a front");
+            reads.append(&mut confirmed_reads);
         }
-        self.read_round_open = false;
-        let reads = std::mem::take(&mut self.read_round_reads);
         if !reads.is_empty() {
             fx.send(self.me, PeerMsg::ReadAt(ReadAt { reads }));
         }
-        if !self.reads_next.is_empty() {
+        if !self.reads_next.is_empty() && self.read_rounds.len() < MAX_READ_ROUNDS {
             self.start_read_round(fx);
         }
     }
@@ -467,8 +493,8 @@ impl Leader {
     /// clients resend them to whoever leads now, as they do commands).
     fn forget_reads(&mut self) {
         self.reads_next.clear();
-        self.read_round_reads.clear();
-        self.read_round_open = false;
+        self.read_rounds.clear();
+        self.read_acked.clear();
     }
 
     /// Proposes removing the member `member` names from the newest
@@ -547,7 +573,7 @@ impl Leader {
                 self.flush_commits(fx);
                 self.resend_unacked_decisions(fx);
                 self.retry_accepts(fx);
-                if self.read_round_open
+                if !self.read_rounds.is_empty()
                     && self.now_ms >= self.read_round_sent_ms + self.config.retry_ms
                 {
                     self.read_round_sent_ms = self.now_ms;
@@ -1397,6 +1423,107 @@ mod tests {
             &mut fx,
         );
         assert!(sent_to(&fx, 1).is_empty(), "{:?}", fx.sends);
+    }
+
+    fn read_index_ack(leader: &Leader, round: u64) -> PeerMsg {
+        PeerMsg::ReadIndexAck(ReadIndexAck {
+            promised: leader.ballot(),
+            round,
+        })
+    }
+
+    /// The reads sent to the local replica, in order.
+    fn reads_released(fx: &Effects) -> Vec<u64> {
+        sent_to(fx, 1)
+            .iter()
+            .filter_map(|m| match m {
+                PeerMsg::ReadAt(r) => Some(r.reads.iter().map(|(_, c)| c.id().unwrap().seq)),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    }
+
+    #[test]
+    fn read_rounds_overlap_and_an_answer_confirms_every_round_before_it() {
+        let mut leader = active_leader();
+        let mut fx = Effects::default();
+        // Each read starts a round while fewer than MAX_READ_ROUNDS are in flight.
+        for seq in 1..=MAX_READ_ROUNDS as u64 + 2 {
+            leader.on_read(call(seq), &mut fx).unwrap();
+        }
+        let rounds: Vec<u64> = sent_to(&fx, 2)
+            .iter()
+            .filter_map(|m| match m {
+                PeerMsg::ReadIndex(r) => Some(r.round),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(rounds.len(), MAX_READ_ROUNDS, "{rounds:?}");
+        let (first, last) = (rounds[0], rounds[MAX_READ_ROUNDS - 1]);
+        // One member's answer is not a majority; the leader's own acceptor makes one.
+        let mut fx = Effects::default();
+        leader.handle(2, read_index_ack(&leader, first + 1), &mut fx);
+        assert!(reads_released(&fx).is_empty());
+        leader.handle(1, read_index_ack(&leader, first + 1), &mut fx);
+        assert_eq!(reads_released(&fx), vec![1, 2], "rounds up to the second");
+        // The two reads that waited go out together in a new round.
+        let newer: Vec<u64> = sent_to(&fx, 3)
+            .iter()
+            .filter_map(|m| match m {
+                PeerMsg::ReadIndex(r) => Some(r.round),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(newer, vec![last + 1]);
+        // Answers to the newest round confirm everything before it.
+        let mut fx = Effects::default();
+        leader.handle(3, read_index_ack(&leader, last + 1), &mut fx);
+        leader.handle(1, read_index_ack(&leader, last + 1), &mut fx);
+        assert_eq!(reads_released(&fx), vec![3, 4, 5, 6]);
+        assert_eq!(leader.reads_pending(), 0);
+    }
+
+    #[test]
+    fn answers_to_rounds_of_an_earlier_leadership_confirm_no_read_of_this_one() {
+        let mut leader = active_leader();
+        let mut fx = Effects::default();
+        leader.on_read(call(1), &mut fx).unwrap();
+        let old_round = leader.read_round;
+        // Deposed and elected again: the read is dropped, round numbers go on.
+        leader.handle(
+            2,
+            PeerMsg::Promise(Promise {
+                ballot: leader.ballot().next_for(2),
+                accepted: Vec::new(),
+                trimmed_below: 0,
+            }),
+            &mut Effects::default(),
+        );
+        assert!(!leader.is_active());
+        assert_eq!(leader.reads_pending(), 0);
+        let mut fx = Effects::default();
+        leader.tick(40_000, &mut fx);
+        leader.tick(50_000, &mut fx);
+        let granted = pre_vote_reply(&leader, &fx, true);
+        leader.handle(2, granted, &mut Effects::default());
+        for from in 1..=3 {
+            let promise = Promise {
+                ballot: leader.ballot(),
+                accepted: Vec::new(),
+                trimmed_below: 0,
+            };
+            leader.handle(from, PeerMsg::Promise(promise), &mut Effects::default());
+        }
+        assert!(leader.is_active());
+        let mut fx = Effects::default();
+        leader.on_read(call(2), &mut fx).unwrap();
+        // Late answers to the old round, at the new ballot, from a majority.
+        for from in 1..=2 {
+            leader.handle(from, read_index_ack(&leader, old_round), &mut fx);
+        }
+        assert!(reads_released(&fx).is_empty());
+        assert_eq!(leader.reads_pending(), 1);
     }
 
     #[test]
