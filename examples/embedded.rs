@@ -67,6 +67,7 @@ async fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let bootstrap: Vec<String> = std::env::args().skip(1).collect();
     let options = ReplicaOptions {
+        advertise: None,
         listen: "127.0.0.1:0".parse().expect("a literal address"),
         bootstrap,
         token: String::new(),

@@ -24,6 +24,7 @@ impl LocalReplica {
         token: &str,
     ) -> Result<LocalReplica, StartError> {
         let options = ReplicaOptions {
+            advertise: None,
             listen: "127.0.0.1:0".parse().expect("a literal address"),
             bootstrap,
             token: token.to_string(),

@@ -40,6 +40,11 @@ pub struct ServeArgs {
     /// Port to listen on; 0 lets the OS pick one (printed as `listening on HOST:PORT`).
     #[arg(short = 'p', long = "port", default_value_t = 14000)]
     pub port: u16,
+    /// The address the group and its clients know this member by, when it
+    /// is not the one it listens on: a name that stays when the IP changes
+    /// (a Kubernetes pod's DNS name). With -w it names the member's data dir.
+    #[arg(long = "advertise", value_name = "HOST:PORT")]
+    pub advertise: Option<String>,
     /// Join the group these replicas belong to (HOST:PORT[,HOST:PORT...]).
     #[arg(short = 'b', long = "bootstrap")]
     pub bootstrap: Option<String>,
@@ -317,6 +322,16 @@ pub fn run_replica_of(
         },
         Err(e) => return fail(format!("bad address {}:{}: {e}", args.addr, args.port)),
     };
+    if let Some(advertise) = &args.advertise {
+        let valid = advertise.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && !host.contains(',') && port.parse::<u16>().is_ok_and(|p| p != 0)
+        });
+        if !valid {
+            return fail(format!(
+                "--advertise: {advertise:?} is not HOST:PORT (a name or an address, and a port other than 0)"
+            ));
+        }
+    }
     let bootstrap = match &args.bootstrap {
         Some(b) => match crate::client::parse_addresses(b) {
             Ok(a) => a,
@@ -346,6 +361,7 @@ pub fn run_replica_of(
     let result = system.block_on(async move {
         let options = ReplicaOptions {
             listen,
+            advertise: args.advertise,
             bootstrap,
             token: args.token,
             node: NodeOptions {

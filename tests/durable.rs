@@ -508,3 +508,142 @@ fn admin_snapshot_sigterm_restart_and_a_removed_member_that_cannot_return() {
         .expect("the two members serve");
     assert_eq!(getvalue(&c), 7);
 }
+
+fn port_from(addr: &str) -> String {
+    addr.rsplit_once(':').expect("HOST:PORT").1.to_string()
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+/// `concoord status --json` of one address, the members it lists.
+fn members_seen(addr: &str) -> Option<Vec<String>> {
+    let out = run_cli(
+        &["status", "--json", "-r", addr],
+        None,
+        Duration::from_secs(10),
+    );
+    let entries: serde_json::Value = serde_json::from_str(out.stdout.trim()).ok()?;
+    let members = entries.get(0)?.get("members")?.as_array()?;
+    Some(
+        members
+            .iter()
+            .filter_map(|m| m.as_str().map(str::to_string))
+            .collect(),
+    )
+}
+
+/// A member known by a name (`--advertise`) keeps it, and its data dir, when
+/// it comes back listening on another address: a Kubernetes pod whose IP
+/// changed but whose DNS name did not.
+#[test]
+fn an_advertised_name_outlives_the_address_it_listens_on() {
+    let dir = TempDir::new("durable-advertise");
+    let (p, q) = (
+        port_from(&support::unused_addr()),
+        port_from(&support::unused_addr()),
+    );
+    let (name_p, name_q) = (format!("localhost:{p}"), format!("localhost:{q}"));
+    let (data_p, data_q) = (dir.path().join("p"), dir.path().join("q"));
+    let data = |d: &Path| d.display().to_string();
+
+    // Bad input first: a name without a port, or port 0.
+    for bad in ["localhost", "localhost:0", ":14000"] {
+        let failure = spawn_replica(&args(&["-o", "Counter", "-p", "0", "--advertise", bad]))
+            .map(|mut p| {
+                p.kill_and_reap();
+                panic!("started with --advertise {bad}")
+            })
+            .unwrap_err();
+        assert!(
+            failure.stderr.contains("--advertise") && failure.stderr.contains("HOST:PORT"),
+            "{bad}: {}",
+            failure.stderr
+        );
+    }
+
+    let mut first = spawn_replica(&args(&[
+        "-o",
+        "Counter",
+        "-p",
+        &p,
+        "--advertise",
+        &name_p,
+        "-w",
+        "--data-dir",
+        &data(&data_p),
+    ]))
+    .expect("the founder starts");
+    let mut second = spawn_replica(&args(&[
+        "-o",
+        "Counter",
+        "-p",
+        &q,
+        "--advertise",
+        &name_q,
+        "-b",
+        &name_p,
+        "-w",
+        "--data-dir",
+        &data(&data_q),
+    ]))
+    .expect("the second member starts");
+    let both = format!("{name_p},{name_q}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut want = vec![name_p.clone(), name_q.clone()];
+    want.sort();
+    loop {
+        let mut seen = members_seen(&name_q).unwrap_or_default();
+        seen.sort();
+        if seen == want {
+            break;
+        }
+        assert!(Instant::now() < deadline, "members by name: {seen:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let call = |method: &str| run_cli(&["call", "-r", &both, method], None, CALL_DEADLINE);
+    for _ in 0..3 {
+        let out = call("increment");
+        assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    }
+
+    // The founder dies and comes back on another listening address.
+    first.kill_and_reap();
+    let elsewhere = [
+        "-o",
+        "Counter",
+        "-a",
+        "0.0.0.0",
+        "-p",
+        &p,
+        "-w",
+        "--data-dir",
+    ];
+    let mut without_name = args(&elsewhere);
+    without_name.push(data(&data_p));
+    let failure = spawn_replica(&without_name)
+        .map(|mut p| {
+            p.kill_and_reap();
+            panic!("a data dir started as another address")
+        })
+        .unwrap_err();
+    assert!(
+        failure.stderr.contains(&format!("the member at {name_p}"))
+            && failure.stderr.contains("--advertise"),
+        "{}",
+        failure.stderr
+    );
+    let mut with_name = without_name.clone();
+    with_name.extend(args(&["--advertise", &name_p]));
+    first = spawn_replica(&with_name).expect("the same member, by its name");
+    // The same two members, and every increment.
+    let out = call("getvalue");
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout.trim(), "3");
+    let mut seen = members_seen(&name_p).expect("the restarted member answers");
+    seen.sort();
+    assert_eq!(seen, want);
+    first.kill_and_reap();
+    second.kill_and_reap();
+}

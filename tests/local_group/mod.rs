@@ -68,6 +68,7 @@ impl Group {
         node: &NodeOptions,
     ) -> LocalReplica {
         let options = ReplicaOptions {
+            advertise: None,
             listen: "127.0.0.1:0".parse().expect("a literal address"),
             bootstrap: bootstrap.map(|b| vec![b.to_string()]).unwrap_or_default(),
             token: String::new(),

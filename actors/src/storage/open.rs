@@ -76,7 +76,8 @@ pub fn open_node(
             path: dir.root().join("member"),
             what: format!(
                 "this data dir is the member at {}, not {addr}; start it on that address \
-                 (-a/-p), or give a new --data-dir to start a new member",
+                 (-a/-p, or --advertise if it is a name), or give a new --data-dir to \
+                 start a new member",
                 member.addr
             ),
         });

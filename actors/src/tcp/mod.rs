@@ -65,6 +65,10 @@ impl std::error::Error for StartError {}
 /// How a TCP replica starts.
 pub struct ReplicaOptions {
     pub listen: SocketAddr,
+    /// The address the group and clients know this member by (HOST:PORT,
+    /// a name that may resolve to another address after a restart, as a
+    /// Kubernetes pod's stable DNS name); `None`: the address it listens on.
+    pub advertise: Option<String>,
     /// Members of the group to join; empty founds a group of one.
     pub bootstrap: Vec<String>,
     pub token: String,
@@ -129,6 +133,10 @@ async fn start(
     let local_addr = listener
         .local_addr()
         .map_err(|e| StartError::Bind(options.listen.to_string(), e))?;
+    let my_addr = match &options.advertise {
+        Some(addr) => addr.clone(),
+        None => local_addr.to_string(),
+    };
     let object_name = object.name();
     let mut node_options = options.node.clone();
     let mut bootstrap = options.bootstrap.clone();
@@ -136,7 +144,7 @@ async fn start(
         None => {
             let me = Member {
                 id: fresh_id(),
-                addr: local_addr.to_string(),
+                addr: my_addr.clone(),
             };
             let transport = new_transport(&me);
             let founding = bootstrap.is_empty().then(|| vec![me.clone()]);
@@ -153,7 +161,7 @@ async fn start(
         Some(durable) => {
             let opened = crate::storage::open_node(
                 durable,
-                &local_addr.to_string(),
+                &my_addr,
                 object,
                 bootstrap.is_empty(),
                 &node_options,
@@ -219,10 +227,15 @@ async fn start(
         ));
     }
     log::info!(
-        "replica {:x} serving {} on {}{}",
+        "replica {:x} serving {} on {}{}{}",
         me.id,
         object_name,
         local_addr,
+        if me.addr == local_addr.to_string() {
+            String::new()
+        } else {
+            format!(" as {}", me.addr)
+        },
         if tls.is_some() { " (TLS)" } else { "" }
     );
     Ok(RunningReplica {
