@@ -1180,7 +1180,23 @@ fn wait_joined(sim: &mut Sim, node: usize) -> Result<(), String> {
         let next = sim.now_ms + 50;
         sim.run_until(next);
     }
-    Err(format!("node {node} did not rejoin within 10 s"))
+    let states: Vec<String> = sim
+        .nodes
+        .iter()
+        .map(|n| {
+            format!(
+                "{:x}: alive {} removed {} executed {} state {} leads {} members {:x?}",
+                n.id,
+                n.alive,
+                n.removed,
+                n.replica.executed(),
+                n.replica.has_state(),
+                n.leader.is_active(),
+                n.replica.configs().latest().iter().map(|m| m.id).collect::<Vec<_>>()
+            )
+        })
+        .collect();
+    Err(format!("node {node} did not rejoin within 10 s: {states:?}"))
 }
 
 /// Every live node's newest membership is the live nodes: restarted

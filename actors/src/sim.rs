@@ -405,6 +405,8 @@ enum Event {
         incarnation: u64,
         sends: Vec<(NodeId, PeerMsg)>,
     },
+    /// A removed node stops, its grace period over.
+    Stop { node: usize, incarnation: u64 },
     /// The active leader heard a session client's keep-alive and says so.
     KeepAliveAck {
         client: usize,
@@ -1089,6 +1091,12 @@ impl Sim {
                     self.schedule_sync(node);
                 }
             }
+            Event::Stop { node, incarnation } => {
+                let n = &mut self.nodes[node];
+                if n.incarnation == incarnation {
+                    n.alive = false;
+                }
+            }
             Event::WhenDurable {
                 node,
                 incarnation,
@@ -1231,7 +1239,11 @@ impl Sim {
             n.was_member = true;
         } else if n.was_member && !n.removed {
             n.removed = true;
-            n.alive = false;
+            let incarnation = n.incarnation;
+            self.schedule(
+                crate::node::REMOVED_GRACE_MS,
+                Event::Stop { node, incarnation },
+            );
         }
     }
 
