@@ -406,7 +406,10 @@ enum Event {
         sends: Vec<(NodeId, PeerMsg)>,
     },
     /// A removed node stops, its grace period over.
-    Stop { node: usize, incarnation: u64 },
+    Stop {
+        node: usize,
+        incarnation: u64,
+    },
     /// The active leader heard a session client's keep-alive and says so.
     KeepAliveAck {
         client: usize,
@@ -1235,7 +1238,11 @@ impl Sim {
     /// replica has executed past its removal, it stops (the process exits).
     fn note_membership(&mut self, node: usize, progress: &crate::message::Progress) {
         let n = &mut self.nodes[node];
-        if progress.configs.members_from(progress.executed).contains(&n.id) {
+        if progress
+            .configs
+            .members_from(progress.executed)
+            .contains(&n.id)
+        {
             n.was_member = true;
         } else if n.was_member && !n.removed {
             n.removed = true;
@@ -1443,9 +1450,9 @@ impl Sim {
         if broken || (n.held.is_empty() && appended <= disk.synced) {
             return self.send_now(node, sends, claims);
         }
-        let (now, later): (Vec<_>, Vec<_>) = sends.into_iter().partition(|(_, msg)| {
-            matches!(msg, PeerMsg::Decision(_) | PeerMsg::ReadIndexAck(_))
-        });
+        let (now, later): (Vec<_>, Vec<_>) = sends
+            .into_iter()
+            .partition(|(_, msg)| matches!(msg, PeerMsg::Decision(_) | PeerMsg::ReadIndexAck(_)));
         self.send_now(node, now, Vec::new());
         if !later.is_empty() || !claims.is_empty() {
             self.nodes[node].held.push_back((appended, later, claims));
@@ -1454,7 +1461,12 @@ impl Sim {
 
     /// Messages leave a durable node: what they acknowledge is noted, for
     /// the check that a restart remembers it.
-    fn send_now(&mut self, node: usize, sends: Vec<(NodeId, PeerMsg)>, claims: Vec<(Slot, Ballot)>) {
+    fn send_now(
+        &mut self,
+        node: usize,
+        sends: Vec<(NodeId, PeerMsg)>,
+        claims: Vec<(Slot, Ballot)>,
+    ) {
         let n = &mut self.nodes[node];
         for (to, msg) in &sends {
             if *to == n.id {
@@ -2038,7 +2050,7 @@ impl Sim {
                     let kept = recovered.accepted.get(slot).map(|(b, _)| *b);
                     if *slot >= snapshot_slot && kept.is_none_or(|b| b < *ballot) {
                         self.durability_violations.push(format!(
-                            "node {node} restarted with slot {slot} accepted at {kept:?},                              though it acknowledged accepting it at {ballot}"
+                            "node {node} restarted with slot {slot} accepted at {kept:?}, though it acknowledged accepting it at {ballot}"
                         ));
                     }
                 }
