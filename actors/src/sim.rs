@@ -2048,7 +2048,7 @@ impl Sim {
                 }
                 for (slot, ballot) in &n.acked_accepts {
                     let kept = recovered.accepted.get(slot).map(|(b, _)| *b);
-                    if *slot >= snapshot_slot && kept.is_none_or(|b| b < *ballot) {
+                    if *slot >= snapshot_slot && !kept.is_some_and(|b| b >= *ballot) {
                         self.durability_violations.push(format!(
                             "node {node} restarted with slot {slot} accepted at {kept:?}, though it acknowledged accepting it at {ballot}"
                         ));
