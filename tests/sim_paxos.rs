@@ -96,8 +96,24 @@ fn finish_and_check(sim: &mut Sim) -> Result<(), String> {
                 None => format!("{}/{}", c.acked, c.ops),
             })
             .collect();
+        let nodes: Vec<String> = sim
+            .nodes
+            .iter()
+            .map(|n| {
+                format!(
+                    "{:x}: alive {} leads {} ballot {} promised {} executed {} waiting {:?}",
+                    n.id,
+                    n.alive,
+                    n.leader.is_active(),
+                    n.leader.ballot(),
+                    n.acceptor.promised(),
+                    n.replica.executed(),
+                    n.replica.waiting_slots().first()
+                )
+            })
+            .collect();
         return Err(format!(
-            "clients did not finish by {RUN_DEADLINE_MS} ms: {progress:?}"
+            "clients did not finish by {RUN_DEADLINE_MS} ms: {progress:?}; nodes {nodes:?}"
         ));
     }
     // Let every live replica learn the last decisions.
