@@ -76,6 +76,11 @@ impl Acceptor {
         self.accepted.len()
     }
 
+    /// The ballot of the value accepted for `slot`, if one is kept.
+    pub fn accepted_ballot(&self, slot: Slot) -> Option<Ballot> {
+        self.accepted.get(&slot).map(|(ballot, _)| *ballot)
+    }
+
     pub fn on_prepare(&mut self, from: NodeId, prepare: Prepare, fx: &mut Effects) {
         if prepare.ballot > self.promised {
             self.promised = prepare.ballot;

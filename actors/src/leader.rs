@@ -111,6 +111,9 @@ pub struct Leader {
     /// Values found in phase 1 (and gaps, as no-ops) still to be proposed.
     to_repropose: BTreeMap<Slot, (Ballot, Batch)>,
     max_trimmed: Slot,
+    /// The acceptor that reported `max_trimmed`: its replica has the slots
+    /// below it, so this leader's replica catches up from there.
+    max_trimmed_by: NodeId,
     inflight: BTreeMap<Slot, Inflight>,
     /// Decided slots some acceptor has not acknowledged yet: a late Accepted
     /// turns into a Commit; after `retry_ms` the laggard gets the Decision.
@@ -194,6 +197,7 @@ impl Leader {
             prepare_sent_ms: 0,
             to_repropose: BTreeMap::new(),
             max_trimmed: 0,
+            max_trimmed_by: me,
             inflight: BTreeMap::new(),
             decided_unacked: BTreeMap::new(),
             commit_queue: BTreeMap::new(),
@@ -784,7 +788,10 @@ impl Leader {
         if !self.promised_by.insert(from) {
             return;
         }
-        self.max_trimmed = self.max_trimmed.max(promise.trimmed_below);
+        if promise.trimmed_below > self.max_trimmed {
+            self.max_trimmed = promise.trimmed_below;
+            self.max_trimmed_by = from;
+        }
         let already_proposed_below = if self.is_active() { self.next_slot } else { 0 };
         for (slot, ballot, batch) in promise.accepted {
             if slot < already_proposed_below || slot < self.executed {
@@ -853,15 +860,6 @@ impl Leader {
         self.to_repropose = self.to_repropose.split_off(&start);
         self.next_slot = start;
         self.fill_gaps();
-        if self.max_trimmed > self.executed {
-            fx.send(
-                self.me,
-                PeerMsg::CommitPoint {
-                    source: self.me,
-                    executed: self.max_trimmed,
-                },
-            );
-        }
         self.send_heartbeats(fx);
         self.try_propose(fx);
     }
@@ -1193,6 +1191,18 @@ impl Leader {
 
     fn send_heartbeats(&mut self, fx: &mut Effects) {
         self.last_heartbeat_ms = self.now_ms;
+        if self.max_trimmed > self.executed {
+            // Slots below what an acceptor trimmed (after its restart from a
+            // snapshot) are nowhere in phase 1: this leader's replica catches
+            // up from that node, asking again at every heartbeat until it has.
+            fx.send(
+                self.me,
+                PeerMsg::CommitPoint {
+                    source: self.max_trimmed_by,
+                    executed: self.max_trimmed,
+                },
+            );
+        }
         // Commits first: a follower that hears of progress it has not seen asks to catch up.
         self.flush_commits(fx);
         for id in self.configs.members_from(self.executed) {

@@ -26,6 +26,14 @@ pub trait Transport: Send + Sync + 'static {
     fn forget_superseded(&self, _members: &[Member]) {}
 }
 
+/// How long a node whose removal is in force keeps serving before it stops:
+/// the decisions that removed it may not have reached the remaining
+/// members yet (a leader holds Commits back for its next tick), and without
+/// them they still count the old membership, in which they may be too few
+/// to elect anyone (found by the simulator: membership_join_and_remove_3,
+/// seeds 9 and 24).
+pub const REMOVED_GRACE_MS: u64 = 1_000;
+
 /// What a client connection learns about one of its commands.
 #[derive(Clone, Debug)]
 pub enum ConnectionEvent {

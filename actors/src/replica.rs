@@ -108,6 +108,9 @@ pub struct ReplicaTrace {
 impl Replica {
     /// A founding member: the group's first membership is known and the state is fresh.
     pub fn founding(me: NodeId, object: Box<dyn StateMachine>, configs: ConfigHistory) -> Self {
+        // Founders of one group must agree on its id, or none of them
+        // installs another's snapshot: the lowest founding member's.
+        let group = configs.latest().iter().map(|m| m.id).min().unwrap_or(me);
         Replica {
             me,
             objects: ObjectStore::new(object, Arc::new(Types::builtins()), Limits::default()),
@@ -127,7 +130,7 @@ impl Replica {
             configs,
             has_state: true,
             executed_at_last_commit_point: 0,
-            group: me,
+            group,
             installed_snapshot: false,
             reads_waiting: BTreeMap::new(),
             trace: None,

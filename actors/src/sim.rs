@@ -8,17 +8,27 @@
 //! on a Lock and a Semaphore; a test crashes or cuts off some of them so
 //! their sessions expire in the replicated order. [`Sim::replicated_order`]
 //! replays the decided log command by command, for checks on that order.
+//!
+//! Nodes can also restart: a memory-mode node comes back empty with a new
+//! id and rejoins through the membership path, as `concoord replica -b`
+//! does ([`Sim::restart_empty`]); a durable node ([`SimDurability`]) keeps
+//! its acceptor state and decisions on a simulated disk ([`SimDisk`]) that
+//! holds the real record encoding, and comes back through the real recovery
+//! code ([`Sim::restart`]). Members join ([`Sim::add_node`]) and are
+//! removed ([`Sim::request_removal`]) as with `concoord admin remove`.
 
-use crate::config::{ConfigHistory, Member};
-use crate::leader::{LeaderConfig, NotAccepted};
+use crate::config::{ConfigHistory, Member, MemberRef};
+use crate::leader::{LeaderConfig, NotAccepted, RemovalRefused};
 use crate::message::{
     Batch, Command, Decision, Effects, PeerMsg, Role, OPEN_SESSION_METHOD, SESSION_EXPIRED_KIND,
 };
 use crate::replica::ReplicaTrace;
-use crate::{Acceptor, Leader, NodeId, Replica, Slot};
+use crate::storage::{MemberFile, Record, StorageError};
+use crate::{Acceptor, Ballot, Leader, NodeId, Replica, Slot};
 use concoord_objects::{encode_args, ClientId, CommandId, Limits, Reply, Types, INIT_METHOD};
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// A seeded xorshift64* generator: the only randomness in a simulation.
@@ -70,6 +80,218 @@ pub struct SimConfig {
     pub sessions: Option<SessionWorkload>,
     /// How calls of read-only methods are served.
     pub reads: SimReads,
+    /// Durable mode for the founding nodes (`-w`): a simulated disk each.
+    pub durable: Option<SimDurability>,
+}
+
+/// Durable nodes, their simulated disks and what a crash does to them.
+#[derive(Clone, Debug)]
+pub struct SimDurability {
+    /// A sync takes 1 to this many simulated ms.
+    pub sync_ms_max: u64,
+    /// Executed slots between snapshots written to the disk.
+    pub snapshot_every: Slot,
+    /// Percent of crashes that keep part of the unsynced writes (a torn
+    /// last write, possibly cut inside a record); the others lose them all.
+    pub torn_percent: u64,
+    /// Percent of crashes that also damage a synced record followed by
+    /// another (opt-in): recovery must refuse such a disk.
+    pub corrupt_percent: u64,
+    /// Broken on purpose (tests that must catch it): Promise and Accepted
+    /// leave before their records are synced.
+    pub broken_ack_before_sync: bool,
+    /// Broken on purpose: recovery takes damage in the middle of the log
+    /// for a torn tail and serves from the records before it.
+    pub broken_trust_damage: bool,
+}
+
+impl Default for SimDurability {
+    fn default() -> Self {
+        SimDurability {
+            sync_ms_max: 4,
+            snapshot_every: 40,
+            torn_percent: 50,
+            corrupt_percent: 0,
+            broken_ack_before_sync: false,
+            broken_trust_damage: false,
+        }
+    }
+}
+
+/// A durable node's simulated disk: the real record and snapshot encoding
+/// in memory, with what a crash may keep of it. Writes land in the newest
+/// segment; a sync (a simulated delay) makes everything written before it
+/// began durable. A snapshot file is replaced whole once a sync completes
+/// (the real one is written aside, fsynced and renamed).
+#[derive(Clone, Debug)]
+pub struct SimDisk {
+    member: MemberFile,
+    /// Log segments, oldest first; each restart begins a new one.
+    segments: Vec<Vec<u8>>,
+    /// Bytes of the newest segment that are durable.
+    synced: usize,
+    /// A sync in flight covers the newest segment up to here.
+    syncing: Option<usize>,
+    snapshot: Option<Vec<u8>>,
+    snapshot_pending: Option<Vec<u8>>,
+    /// What crashes did to it, for reports.
+    pub damage: Vec<String>,
+}
+
+impl SimDisk {
+    fn new(member: MemberFile, promised: Ballot) -> Self {
+        let mut disk = SimDisk {
+            member,
+            segments: Vec::new(),
+            synced: 0,
+            syncing: None,
+            snapshot: None,
+            snapshot_pending: None,
+            damage: Vec::new(),
+        };
+        disk.new_segment(promised);
+        disk
+    }
+
+    /// As the real writer starts: a new segment that repeats the promise, synced.
+    fn new_segment(&mut self, promised: Ballot) {
+        let mut bytes = crate::storage::files::segment_header(self.member.node);
+        crate::storage::files::encode_record(&Record::Promise(promised), &mut bytes);
+        self.synced = bytes.len();
+        self.segments.push(bytes);
+    }
+
+    fn appended(&self) -> usize {
+        self.segments.last().map_or(0, Vec::len)
+    }
+
+    fn append(&mut self, records: &[Record]) {
+        let last = self.segments.last_mut().expect("a disk has a segment");
+        for record in records {
+            crate::storage::files::encode_record(record, last);
+        }
+    }
+
+    fn root(node: usize) -> PathBuf {
+        PathBuf::from(format!("sim-{node}"))
+    }
+
+    /// The node crashed: unsynced writes are lost or torn, and maybe a
+    /// synced record is damaged. Returns what happened.
+    fn crash(&mut self, rng: &mut SimRng, durability: &SimDurability) {
+        self.syncing = None;
+        self.snapshot_pending = None;
+        let synced = self.synced;
+        let last = self.segments.last_mut().expect("a disk has a segment");
+        let unsynced = last.len() - synced;
+        if unsynced > 0 {
+            let keep = if rng.chance(durability.torn_percent) {
+                rng.below(unsynced as u64 + 1) as usize
+            } else {
+                0
+            };
+            last.truncate(synced + keep);
+            self.damage
+                .push(format!("kept {keep} of {unsynced} unsynced bytes"));
+        }
+        if durability.corrupt_percent > 0 && rng.chance(durability.corrupt_percent) {
+            // A record followed by another, so recovery can tell it from a
+            // torn last write: one byte of its payload flipped.
+            let mut records = Vec::new();
+            for (k, segment) in self.segments.iter().enumerate() {
+                let mut at = crate::storage::files::SEGMENT_HEADER_BYTES;
+                while at + 8 <= segment.len() {
+                    let len = u32::from_le_bytes(segment[at..at + 4].try_into().expect("4 bytes"))
+                        as usize;
+                    if at + 8 + len > segment.len() {
+                        break;
+                    }
+                    records.push((k, at, len));
+                    at += 8 + len;
+                }
+            }
+            let newest = self.segments.len() - 1;
+            let followed: Vec<_> = records
+                .windows(2)
+                .filter(|w| w[0].0 != newest || w[1].0 == newest)
+                .map(|w| w[0])
+                .filter(|(_, _, len)| *len > 0)
+                .collect();
+            if !followed.is_empty() {
+                let (k, at, len) = followed[rng.below(followed.len() as u64) as usize];
+                let byte = at + 8 + rng.below(len as u64) as usize;
+                self.segments[k][byte] ^= 1 << rng.below(8);
+                self.damage
+                    .push(format!("flipped a bit of segment {k} at byte {byte}"));
+            }
+        }
+    }
+
+    /// Reads the disk back with the real recovery code; a torn tail is cut
+    /// off here too, as the real recovery cuts it on disk.
+    fn recover(
+        &mut self,
+        node: usize,
+        trust_damage: bool,
+    ) -> Result<crate::storage::Recovered, StorageError> {
+        let root = Self::root(node);
+        let snapshot = match &self.snapshot {
+            Some(bytes) => Some(crate::storage::files::decode_snapshot_file(
+                &root.join("snap"),
+                bytes,
+                &self.member,
+            )?),
+            None => None,
+        };
+        if trust_damage {
+            // The broken recovery: whatever fails its checksum ends the log.
+            for k in 0..self.segments.len() {
+                if let Some(bad) = first_bad_record(&self.segments[k]) {
+                    self.segments[k].truncate(bad);
+                    self.segments.truncate(k + 1);
+                    break;
+                }
+            }
+        }
+        let paths: Vec<(u64, PathBuf)> = (0..self.segments.len())
+            .map(|k| (k as u64, root.join(format!("wal/{k}.wal"))))
+            .collect();
+        let segments = &self.segments;
+        let (recovered, cut) = crate::storage::files::recover_from(
+            self.member.clone(),
+            snapshot,
+            paths.clone(),
+            |path| {
+                let k = paths
+                    .iter()
+                    .position(|(_, p)| p == path)
+                    .expect("a path recover_from was given");
+                Ok(segments[k].clone())
+            },
+        )?;
+        if let Some((path, good)) = cut {
+            let k = paths
+                .iter()
+                .position(|(_, p)| *p == path)
+                .expect("a path recover_from was given");
+            self.segments[k].truncate(good);
+        }
+        Ok(recovered)
+    }
+}
+
+/// Where the first record that fails its checksum starts, if one does.
+fn first_bad_record(segment: &[u8]) -> Option<usize> {
+    let mut at = crate::storage::files::SEGMENT_HEADER_BYTES;
+    while at + 8 <= segment.len() {
+        let len = u32::from_le_bytes(segment[at..at + 4].try_into().expect("4 bytes")) as usize;
+        let crc = u32::from_le_bytes(segment[at + 4..at + 8].try_into().expect("4 bytes"));
+        if at + 8 + len > segment.len() || crc32fast::hash(&segment[at + 8..at + 8 + len]) != crc {
+            return Some(at);
+        }
+        at += 8 + len;
+    }
+    None
 }
 
 /// How a simulated node serves calls of read-only methods (`getvalue`).
@@ -129,6 +351,7 @@ impl Default for SimConfig {
             leader: LeaderConfig::default(),
             sessions: None,
             reads: SimReads::Log,
+            durable: None,
         }
     }
 }
@@ -150,10 +373,47 @@ pub struct NetFaults {
 }
 
 enum Event {
+    /// Peer frames carry the addressee's id: a node restarted with a new
+    /// id ignores its predecessor's mail.
     Peer {
+        from_id: NodeId,
+        to: usize,
+        to_id: NodeId,
+        msg: PeerMsg,
+    },
+    /// A newcomer asks a node to add it to the group (`-b`).
+    Join {
         from: usize,
         to: usize,
-        msg: PeerMsg,
+        member: Member,
+    },
+    /// The asked node does not lead: where the leader is, if it knows.
+    JoinHint {
+        node: usize,
+        leader: Option<usize>,
+    },
+    /// A durable node's sync of its disk up to `upto` completed.
+    DiskSynced {
+        node: usize,
+        incarnation: u64,
+        upto: usize,
+    },
+    /// A durable node's leader's Prepares to other nodes, queued behind its
+    /// own acceptor's promise (as the real leader hands them to its acceptor).
+    WhenDurable {
+        node: usize,
+        incarnation: u64,
+        sends: Vec<(NodeId, PeerMsg)>,
+    },
+    /// A removed node stops, its grace period over.
+    Stop {
+        node: usize,
+        incarnation: u64,
+    },
+    /// The active leader heard a session client's keep-alive and says so.
+    KeepAliveAck {
+        client: usize,
+        node: usize,
     },
     Request {
         client: usize,
@@ -189,7 +449,9 @@ enum Answer {
     Parked,
 }
 
-/// One simulated node: the three roles and the client connections waiting for replies.
+/// One simulated node: the three roles and the client connections waiting
+/// for replies. Its index is its address (`sim-<index>`); its id changes
+/// when it restarts empty.
 pub struct SimNode {
     pub id: NodeId,
     pub acceptor: Acceptor,
@@ -197,6 +459,31 @@ pub struct SimNode {
     pub replica: Replica,
     pub alive: bool,
     connections: BTreeMap<CommandId, BTreeSet<usize>>,
+    /// Counts starts: events of an earlier one are ignored.
+    pub incarnation: u64,
+    /// Asking the group to add it, as a replica started with `-b` does,
+    /// until it has the group's state.
+    pub joining: bool,
+    join_target: usize,
+    next_join_ms: u64,
+    /// Its replica has counted it a member (so a later membership without
+    /// it is its removal).
+    was_member: bool,
+    /// Stopped because its removal is in force (the real process exits).
+    pub removed: bool,
+    /// Durable mode: its disk, and messages held until the disk has synced
+    /// everything written before them (as the real `AcceptorActor` holds them).
+    pub disk: Option<SimDisk>,
+    /// Each entry: the disk offset it waits for, the messages, and the
+    /// (slot, ballot) acceptances its Accepted replies acknowledge.
+    held: VecDeque<HeldSends>,
+    last_disk_snapshot: Slot,
+    /// What it told other nodes it promised and accepted: a restart must
+    /// remember all of it.
+    acked_promise: Ballot,
+    acked_accepts: BTreeMap<Slot, Ballot>,
+    /// Why its last restart was refused (damage recovery detected).
+    pub refused: Option<String>,
 }
 
 /// One simulated closed-loop client: one command outstanding at a time.
@@ -255,6 +542,10 @@ pub struct SessionClient {
     pub unexpected: Vec<String>,
     /// When it last sent anything: keep-alives go out a third of a TTL after.
     last_sent_ms: u64,
+    /// When it last heard from the node it talks to: after half a TTL of
+    /// silence it tries another (the real client does; the leader answers
+    /// every keep-alive, so silence means the connection is cut).
+    last_heard_ms: u64,
 }
 
 /// Where a session client is in its work.
@@ -344,6 +635,11 @@ pub struct Sim {
     semaphore_ready: bool,
     /// Which calls take the read path (as a real node's leader decides).
     routing: crate::replica::ReadRouting,
+    /// The id the next node started empty gets.
+    next_node_id: NodeId,
+    /// Durable nodes that restarted having forgotten something they had
+    /// acknowledged (the disk lied in a way recovery did not detect).
+    pub durability_violations: Vec<String>,
 }
 
 /// One command of the replicated order, as [`Sim::replicated_order`] executed it.
@@ -361,6 +657,9 @@ pub struct Executed {
 fn node_id(index: usize) -> NodeId {
     index as NodeId + 1
 }
+
+/// How long a newcomer waits for the group's state before asking again.
+const JOIN_RETRY_MS: u64 = 300;
 
 /// The node id of the replica [`Sim::replicated_order`] replays on (no member).
 const OBSERVER: NodeId = 0;
@@ -399,6 +698,53 @@ fn fresh_replica(config: &SimConfig, me: NodeId, configs: ConfigHistory) -> Repl
     replica.with_types(Arc::new(Types::builtins()), limits)
 }
 
+type HeldSends = (usize, Vec<(NodeId, PeerMsg)>, Vec<(Slot, Ballot)>);
+
+/// A replica's snapshot as the file a durable node writes.
+fn snapshot_file(replica: &Replica, node: NodeId) -> Vec<u8> {
+    crate::storage::files::snapshot_file_bytes(&crate::storage::encode_snapshot(
+        replica.group(),
+        node,
+        &replica.snapshot(),
+    ))
+}
+
+impl SimNode {
+    fn new(id: NodeId, acceptor: Acceptor, leader: Leader, replica: Replica) -> Self {
+        SimNode {
+            id,
+            acceptor,
+            leader,
+            replica,
+            alive: true,
+            connections: BTreeMap::new(),
+            incarnation: 0,
+            joining: false,
+            join_target: 0,
+            next_join_ms: 0,
+            was_member: false,
+            removed: false,
+            disk: None,
+            held: VecDeque::new(),
+            last_disk_snapshot: 0,
+            acked_promise: Ballot::ZERO,
+            acked_accepts: BTreeMap::new(),
+            refused: None,
+        }
+    }
+}
+
+/// The limits every simulated replica starts with.
+fn sim_limits(config: &SimConfig) -> Limits {
+    if config.sessions.is_none() {
+        return Limits::default();
+    }
+    Limits {
+        session_ttl_min_ms: SIM_SESSION_TTL_MIN_MS,
+        ..Limits::default()
+    }
+}
+
 fn nodes_default_type(nodes: &[SimNode]) -> &'static str {
     nodes.first().map_or("", |n| n.replica.object_name())
 }
@@ -417,14 +763,23 @@ impl Sim {
                 let configs = ConfigHistory::genesis(members.clone());
                 let mut replica = fresh_replica(&config, node_id(i), configs.clone());
                 replica.trace = Some(ReplicaTrace::default());
-                SimNode {
-                    id: node_id(i),
-                    acceptor: Acceptor::new(node_id(i)),
-                    leader: Leader::new(node_id(i), configs, config.leader.clone(), rng.next_u64()),
-                    replica,
-                    alive: true,
-                    connections: BTreeMap::new(),
+                let leader =
+                    Leader::new(node_id(i), configs, config.leader.clone(), rng.next_u64());
+                let mut node = SimNode::new(node_id(i), Acceptor::new(node_id(i)), leader, replica);
+                if config.durable.is_some() {
+                    // As `open_node` creates a founding member's data dir:
+                    // the member file and the snapshot a restart replays from.
+                    let member = MemberFile {
+                        node: node.id,
+                        group: node.replica.group(),
+                        addr: format!("sim-{i}"),
+                    };
+                    let mut disk = SimDisk::new(member, Ballot::ZERO);
+                    disk.snapshot = Some(snapshot_file(&node.replica, node.id));
+                    node.disk = Some(disk);
+                    node.acceptor = std::mem::take(&mut node.acceptor).journaled();
                 }
+                node
             })
             .collect();
         let session_clients = config.sessions.as_ref().map_or(0, |s| s.clients);
@@ -444,6 +799,7 @@ impl Sim {
                         grants: Vec::new(),
                         unexpected: Vec::new(),
                         last_sent_ms: 0,
+                        last_heard_ms: 0,
                     }),
                 crashed: false,
                 id: 0x1000 + i as u64,
@@ -479,6 +835,8 @@ impl Sim {
             decided: BTreeMap::new(),
             decided_conflicts: Vec::new(),
             semaphore_ready: false,
+            next_node_id: 0x100,
+            durability_violations: Vec::new(),
         };
         for i in 0..sim.nodes.len() {
             let offset = sim.rng.below(sim.config.tick_ms);
@@ -567,7 +925,10 @@ impl Sim {
                     let mut fx = Effects::default();
                     let now = self.now_ms;
                     self.nodes[i].leader.tick(now, &mut fx);
-                    self.apply_effects(i, fx);
+                    self.leader_effects(i, fx);
+                    if self.nodes[i].joining {
+                        self.join_tick(i);
+                    }
                 }
                 let t = self.config.tick_ms;
                 self.schedule(t, Event::NodeTick(i));
@@ -581,12 +942,19 @@ impl Sim {
                 let t = self.config.tick_ms;
                 self.schedule(t, Event::ClientTick(c));
             }
-            Event::Peer { from, to, msg } => {
-                if !self.nodes[to].alive {
+            Event::Peer {
+                from_id,
+                to,
+                to_id,
+                msg,
+            } => {
+                if !self.nodes[to].alive || self.nodes[to].id != to_id {
                     return;
                 }
                 self.record_decisions(&msg);
-                let from_id = node_id(from);
+                if self.nodes[to].disk.is_some() {
+                    return self.deliver_durable(to, from_id, msg);
+                }
                 let mut fx = Effects::default();
                 let node = &mut self.nodes[to];
                 let roles = msg.roles();
@@ -648,7 +1016,7 @@ impl Sim {
                     }
                     Err(NotAccepted::Busy) => {}
                 }
-                self.apply_effects(node, fx);
+                self.leader_effects(node, fx);
             }
             Event::Response {
                 client,
@@ -656,15 +1024,99 @@ impl Sim {
                 id,
                 answer,
             } => {
-                if !self.clients[client].crashed {
+                let c = &mut self.clients[client];
+                if !c.crashed {
+                    if let Some(s) = c.session.as_mut().filter(|_| c.target == node) {
+                        s.last_heard_ms = self.now_ms;
+                    }
                     self.client_response(client, node, id, answer)
                 }
             }
             Event::KeepAlive { client, node } => self.on_keep_alive(client, node),
+            Event::KeepAliveAck { client, node } => {
+                let c = &mut self.clients[client];
+                if c.target == node {
+                    if let Some(s) = c.session.as_mut() {
+                        s.last_heard_ms = self.now_ms;
+                    }
+                }
+            }
+            Event::Join { from, to, member } => {
+                if !self.nodes[to].alive {
+                    return;
+                }
+                let mut fx = Effects::default();
+                let taken = self.nodes[to]
+                    .leader
+                    .on_request(Command::AddMember(member), &mut fx);
+                self.leader_effects(to, fx);
+                if let Err(NotAccepted::NotLeader(hint)) = taken {
+                    let leader = hint.and_then(|h| self.nodes.iter().position(|n| n.id == h));
+                    self.transmit(Endpoint::Node(to), Endpoint::Node(from), || {
+                        Event::JoinHint { node: from, leader }
+                    });
+                }
+            }
+            Event::JoinHint { node, leader } => {
+                let n = &mut self.nodes[node];
+                if let Some(leader) = leader.filter(|l| *l != node) {
+                    if n.joining && n.alive {
+                        n.join_target = leader;
+                        n.next_join_ms = self.now_ms;
+                    }
+                }
+            }
+            Event::DiskSynced {
+                node,
+                incarnation,
+                upto,
+            } => {
+                let n = &mut self.nodes[node];
+                if !n.alive || n.incarnation != incarnation {
+                    return;
+                }
+                let disk = n.disk.as_mut().expect("only durable nodes sync");
+                disk.synced = disk.synced.max(upto);
+                disk.syncing = None;
+                if let Some(snapshot) = disk.snapshot_pending.take() {
+                    disk.snapshot = Some(snapshot);
+                }
+                let synced = disk.synced;
+                loop {
+                    let n = &mut self.nodes[node];
+                    if !n.alive || !n.held.front().is_some_and(|(seq, ..)| *seq <= synced) {
+                        break;
+                    }
+                    let (_, sends, claims) = n.held.pop_front().expect("front checked");
+                    self.send_now(node, sends, claims);
+                }
+                if self.nodes[node].alive {
+                    self.schedule_sync(node);
+                }
+            }
+            Event::Stop { node, incarnation } => {
+                let n = &mut self.nodes[node];
+                if n.incarnation == incarnation {
+                    n.alive = false;
+                }
+            }
+            Event::WhenDurable {
+                node,
+                incarnation,
+                sends,
+            } => {
+                let n = &self.nodes[node];
+                if n.alive && n.incarnation == incarnation {
+                    self.send_when_durable(node, sends);
+                }
+            }
             Event::Hint { client, to } => {
                 let c = &mut self.clients[client];
                 if !c.crashed && c.pinned.is_none() {
                     c.target = to.unwrap_or((c.target + 1) % self.nodes.len());
+                    if let Some(s) = c.session.as_mut() {
+                        s.last_heard_ms = self.now_ms;
+                    }
                     // A new connection: the real client resends parked calls on it.
                     if let Some(o) = c.outstanding.as_mut().filter(|o| o.parked) {
                         o.parked = false;
@@ -684,6 +1136,10 @@ impl Sim {
         } else if self.nodes[node].leader.is_active() {
             let id = self.clients[client].id;
             self.nodes[node].leader.touch(id);
+            // The leader answers every keep-alive (`Frame::KeepAlive`).
+            self.transmit(Endpoint::Node(node), Endpoint::Client(client), || {
+                Event::KeepAliveAck { client, node }
+            });
             return;
         } else {
             let hint = self.nodes[node].leader.leader_hint();
@@ -723,16 +1179,21 @@ impl Sim {
         for command in std::mem::take(&mut fx.to_log) {
             let mut more = Effects::default();
             let _ = self.nodes[node].leader.on_request(command, &mut more);
-            self.apply_effects(node, more);
+            self.leader_effects(node, more);
         }
+        let me = self.nodes[node].id;
         for (to, msg) in fx.sends {
+            if let (true, PeerMsg::Progress(p)) = (to == me, &msg) {
+                self.note_membership(node, p);
+            }
             let Some(to_index) = self.nodes.iter().position(|n| n.id == to) else {
                 continue;
             };
             self.transmit(Endpoint::Node(node), Endpoint::Node(to_index), || {
                 Event::Peer {
-                    from: node,
+                    from_id: me,
                     to: to_index,
+                    to_id: to,
                     msg: msg.clone(),
                 }
             });
@@ -771,6 +1232,293 @@ impl Sim {
                 }
             }
         }
+    }
+
+    /// As the real node notes its membership: once it was a member and its
+    /// replica has executed past its removal, it stops (the process exits).
+    fn note_membership(&mut self, node: usize, progress: &crate::message::Progress) {
+        let n = &mut self.nodes[node];
+        if progress
+            .configs
+            .members_from(progress.executed)
+            .contains(&n.id)
+        {
+            n.was_member = true;
+        } else if n.was_member && !n.removed {
+            n.removed = true;
+            let incarnation = n.incarnation;
+            self.schedule(
+                crate::node::REMOVED_GRACE_MS,
+                Event::Stop { node, incarnation },
+            );
+        }
+    }
+
+    /// Carries out a leader's effects. A durable node records the decisions
+    /// it hands its own replica, and its Prepares to other nodes wait until
+    /// its own acceptor's promise is on disk (`LeaderActor::carry_out`).
+    fn leader_effects(&mut self, node: usize, mut fx: Effects) {
+        if self.nodes[node].disk.is_none() {
+            return self.apply_effects(node, fx);
+        }
+        let n = &mut self.nodes[node];
+        let (me, ballot) = (n.id, n.leader.ballot());
+        let chosen: Vec<Record> = fx
+            .sends
+            .iter()
+            .filter_map(|(to, msg)| match msg {
+                PeerMsg::Decision(d) if *to == me => Some(Record::Chosen {
+                    slot: d.slot,
+                    ballot,
+                }),
+                _ => None,
+            })
+            .collect();
+        if !chosen.is_empty() {
+            n.disk.as_mut().expect("durable").append(&chosen);
+            self.schedule_sync(node);
+        }
+        let (prepares, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut fx.sends)
+            .into_iter()
+            .partition(|(to, msg)| *to != me && matches!(msg, PeerMsg::Prepare(_)));
+        fx.sends = rest;
+        // The Prepare to its own acceptor goes first: this event comes after it.
+        self.apply_effects(node, fx);
+        if !prepares.is_empty() {
+            let incarnation = self.nodes[node].incarnation;
+            self.schedule(
+                0,
+                Event::WhenDurable {
+                    node,
+                    incarnation,
+                    sends: prepares,
+                },
+            );
+        }
+    }
+
+    /// A peer message for a durable node, role by role as its actors take it.
+    fn deliver_durable(&mut self, to: usize, from_id: NodeId, msg: PeerMsg) {
+        for role in msg.roles() {
+            if !self.nodes[to].alive {
+                return;
+            }
+            let m = msg.clone();
+            let mut fx = Effects::default();
+            match role {
+                Role::Acceptor => {
+                    let n = &mut self.nodes[to];
+                    n.acceptor.handle(from_id, m, &mut fx);
+                    let records = n.acceptor.take_journal();
+                    if !records.is_empty() {
+                        n.disk.as_mut().expect("durable").append(&records);
+                        self.schedule_sync(to);
+                    }
+                    let n = &self.nodes[to];
+                    // What its Accepted replies acknowledge, as of now.
+                    let claims = fx
+                        .sends
+                        .iter()
+                        .filter_map(|(_, msg)| match msg {
+                            PeerMsg::Accepted(a)
+                                if n.acceptor
+                                    .accepted_ballot(a.slot)
+                                    .is_some_and(|b| b >= a.ballot) =>
+                            {
+                                Some((a.slot, a.ballot))
+                            }
+                            _ => None,
+                        })
+                        .collect();
+                    let sends = std::mem::take(&mut fx.sends);
+                    self.send_when_durable_claiming(to, sends, claims);
+                    self.apply_effects(to, fx);
+                }
+                Role::Leader => {
+                    self.nodes[to].leader.handle(from_id, m, &mut fx);
+                    self.leader_effects(to, fx);
+                }
+                Role::Replica => {
+                    let records = self.decisions_to_record(to, from_id, &m);
+                    if !records.is_empty() {
+                        let n = &mut self.nodes[to];
+                        n.disk.as_mut().expect("durable").append(&records);
+                        self.schedule_sync(to);
+                    }
+                    self.nodes[to].replica.handle(from_id, m, &mut fx);
+                    self.apply_effects(to, fx);
+                    self.snapshot_to_disk(to);
+                }
+            }
+        }
+    }
+
+    /// Decisions that reached a durable replica whole from another node: its
+    /// log keeps them (`ReplicaActor::decisions_to_record`).
+    fn decisions_to_record(&self, node: usize, from: NodeId, msg: &PeerMsg) -> Vec<Record> {
+        let n = &self.nodes[node];
+        if from == n.id {
+            return Vec::new();
+        }
+        let executed = n.replica.executed();
+        let record = |slot: Slot, batch: &Batch| {
+            (slot >= executed).then(|| Record::Decision {
+                slot,
+                batch: batch.clone(),
+            })
+        };
+        match msg {
+            PeerMsg::Decision(d) => record(d.slot, &d.batch).into_iter().collect(),
+            PeerMsg::CatchUp(c) => c
+                .decisions
+                .iter()
+                .filter_map(|(slot, batch)| record(*slot, batch))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// A snapshot to the disk when one arrived from the group or enough
+    /// slots ran since the last (`ReplicaActor::snapshot_to_disk`).
+    fn snapshot_to_disk(&mut self, node: usize) {
+        let every = self
+            .config
+            .durable
+            .as_ref()
+            .map_or(Slot::MAX, |d| d.snapshot_every.max(1));
+        let n = &mut self.nodes[node];
+        let installed = n.replica.take_installed_snapshot();
+        let executed = n.replica.executed();
+        if !installed && executed < n.last_disk_snapshot.saturating_add(every) {
+            return;
+        }
+        n.last_disk_snapshot = executed;
+        let file = snapshot_file(&n.replica, n.id);
+        let group = n.replica.group();
+        let disk = n.disk.as_mut().expect("durable");
+        // A joiner learns its group with its first snapshot.
+        disk.member.group = group;
+        disk.snapshot_pending = Some(file);
+        self.schedule_sync(node);
+    }
+
+    /// Starts a sync of everything written so far, unless one runs.
+    fn schedule_sync(&mut self, node: usize) {
+        let max = self.config.durable.as_ref().map_or(1, |d| d.sync_ms_max);
+        let n = &mut self.nodes[node];
+        let incarnation = n.incarnation;
+        let Some(disk) = n.disk.as_mut() else {
+            return;
+        };
+        let upto = disk.appended();
+        if disk.syncing.is_some() || (upto <= disk.synced && disk.snapshot_pending.is_none()) {
+            return;
+        }
+        disk.syncing = Some(upto);
+        let delay = 1 + self.rng.below(max.max(1));
+        self.schedule(
+            delay,
+            Event::DiskSynced {
+                node,
+                incarnation,
+                upto,
+            },
+        );
+    }
+
+    fn send_when_durable(&mut self, node: usize, sends: Vec<(NodeId, PeerMsg)>) {
+        self.send_when_durable_claiming(node, sends, Vec::new());
+    }
+
+    /// Sends now, or once everything written so far is synced
+    /// (`AcceptorActor::send_when_durable`). Decisions for the local replica
+    /// and read-index answers acknowledge nothing and go at once.
+    fn send_when_durable_claiming(
+        &mut self,
+        node: usize,
+        sends: Vec<(NodeId, PeerMsg)>,
+        claims: Vec<(Slot, Ballot)>,
+    ) {
+        let broken = self
+            .config
+            .durable
+            .as_ref()
+            .is_some_and(|d| d.broken_ack_before_sync);
+        let n = &self.nodes[node];
+        let disk = n.disk.as_ref().expect("durable");
+        let appended = disk.appended();
+        if broken || (n.held.is_empty() && appended <= disk.synced) {
+            return self.send_now(node, sends, claims);
+        }
+        let (now, later): (Vec<_>, Vec<_>) = sends
+            .into_iter()
+            .partition(|(_, msg)| matches!(msg, PeerMsg::Decision(_) | PeerMsg::ReadIndexAck(_)));
+        self.send_now(node, now, Vec::new());
+        if !later.is_empty() || !claims.is_empty() {
+            self.nodes[node].held.push_back((appended, later, claims));
+        }
+    }
+
+    /// Messages leave a durable node: what they acknowledge is noted, for
+    /// the check that a restart remembers it.
+    fn send_now(
+        &mut self,
+        node: usize,
+        sends: Vec<(NodeId, PeerMsg)>,
+        claims: Vec<(Slot, Ballot)>,
+    ) {
+        let n = &mut self.nodes[node];
+        for (to, msg) in &sends {
+            if *to == n.id {
+                continue;
+            }
+            match msg {
+                PeerMsg::Promise(p) => n.acked_promise = n.acked_promise.max(p.ballot),
+                PeerMsg::Accepted(a) => n.acked_promise = n.acked_promise.max(a.ballot),
+                _ => {}
+            }
+        }
+        for (slot, ballot) in claims {
+            let known = n.acked_accepts.entry(slot).or_insert(ballot);
+            *known = (*known).max(ballot);
+        }
+        self.apply_effects(
+            node,
+            Effects {
+                sends,
+                ..Effects::default()
+            },
+        );
+    }
+
+    /// A newcomer's turn to ask the group to add it, until it has the
+    /// group's state (`join_group` of the real node).
+    fn join_tick(&mut self, node: usize) {
+        let now = self.now_ms;
+        let count = self.nodes.len();
+        let n = &mut self.nodes[node];
+        if n.replica.has_state() {
+            n.joining = false;
+            return;
+        }
+        if now < n.next_join_ms || count < 2 {
+            return;
+        }
+        if n.join_target == node || n.join_target >= count {
+            n.join_target = (node + 1) % count;
+        }
+        let to = n.join_target;
+        n.join_target = (to + 1) % count;
+        n.next_join_ms = now + JOIN_RETRY_MS;
+        let member = Member {
+            id: n.id,
+            addr: format!("sim-{node}"),
+        };
+        self.transmit(Endpoint::Node(node), Endpoint::Node(to), || Event::Join {
+            from: node,
+            to,
+            member: member.clone(),
+        });
     }
 
     fn client_tick(&mut self, c: usize) {
@@ -907,6 +1655,18 @@ impl Sim {
                 | SessionPhase::Done
                 | SessionPhase::Expired
         );
+        // As the real client: another node when its own was silent for half a TTL.
+        if has_session && client.pinned.is_none() && now >= s.last_heard_ms + workload.ttl_ms / 2 {
+            s.last_heard_ms = now;
+            client.target = (client.target + 1) % nodes;
+            // A new connection: the real client resends parked calls on it.
+            if let Some(o) = client.outstanding.as_mut().filter(|o| o.parked) {
+                o.parked = false;
+                self.send_outstanding(c);
+            }
+        }
+        let client = &mut self.clients[c];
+        let s = client.session.as_mut().expect("a session client");
         // As the real client: a keep-alive when nothing went out for a third of the TTL.
         if has_session && now >= s.last_sent_ms + workload.ttl_ms / 3 {
             s.last_sent_ms = now;
@@ -1063,8 +1823,24 @@ impl Sim {
     pub fn submit(&mut self, node: usize, command: Command) -> Result<(), NotAccepted> {
         let mut fx = Effects::default();
         let taken = self.nodes[node].leader.on_request(command, &mut fx);
-        self.apply_effects(node, fx);
+        self.leader_effects(node, fx);
         taken
+    }
+
+    /// Asks the active leader to remove `member`, as `concoord admin remove`
+    /// does; refused as the real leader refuses (no leader, no such member,
+    /// the last member).
+    pub fn request_removal(&mut self, member: usize) -> Result<Member, RemovalRefused> {
+        let Some(leader) = self.leader() else {
+            return Err(RemovalRefused::NotLeader(None));
+        };
+        let mut fx = Effects::default();
+        let id = self.nodes[member].id;
+        let answer = self.nodes[leader]
+            .leader
+            .request_removal(&MemberRef::Id(id), &mut fx);
+        self.leader_effects(leader, fx);
+        answer
     }
 
     /// The decided log seen so far, replayed command by command on an
@@ -1088,7 +1864,7 @@ impl Sim {
         let mut base = fresh_replica(
             &self.config,
             OBSERVER,
-            ConfigHistory::genesis(members(self.nodes.len())),
+            ConfigHistory::genesis(members(self.config.nodes)),
         );
         let mut order = Vec::new();
         for slot in 0..upto {
@@ -1224,9 +2000,159 @@ impl Sim {
             .max_by_key(|i| self.nodes[*i].leader.ballot())
     }
 
-    /// Stops a node for good: it loses every message and never ticks again.
+    /// Stops a node: it loses every message and never ticks again, until
+    /// [`Sim::restart`] or [`Sim::restart_empty`]. A durable node's disk
+    /// loses or tears what was not synced, and may be damaged
+    /// ([`SimDurability`]).
     pub fn crash(&mut self, node: usize) {
         self.nodes[node].alive = false;
+        if let (Some(disk), Some(durability)) =
+            (self.nodes[node].disk.as_mut(), self.config.durable.as_ref())
+        {
+            disk.crash(&mut self.rng, durability);
+        }
+    }
+
+    /// Restarts a crashed durable node from its disk, through the real
+    /// recovery code (`recover_from`, `roles_from`). Refused, and the node
+    /// stays down, when recovery finds damage, as the real node refuses to
+    /// start. A restart that forgot a promise or an accepted value the node
+    /// had acknowledged is noted in [`Sim::durability_violations`].
+    pub fn restart(&mut self, node: usize) -> Result<(), String> {
+        let durability = self
+            .config
+            .durable
+            .clone()
+            .expect("only durable nodes restart with their state");
+        assert!(!self.nodes[node].alive, "restart a crashed node");
+        let object = concoord_objects::builtin(&self.config.object)
+            .expect("the simulated object is a built-in");
+        let options = crate::node::NodeOptions {
+            leader: self.config.leader.clone(),
+            seed: self.rng.next_u64(),
+            limits: sim_limits(&self.config),
+            ..crate::node::NodeOptions::default()
+        };
+        let n = &mut self.nodes[node];
+        let disk = n.disk.as_mut().expect("a durable node");
+        let recovered = disk
+            .recover(node, durability.broken_trust_damage)
+            .and_then(|recovered| {
+                let promised = recovered.promised;
+                let snapshot_slot = recovered.snapshot_slot();
+                if promised < n.acked_promise {
+                    self.durability_violations.push(format!(
+                        "node {node} restarted promising {promised}, below the {} it acknowledged",
+                        n.acked_promise
+                    ));
+                }
+                for (slot, ballot) in &n.acked_accepts {
+                    let kept = recovered.accepted.get(slot).map(|(b, _)| *b);
+                    if *slot >= snapshot_slot && !kept.is_some_and(|b| b >= *ballot) {
+                        self.durability_violations.push(format!(
+                            "node {node} restarted with slot {slot} accepted at {kept:?}, though it acknowledged accepting it at {ballot}"
+                        ));
+                    }
+                }
+                crate::storage::open::roles_from(
+                    recovered,
+                    &SimDisk::root(node),
+                    object,
+                    &options,
+                )
+            });
+        let roles = match recovered {
+            Ok(roles) => roles,
+            Err(e) => {
+                n.refused = Some(e.to_string());
+                return Err(e.to_string());
+            }
+        };
+        disk.new_segment(roles.promised);
+        n.id = roles.me.id;
+        n.acceptor = roles.acceptor.journaled();
+        n.leader = roles.leader;
+        n.replica = roles.replica;
+        n.joining = roles.needs_join;
+        self.start_incarnation(node);
+        Ok(())
+    }
+
+    /// Restarts a crashed node with nothing: a new id at the same address,
+    /// which asks the group to add it and catches up from a snapshot, as a
+    /// memory-mode replica restarted with `-b` does (a durable one given an
+    /// empty data dir).
+    pub fn restart_empty(&mut self, node: usize) {
+        assert!(!self.nodes[node].alive, "restart a crashed node");
+        let id = self.next_node_id;
+        self.next_node_id += 1;
+        let fresh = self.empty_node(id, node);
+        let n = &mut self.nodes[node];
+        let incarnation = n.incarnation;
+        *n = fresh;
+        n.incarnation = incarnation;
+        self.start_incarnation(node);
+    }
+
+    /// A new node that asks the group to add it (`concoord replica -b`);
+    /// returns its index.
+    pub fn add_node(&mut self) -> usize {
+        let id = self.next_node_id;
+        self.next_node_id += 1;
+        let node = self.nodes.len();
+        let fresh = self.empty_node(id, node);
+        self.nodes.push(fresh);
+        self.start_incarnation(node);
+        let offset = self.rng.below(self.config.tick_ms);
+        self.schedule(offset, Event::NodeTick(node));
+        node
+    }
+
+    /// A node with no state, joining.
+    fn empty_node(&mut self, id: NodeId, index: usize) -> SimNode {
+        let object = concoord_objects::builtin(&self.config.object)
+            .expect("the simulated object is a built-in");
+        let replica = Replica::joining(id, object, Vec::new())
+            .with_types(Arc::new(Types::builtins()), sim_limits(&self.config));
+        let leader = Leader::new(
+            id,
+            ConfigHistory::genesis(Vec::new()),
+            self.config.leader.clone(),
+            self.rng.next_u64(),
+        );
+        let mut node = SimNode::new(id, Acceptor::new(id), leader, replica);
+        node.joining = true;
+        node.join_target = (index + 1) % self.nodes.len().max(1);
+        if self.config.durable.is_some() {
+            let member = MemberFile {
+                node: id,
+                group: 0,
+                addr: format!("sim-{index}"),
+            };
+            node.disk = Some(SimDisk::new(member, Ballot::ZERO));
+            node.acceptor = std::mem::take(&mut node.acceptor).journaled();
+        }
+        node
+    }
+
+    /// Brings node `node`'s roles (just built) up: a new incarnation, and
+    /// the replica tells the other roles where it stands.
+    fn start_incarnation(&mut self, node: usize) {
+        let now = self.now_ms;
+        let n = &mut self.nodes[node];
+        n.incarnation += 1;
+        n.alive = true;
+        n.removed = false;
+        n.was_member = false;
+        n.refused = None;
+        n.held.clear();
+        n.connections.clear();
+        n.next_join_ms = now;
+        n.last_disk_snapshot = n.replica.executed();
+        n.replica.trace = Some(ReplicaTrace::default());
+        let mut fx = Effects::default();
+        n.replica.announce(&mut fx);
+        self.apply_effects(node, fx);
     }
 
     /// Cuts `side` off from every other node and from every client not pinned to it.

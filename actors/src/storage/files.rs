@@ -14,7 +14,7 @@ const MEMBER_MAGIC: &[u8; 8] = b"CCMEMBER";
 const SNAPSHOT_MAGIC: &[u8; 8] = b"CCSNAPSH";
 pub(super) const SEGMENT_MAGIC: &[u8; 8] = b"CCWALSEG";
 /// magic, format, node id, CRC of the three.
-pub(super) const SEGMENT_HEADER_BYTES: usize = 8 + 4 + 8 + 4;
+pub(crate) const SEGMENT_HEADER_BYTES: usize = 8 + 4 + 8 + 4;
 /// length and CRC before each record's bytes.
 pub(super) const RECORD_HEADER_BYTES: usize = 8;
 /// A record longer than this is damage, not data (frames are capped far lower).
@@ -143,7 +143,7 @@ fn numbered(dir: &Path, ext: &str) -> Result<Vec<(u64, PathBuf)>, StorageError> 
 }
 
 /// Encodes one record as it sits in a segment: length | CRC32 | payload.
-pub(super) fn encode_record(record: &Record, out: &mut Vec<u8>) {
+pub(crate) fn encode_record(record: &Record, out: &mut Vec<u8>) {
     let at = out.len();
     out.extend_from_slice(&[0; RECORD_HEADER_BYTES]);
     rmp_serde::encode::write(out, record).expect("records serialize");
@@ -153,7 +153,7 @@ pub(super) fn encode_record(record: &Record, out: &mut Vec<u8>) {
     out[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
 }
 
-pub(super) fn segment_header(node: NodeId) -> Vec<u8> {
+pub(crate) fn segment_header(node: NodeId) -> Vec<u8> {
     let mut out = Vec::with_capacity(SEGMENT_HEADER_BYTES);
     out.extend_from_slice(SEGMENT_MAGIC);
     out.extend_from_slice(&STORAGE_FORMAT.to_le_bytes());
@@ -261,23 +261,7 @@ impl DataDir {
     }
 
     fn read_snapshot(&self, path: &Path, member: &MemberFile) -> Result<Snapshot, StorageError> {
-        let bytes = read_file(path)?;
-        let payload = unframe(path, SNAPSHOT_MAGIC, &bytes)?;
-        let file: SnapshotFile =
-            rmp_serde::from_slice(payload).map_err(|e| StorageError::Corrupt {
-                path: path.to_path_buf(),
-                what: format!("cannot decode: {e}"),
-            })?;
-        if file.node != member.node || (member.group != 0 && file.group != member.group) {
-            return Err(StorageError::Foreign {
-                path: path.to_path_buf(),
-                what: format!(
-                    "a snapshot of member {:x} in group {:x}; this data dir is member {:x} of group {:x}",
-                    file.node, file.group, member.node, member.group
-                ),
-            });
-        }
-        Ok(file.snapshot)
+        decode_snapshot_file(path, &read_file(path)?, member)
     }
 
     /// Reads everything back. A torn tail of the newest segment is cut off
@@ -291,34 +275,7 @@ impl DataDir {
             snapshot = Some(self.read_snapshot(path, &member)?);
         }
         let segments = numbered(&self.wal_dir(), "wal")?;
-        let mut recovered = Recovered {
-            member,
-            snapshot,
-            promised: Ballot::ZERO,
-            accepted: BTreeMap::new(),
-            decided: BTreeMap::new(),
-            torn_tail: false,
-            next_segment: segments.last().map_or(0, |(n, _)| n + 1),
-            segments: Vec::new(),
-        };
-        let mut cut = None;
-        for (i, (n, path)) in segments.iter().enumerate() {
-            let last = i + 1 == segments.len();
-            let bytes = read_file(path)?;
-            let read = read_segment(path, &bytes, recovered.member.node, last)?;
-            recovered.segments.push(SegmentInfo {
-                number: *n,
-                path: path.clone(),
-                max_slot: read.max_slot,
-            });
-            for record in read.records {
-                recovered.apply(record);
-            }
-            if let Some(good) = read.torn_at {
-                recovered.torn_tail = true;
-                cut = Some((path.clone(), good));
-            }
-        }
+        let (mut recovered, cut) = recover_from(member, snapshot, segments, read_file)?;
         if let Some((path, good)) = cut {
             log::warn!(
                 "{}: the last write was cut short; dropping {} bytes after offset {good}",
@@ -337,9 +294,80 @@ impl DataDir {
                 file.sync_all().map_err(io(&path))?;
             }
         }
-        recovered.trim();
         Ok(recovered)
     }
+}
+
+/// The heart of [`DataDir::recover`], on any source of segment bytes (the
+/// simulator's disk keeps them in memory): reads `segments` (numbered,
+/// oldest first) with `read`, one at a time, and folds their records.
+/// Returns what they hold and, for a torn last write, the segment and the
+/// offset it must be cut at; any other damage is an error.
+pub(crate) fn recover_from(
+    member: MemberFile,
+    snapshot: Option<Snapshot>,
+    segments: Vec<(u64, PathBuf)>,
+    mut read: impl FnMut(&Path) -> Result<Vec<u8>, StorageError>,
+) -> Result<(Recovered, Option<(PathBuf, usize)>), StorageError> {
+    let mut recovered = Recovered {
+        member,
+        snapshot,
+        promised: Ballot::ZERO,
+        accepted: BTreeMap::new(),
+        decided: BTreeMap::new(),
+        torn_tail: false,
+        next_segment: segments.last().map_or(0, |(n, _)| n + 1),
+        segments: Vec::new(),
+    };
+    let mut cut = None;
+    for (i, (n, path)) in segments.iter().enumerate() {
+        let last = i + 1 == segments.len();
+        let bytes = read(path)?;
+        let read = read_segment(path, &bytes, recovered.member.node, last)?;
+        recovered.segments.push(SegmentInfo {
+            number: *n,
+            path: path.clone(),
+            max_slot: read.max_slot,
+        });
+        for record in read.records {
+            recovered.apply(record);
+        }
+        if let Some(good) = read.torn_at {
+            recovered.torn_tail = true;
+            cut = Some((path.clone(), good));
+        }
+    }
+    recovered.trim();
+    Ok((recovered, cut))
+}
+
+/// A snapshot file's bytes for `payload` (from [`encode_snapshot`]).
+pub(crate) fn snapshot_file_bytes(payload: &[u8]) -> Vec<u8> {
+    frame(SNAPSHOT_MAGIC, payload)
+}
+
+/// Reads a snapshot file's bytes back, checking its frame and that it is
+/// `member`'s; `path` names it in errors.
+pub(crate) fn decode_snapshot_file(
+    path: &Path,
+    bytes: &[u8],
+    member: &MemberFile,
+) -> Result<Snapshot, StorageError> {
+    let payload = unframe(path, SNAPSHOT_MAGIC, bytes)?;
+    let file: SnapshotFile = rmp_serde::from_slice(payload).map_err(|e| StorageError::Corrupt {
+        path: path.to_path_buf(),
+        what: format!("cannot decode: {e}"),
+    })?;
+    if file.node != member.node || (member.group != 0 && file.group != member.group) {
+        return Err(StorageError::Foreign {
+            path: path.to_path_buf(),
+            what: format!(
+                "a snapshot of member {:x} in group {:x}; this data dir is member {:x} of group {:x}",
+                file.node, file.group, member.node, member.group
+            ),
+        });
+    }
+    Ok(file.snapshot)
 }
 
 /// Encodes a snapshot for [`DataDir::write_snapshot_bytes`].

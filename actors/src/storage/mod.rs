@@ -14,8 +14,8 @@
 //! dropped with a warning; anything else that does not check out refuses
 //! the start with an error that names the file, and nothing is changed.
 
-mod files;
-mod open;
+pub(crate) mod files;
+pub(crate) mod open;
 mod wal;
 
 pub use files::{encode_snapshot, DataDir, MemberFile};

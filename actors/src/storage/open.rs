@@ -69,7 +69,7 @@ pub fn open_node(
             wal_options,
         );
     }
-    let recovered = dir.recover()?;
+    let mut recovered = dir.recover()?;
     let member = recovered.member.clone();
     if member.addr != addr {
         return Err(StorageError::Foreign {
@@ -82,64 +82,22 @@ pub fn open_node(
             ),
         });
     }
-    let me = Member {
-        id: member.node,
-        addr: member.addr.clone(),
-    };
-    let snapshot_slot = recovered.snapshot_slot();
-    let mut replica = Replica::joining(me.id, object, Vec::new())
-        .with_types(options.types.clone(), options.limits);
-    let needs_join = recovered.snapshot.is_none();
-    if let Some(snapshot) = recovered.snapshot {
-        replica
-            .restore(snapshot)
-            .map_err(|what| StorageError::Corrupt {
-                path: dir.root().join("snap"),
-                what,
-            })?;
-        let mut ignored = Effects::default();
-        for (slot, batch) in recovered.decided {
-            replica.on_decision(Decision { slot, batch }, &mut ignored);
-        }
-    }
-    if !needs_join && !replica.configs().latest().iter().any(|m| m.id == me.id) {
-        return Err(StorageError::Foreign {
-            path: dir.root().join("member"),
-            what: format!(
-                "member {:x} was removed from the group (as of slot {}); it cannot come back \
-                 from this data dir: start a new member with a new --data-dir and -b",
-                me.id,
-                replica.executed()
-            ),
-        });
-    }
-    log::info!(
-        "restarting member {:x} from {}: snapshot at slot {snapshot_slot}, replayed to slot {}, \
-         promised {}{}",
-        me.id,
-        dir.root().display(),
-        replica.executed(),
-        recovered.promised,
-        if recovered.torn_tail {
-            " (a torn last write was dropped)"
-        } else {
-            ""
-        }
+    let next_segment = recovered.next_segment;
+    let segments = std::mem::take(&mut recovered.segments);
+    let roles = roles_from(recovered, dir.root(), object, options)?;
+    let (me, replica, acceptor, leader, needs_join) = (
+        roles.me,
+        roles.replica,
+        roles.acceptor,
+        roles.leader,
+        roles.needs_join,
     );
-    let mut leader = Leader::new(
-        me.id,
-        replica.configs().clone(),
-        options.leader.clone(),
-        options.seed ^ me.id,
-    );
-    leader.observe_ballot(recovered.promised);
-    let acceptor = Acceptor::restored(me.id, recovered.promised, recovered.accepted, snapshot_slot);
     let wal = Wal::start(
         dir.clone(),
         me.id,
-        recovered.next_segment,
-        recovered.segments,
-        recovered.promised,
+        next_segment,
+        segments,
+        roles.promised,
         wal_options,
     )?;
     Ok(OpenedNode {
@@ -216,5 +174,90 @@ fn create(
         },
         restarted: false,
         needs_join: !founding,
+    })
+}
+
+/// The roles of a restarted member, built from what its data dir holds.
+pub(crate) struct RecoveredRoles {
+    pub me: Member,
+    pub replica: Replica,
+    pub acceptor: Acceptor,
+    pub leader: Leader,
+    pub promised: crate::Ballot,
+    /// It never received the group's state: it must ask to join (`-b`).
+    pub needs_join: bool,
+}
+
+/// Builds a restarted member's roles from `recovered` (`root` names the
+/// data dir in errors): the snapshot installed, the decided slots after it
+/// replayed, the acceptor's promise and accepted values, a leader above the
+/// promise. A member the group removed is refused. The simulator restarts
+/// its durable nodes through this too.
+pub(crate) fn roles_from(
+    recovered: super::Recovered,
+    root: &std::path::Path,
+    object: Box<dyn StateMachine>,
+    options: &NodeOptions,
+) -> Result<RecoveredRoles, StorageError> {
+    let member = &recovered.member;
+    let me = Member {
+        id: member.node,
+        addr: member.addr.clone(),
+    };
+    let snapshot_slot = recovered.snapshot_slot();
+    let mut replica = Replica::joining(me.id, object, Vec::new())
+        .with_types(options.types.clone(), options.limits);
+    let needs_join = recovered.snapshot.is_none();
+    if let Some(snapshot) = recovered.snapshot {
+        replica
+            .restore(snapshot)
+            .map_err(|what| StorageError::Corrupt {
+                path: root.join("snap"),
+                what,
+            })?;
+        let mut ignored = Effects::default();
+        for (slot, batch) in recovered.decided {
+            replica.on_decision(Decision { slot, batch }, &mut ignored);
+        }
+    }
+    if !needs_join && !replica.configs().latest().iter().any(|m| m.id == me.id) {
+        return Err(StorageError::Foreign {
+            path: root.join("member"),
+            what: format!(
+                "member {:x} was removed from the group (as of slot {}); it cannot come back \
+                 from this data dir: start a new member with a new --data-dir and -b",
+                me.id,
+                replica.executed()
+            ),
+        });
+    }
+    log::info!(
+        "restarting member {:x} from {}: snapshot at slot {snapshot_slot}, replayed to slot {}, \
+         promised {}{}",
+        me.id,
+        root.display(),
+        replica.executed(),
+        recovered.promised,
+        if recovered.torn_tail {
+            " (a torn last write was dropped)"
+        } else {
+            ""
+        }
+    );
+    let mut leader = Leader::new(
+        me.id,
+        replica.configs().clone(),
+        options.leader.clone(),
+        options.seed ^ me.id,
+    );
+    leader.observe_ballot(recovered.promised);
+    let acceptor = Acceptor::restored(me.id, recovered.promised, recovered.accepted, snapshot_slot);
+    Ok(RecoveredRoles {
+        me,
+        replica,
+        acceptor,
+        leader,
+        promised: recovered.promised,
+        needs_join,
     })
 }

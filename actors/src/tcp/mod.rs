@@ -201,6 +201,8 @@ async fn start(
         let (node, shutdown) = (node.clone(), shutdown.clone());
         async move {
             if node.removed().wait_for(|removed| *removed).await.is_ok() {
+                // Serve a while longer so the others learn the decisions that removed it.
+                tokio::time::sleep(Duration::from_millis(crate::node::REMOVED_GRACE_MS)).await;
                 let _ = shutdown.send(true);
                 node.stop();
             }
