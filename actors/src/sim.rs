@@ -2172,6 +2172,18 @@ impl Sim {
         }
     }
 
+    /// One-way: messages from every other node to `node` are lost, while
+    /// its own still arrive (clients are not touched).
+    pub fn deafen(&mut self, node: usize) {
+        for b in 0..self.nodes.len() {
+            if b != node {
+                self.net
+                    .blocked
+                    .insert((Endpoint::Node(b), Endpoint::Node(node)));
+            }
+        }
+    }
+
     fn block(&mut self, a: Endpoint, b: Endpoint) {
         self.net.blocked.insert((a, b));
         self.net.blocked.insert((b, a));
