@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 pub const ACCEPTOR_KEEP_SLOTS: Slot = 1024;
 
 /// Promised ballot and accepted values per slot.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Acceptor {
     me: NodeId,
     promised: Ballot,
@@ -74,6 +74,11 @@ impl Acceptor {
 
     pub fn accepted_len(&self) -> usize {
         self.accepted.len()
+    }
+
+    /// The ballot and batch accepted in `slot`, if any (for checks).
+    pub fn accepted(&self, slot: Slot) -> Option<&(Ballot, Batch)> {
+        self.accepted.get(&slot)
     }
 
     pub fn on_prepare(&mut self, from: NodeId, prepare: Prepare, fx: &mut Effects) {

@@ -86,6 +86,7 @@ pub struct LeaderStats {
     pub last_batch_commands: u64,
 }
 
+#[derive(Clone, Debug)]
 struct Inflight {
     batch: Batch,
     acks: BTreeSet<NodeId>,
@@ -93,6 +94,8 @@ struct Inflight {
 }
 
 /// A leader: candidate, active, or following whoever sends heartbeats.
+/// Clone and Debug let the model checker (`model/`) copy and fingerprint it.
+#[derive(Clone, Debug)]
 pub struct Leader {
     me: NodeId,
     config: LeaderConfig,
