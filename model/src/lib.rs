@@ -33,11 +33,11 @@
 //! is linearizable (checked with `concoord-check` against a Counter); and,
 //! with [`Bounds::liveness`], every call is eventually answered.
 //!
-//! [`Bug`] makes the model break the protocol on purpose, to show the
-//! checker catches it.
+//! [`Bounds::rewrite_promise`] lets a test break the protocol on purpose,
+//! to show the checker catches it.
 
 use concoord_actors::leader::LeaderConfig;
-use concoord_actors::message::{Decision, Effects, PeerMsg, Role};
+use concoord_actors::message::{Decision, Effects, PeerMsg, Promise, Role};
 use concoord_actors::replica::ReplicaTrace;
 use concoord_actors::{
     Acceptor, Ballot, Batch, Command, ConfigHistory, Leader, Member, NodeId, Replica, Slot,
@@ -47,7 +47,7 @@ use concoord_check::linearizability::{check_operations, Counter, Options};
 use concoord_objects::{encode_args, ClientId, CommandId, Reply, Target, Types};
 use stateright::{Model, Property};
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
@@ -71,21 +71,6 @@ impl Op {
     }
 }
 
-/// A deliberate protocol bug the model injects, for tests that must see
-/// the checker catch it. Both act on messages, so the production roles
-/// carry no hook.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Bug {
-    /// A new leader does not learn what the acceptors accepted: every
-    /// `Promise` reaches it with its accepted values removed, as if it
-    /// skipped the value recovery of phase 1.
-    ForgetAcceptedValues,
-    /// A new leader re-proposes, per slot, the value of the *lowest* ballot
-    /// it was told of instead of the highest: the ballots in a `Promise`
-    /// are mirrored before it reads them.
-    LowestBallotWins,
-}
-
 /// The size of the explored world.
 #[derive(Clone, Debug)]
 pub struct Bounds {
@@ -95,6 +80,9 @@ pub struct Bounds {
     pub clients: Vec<Vec<Op>>,
     /// Timer steps (over all nodes).
     pub timer_steps: u8,
+    /// Whether a node that leads takes timer steps too (heartbeats,
+    /// held-back commits, retries); followers always may.
+    pub leader_timers: bool,
     pub crashes: u8,
     pub drops: u8,
     pub duplicates: u8,
@@ -103,42 +91,53 @@ pub struct Bounds {
     /// No node asks for a ballot above this round (node 1 leads with 1).
     pub max_round: u64,
     /// Check that every call is eventually answered. Meaningful only where
-    /// the bounds cannot starve a call (no drops, no crashes, no timers).
+    /// the bounds cannot starve a call (no drops, no timers); only
+    /// followers crash then.
     pub liveness: bool,
-    pub bug: Option<Bug>,
+    /// Rewrites every `Promise` before its leader reads it. Tests break
+    /// the protocol with it on purpose (a leader that skips the value
+    /// recovery of phase 1) to see the checker catch it; the roles carry
+    /// no hook for this.
+    pub rewrite_promise: Option<fn(&mut Promise)>,
 }
 
 impl Bounds {
-    /// Three nodes, a leader change, one crash, one drop and one duplicate:
-    /// the configuration CI checks exhaustively.
+    /// Three nodes, two clients, a leader change and a duplicate: the
+    /// safety check CI runs exhaustively. No drops and no crashes: for
+    /// safety they add nothing (a dropped message is one never delivered,
+    /// a crashed node one never scheduled again, and both are among the
+    /// explored runs already); they matter to liveness.
     pub fn faults() -> Bounds {
         Bounds {
             nodes: 3,
-            clients: vec![vec![Op::Increment], vec![Op::Read]],
-            timer_steps: 3,
-            crashes: 1,
-            drops: 1,
+            clients: vec![vec![Op::Increment, Op::Read]],
+            timer_steps: 2,
+            leader_timers: true,
+            crashes: 0,
+            drops: 0,
             duplicates: 1,
-            sends_per_call: 2,
+            sends_per_call: 1,
             max_round: 2,
             liveness: false,
-            bug: None,
+            rewrite_promise: None,
         }
     }
 
-    /// A stable leader, no losses: every call must be answered.
+    /// A stable leader, a follower that may crash, a duplicate: every call
+    /// must be answered.
     pub fn stable_leader() -> Bounds {
         Bounds {
             nodes: 3,
-            clients: vec![vec![Op::Increment, Op::Read], vec![Op::Increment]],
+            clients: vec![vec![Op::Increment, Op::Read]],
             timer_steps: 0,
-            crashes: 0,
+            leader_timers: false,
+            crashes: 1,
             drops: 0,
             duplicates: 1,
             sends_per_call: 2,
             max_round: 1,
             liveness: true,
-            bug: None,
+            rewrite_promise: None,
         }
     }
 }
@@ -179,7 +178,9 @@ pub struct ReplicaCell {
 
 impl ReplicaCell {
     fn get(&self) -> std::sync::MutexGuard<'_, Replica> {
-        self.replica.lock().expect("no checker thread panics holding it")
+        self.replica
+            .lock()
+            .expect("no checker thread panics holding it")
     }
 }
 
@@ -213,9 +214,18 @@ impl Node {
     fn refresh(&mut self) {
         let mut h = DefaultHasher::new();
         (self.id, self.alive, self.now_ms, &self.connections).hash(&mut h);
-        format!("{:?}", self.acceptor).hash(&mut h);
-        format!("{:?}", self.leader).hash(&mut h);
-        format!("{:?}", *self.replica.get()).hash(&mut h);
+        // Printed into one buffer, hashed in one write: many small writes
+        // into the hasher cost more than the printing.
+        let mut printed = String::with_capacity(4096);
+        write!(
+            printed,
+            "{:?}{:?}{:?}",
+            self.acceptor,
+            self.leader,
+            *self.replica.get()
+        )
+        .expect("printing into a String cannot fail");
+        printed.hash(&mut h);
         self.fingerprint = h.finish();
     }
 }
@@ -250,7 +260,10 @@ pub struct Client {
 /// What a client saw, in the order it happened.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Seen {
-    Invoke { client: usize, op: Op },
+    Invoke {
+        client: usize,
+        op: Op,
+    },
     /// The reply's MessagePack bytes, or the error's kind.
     Return {
         client: usize,
@@ -322,13 +335,7 @@ impl State {
     pub fn traces(&self) -> Vec<ReplicaTrace> {
         self.nodes
             .iter()
-            .map(|n| {
-                n.replica
-                    .get()
-                    .trace
-                    .clone()
-                    .expect("model replicas trace")
-            })
+            .map(|n| n.replica.get().trace.clone().expect("model replicas trace"))
             .collect()
     }
 
@@ -378,7 +385,10 @@ pub enum Action {
     Crash(usize),
     /// Client (index) sends its next call, or resends the one it waits
     /// for, to node (index).
-    Send { client: usize, node: usize },
+    Send {
+        client: usize,
+        node: usize,
+    },
 }
 
 /// The model: its bounds and the types replicas create objects of.
@@ -469,6 +479,9 @@ impl PaxosModel {
             let e = state.net.remove(0);
             self.deliver(&mut state, e);
         }
+        for node in &mut state.nodes {
+            Arc::make_mut(node).refresh();
+        }
         assert!(
             state.nodes[0].leader.is_active(),
             "node 1 leads in the initial state"
@@ -499,16 +512,8 @@ impl PaxosModel {
             return;
         }
         let mut msg = e.msg;
-        if let PeerMsg::Promise(p) = &mut msg {
-            match self.bounds.bug {
-                Some(Bug::ForgetAcceptedValues) => p.accepted.clear(),
-                Some(Bug::LowestBallotWins) => {
-                    for (_, ballot, _) in &mut p.accepted {
-                        *ballot = Ballot::new(u64::MAX - ballot.round, u64::MAX - ballot.node);
-                    }
-                }
-                None => {}
-            }
+        if let (PeerMsg::Promise(p), Some(rewrite)) = (&mut msg, self.bounds.rewrite_promise) {
+            rewrite(p);
         }
         let mut fx = Effects::default();
         for role in msg.roles() {
@@ -578,9 +583,7 @@ impl PaxosModel {
             if to == me {
                 local.push(e);
             } else if state.nodes[self.index_of(to)].alive {
-                let at = state
-                    .net
-                    .partition_point(|x| x.order() <= e.order());
+                let at = state.net.partition_point(|x| x.order() <= e.order());
                 state.net.insert(at, e);
             }
         }
@@ -590,7 +593,6 @@ impl PaxosModel {
                 self.answer(state, id, reply);
             }
         }
-        Arc::make_mut(&mut state.nodes[index]).refresh();
         for e in local {
             self.deliver(state, e);
         }
@@ -649,6 +651,36 @@ impl PaxosModel {
             ..Options::default()
         };
         check_operations(&Counter::default(), &ops, &options).is_ok()
+    }
+
+    fn step(&self, state: &mut State, action: Action) {
+        match action {
+            Action::Deliver(i) => {
+                let e = state.net.remove(i);
+                self.deliver(state, e);
+            }
+            Action::Drop(i) => {
+                state.net.remove(i);
+                state.drops += 1;
+            }
+            Action::Duplicate(i) => {
+                let e = state.net[i].clone();
+                state.net.insert(i, e);
+                state.duplicates += 1;
+            }
+            Action::Timers(n) => {
+                state.timer_steps += 1;
+                self.fire_timers(state, n);
+            }
+            Action::Crash(n) => {
+                state.crashes += 1;
+                let id = node_id(n);
+                let node = Arc::make_mut(&mut state.nodes[n]);
+                node.alive = false;
+                state.net.retain(|e| e.to != id);
+            }
+            Action::Send { client, node } => self.send(state, client, node),
+        }
     }
 
     fn send(&self, state: &mut State, c: usize, index: usize) {
@@ -712,11 +744,17 @@ impl Model for PaxosModel {
             if !node.alive {
                 continue;
             }
-            let may_raise = node.leader.ballot().round < b.max_round;
-            if state.timer_steps < b.timer_steps && (node.leader.is_active() || may_raise) {
+            let may_time_out = if node.leader.is_active() {
+                b.leader_timers
+            } else {
+                node.leader.ballot().round < b.max_round
+            };
+            if state.timer_steps < b.timer_steps && may_time_out {
                 actions.push(Action::Timers(n));
             }
-            if state.crashes < b.crashes {
+            // Checking liveness, only a follower may crash: no call can be
+            // answered once the only leader is gone and no timer may fire.
+            if state.crashes < b.crashes && !(b.liveness && node.leader.is_active()) {
                 actions.push(Action::Crash(n));
             }
         }
@@ -738,33 +776,13 @@ impl Model for PaxosModel {
 
     fn next_state(&self, last: &State, action: Action) -> Option<State> {
         let mut state = last.clone();
-        match action {
-            Action::Deliver(i) => {
-                let e = state.net.remove(i);
-                self.deliver(&mut state, e);
+        self.step(&mut state, action);
+        // Nodes the step changed were copied (`Arc::make_mut`): only those
+        // need their fingerprint again.
+        for (node, before) in state.nodes.iter_mut().zip(&last.nodes) {
+            if !Arc::ptr_eq(node, before) {
+                Arc::make_mut(node).refresh();
             }
-            Action::Drop(i) => {
-                state.net.remove(i);
-                state.drops += 1;
-            }
-            Action::Duplicate(i) => {
-                let e = state.net[i].clone();
-                state.net.insert(i, e);
-                state.duplicates += 1;
-            }
-            Action::Timers(n) => {
-                state.timer_steps += 1;
-                self.fire_timers(&mut state, n);
-            }
-            Action::Crash(n) => {
-                state.crashes += 1;
-                let id = node_id(n);
-                let node = Arc::make_mut(&mut state.nodes[n]);
-                node.alive = false;
-                node.refresh();
-                state.net.retain(|e| e.to != id);
-            }
-            Action::Send { client, node } => self.send(&mut state, client, node),
         }
         Some(state)
     }
