@@ -134,7 +134,7 @@ impl Bounds {
             crashes: 1,
             drops: 0,
             duplicates: 1,
-            sends_per_call: 2,
+            sends_per_call: 1,
             max_round: 1,
             liveness: true,
             rewrite_promise: None,

@@ -79,6 +79,20 @@ fn every_call_is_answered_under_a_stable_leader_despite_a_follower_crash() {
     checker.assert_properties();
 }
 
+#[test]
+fn a_call_sent_twice_runs_once() {
+    let bounds = Bounds {
+        clients: vec![vec![Op::Increment]],
+        crashes: 0,
+        sends_per_call: 2,
+        ..Bounds::stable_leader()
+    };
+    let checker = explore("resends", bounds, None, false);
+    // Among them: the call runs at most once on every replica, and it is
+    // answered.
+    checker.assert_properties();
+}
+
 /// The broken variant: a new leader that never learns what acceptors
 /// accepted (every Promise reaches it emptied), as if it skipped the value
 /// recovery of phase 1 after a takeover.
