@@ -102,8 +102,9 @@ pub struct Bounds {
 }
 
 impl Bounds {
-    /// Three nodes, two clients, a leader change and a duplicate: the
-    /// safety check CI runs exhaustively. No drops and no crashes: for
+    /// Three nodes, a client's increment and read, a leader change
+    /// (two timer steps), a duplicate: the safety check CI runs (to a depth
+    /// of 10 steps there). No drops and no crashes: for
     /// safety they add nothing (a dropped message is one never delivered,
     /// a crashed node one never scheduled again, and both are among the
     /// explored runs already); they matter to liveness.
