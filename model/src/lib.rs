@@ -24,8 +24,12 @@
 //!
 //! Bounds ([`Bounds`]): timer steps, crashes, drops and duplicates for the
 //! whole run, sends per call, and the highest ballot round a node may ask
-//! for. With them the reachable state space is finite and the search is
-//! exhaustive.
+//! for. With them the reachable state space is finite; but every order of
+//! the messages in flight is a state of its own, so the fault runs are
+//! also cut at a depth (number of steps) to stay affordable. Drops and
+//! crashes add nothing to safety (a dropped message is one never
+//! delivered, a crashed node one never scheduled again): they are there
+//! for liveness.
 //!
 //! Properties: a slot is chosen (accepted by a majority at one ballot) and
 //! decided with one value only; replicas execute the same prefix; a command
