@@ -125,8 +125,10 @@ fn a_leader_that_skips_value_recovery_is_caught() {
 }
 
 /// Bigger bounds: two clients (three calls), resends, two duplicates, two
-/// leader changes (a third ballot), 10 steps deep unless
-/// `CONCOORD_MC_DEPTH` says otherwise; it stops at the first failure:
+/// leader changes (a third ballot), 9 steps deep unless
+/// `CONCOORD_MC_DEPTH` says otherwise (10 needs more than 24 GiB); it
+/// stops at the first failure. Too shallow for all three calls to be
+/// answered, so only the safety properties are asserted:
 /// `cargo test -p concoord-model -- --ignored --nocapture long`.
 #[test]
 #[ignore = "minutes; run on demand"]
@@ -139,7 +141,15 @@ fn long() {
         max_round: 3,
         ..Bounds::faults()
     };
-    explore("long", bounds, Some(depth(10)), true).assert_properties();
+    let checker = explore("long", bounds, Some(depth(9)), true);
+    for property in [
+        "agreement",
+        "prefix consistency",
+        "each command id runs at most once",
+        "linearizable",
+    ] {
+        checker.assert_no_discovery(property);
+    }
 }
 
 #[test]
