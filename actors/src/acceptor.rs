@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 pub const ACCEPTOR_KEEP_SLOTS: Slot = 1024;
 
 /// Promised ballot and accepted values per slot.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Acceptor {
     me: NodeId,
     promised: Ballot,
@@ -78,7 +78,12 @@ impl Acceptor {
 
     /// The ballot of the value accepted for `slot`, if one is kept.
     pub fn accepted_ballot(&self, slot: Slot) -> Option<Ballot> {
-        self.accepted.get(&slot).map(|(ballot, _)| *ballot)
+        self.accepted(slot).map(|(ballot, _)| *ballot)
+    }
+
+    /// The ballot and batch accepted in `slot`, if any (for checks).
+    pub fn accepted(&self, slot: Slot) -> Option<&(Ballot, Batch)> {
+        self.accepted.get(&slot)
     }
 
     pub fn on_prepare(&mut self, from: NodeId, prepare: Prepare, fx: &mut Effects) {

@@ -93,6 +93,7 @@ pub struct LeaderStats {
     pub step_downs: u64,
 }
 
+#[derive(Clone, Debug)]
 struct Inflight {
     batch: Batch,
     acks: BTreeSet<NodeId>,
@@ -100,6 +101,8 @@ struct Inflight {
 }
 
 /// A leader: candidate, active, or following whoever sends heartbeats.
+/// Clone and Debug let the model checker (`model/`) copy and fingerprint it.
+#[derive(Clone, Debug)]
 pub struct Leader {
     me: NodeId,
     config: LeaderConfig,

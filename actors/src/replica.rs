@@ -48,6 +48,7 @@ struct FollowUp {
 }
 
 /// A snapshot arriving in pieces.
+#[derive(Clone, Debug)]
 struct Assembly {
     executed: Slot,
     total: u32,
@@ -143,6 +144,45 @@ impl Replica {
         replica.has_state = false;
         replica.group = 0;
         replica
+    }
+
+    /// An exact copy of this replica, its objects rebuilt from their
+    /// snapshots: `object` is a fresh default object of the same type, and
+    /// `types` the types it can create. For the model checker (`model/`),
+    /// which branches on every state; the roles never copy a replica.
+    pub fn fork(&self, object: Box<dyn StateMachine>, types: Arc<Types>) -> Replica {
+        let mut objects = ObjectStore::new(object, types, self.objects.limits());
+        objects
+            .default_mut()
+            .restore(&self.objects.default_object().snapshot())
+            .expect("a replica's own object state restores");
+        objects
+            .restore(&self.objects.snapshot())
+            .expect("a replica's own named objects restore");
+        Replica {
+            me: self.me,
+            objects,
+            incoming_snapshot: self.incoming_snapshot.clone(),
+            parked_total: self.parked_total,
+            chunk_bytes: self.chunk_bytes,
+            sessions: self.sessions.clone(),
+            expired: self.expired.clone(),
+            sessions_opened: self.sessions_opened.clone(),
+            sessions_ended: self.sessions_ended.clone(),
+            all_sessions_news: self.all_sessions_news,
+            executed: self.executed,
+            decisions: self.decisions.clone(),
+            log: self.log.clone(),
+            log_start: self.log_start,
+            clients: self.clients.clone(),
+            configs: self.configs.clone(),
+            has_state: self.has_state,
+            executed_at_last_commit_point: self.executed_at_last_commit_point,
+            group: self.group,
+            installed_snapshot: self.installed_snapshot,
+            reads_waiting: self.reads_waiting.clone(),
+            trace: self.trace.clone(),
+        }
     }
 
     /// The types it can create and the limits a founding replica gives the
@@ -1022,6 +1062,40 @@ impl Replica {
         }
         self.announce(fx);
         self.execute_ready(fx);
+    }
+}
+
+/// Every field, the objects as their snapshots: two replicas that print
+/// alike behave alike (the model checker fingerprints states so).
+impl std::fmt::Debug for Replica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replica")
+            .field("me", &self.me)
+            .field("object", &self.objects.default_object().snapshot())
+            .field("objects", &self.objects.snapshot())
+            .field("incoming_snapshot", &self.incoming_snapshot)
+            .field("parked_total", &self.parked_total)
+            .field("sessions", &self.sessions)
+            .field("expired", &self.expired)
+            .field("sessions_opened", &self.sessions_opened)
+            .field("sessions_ended", &self.sessions_ended)
+            .field("all_sessions_news", &self.all_sessions_news)
+            .field("executed", &self.executed)
+            .field("decisions", &self.decisions)
+            .field("log", &self.log)
+            .field("log_start", &self.log_start)
+            .field("clients", &self.clients)
+            .field("configs", &self.configs)
+            .field("has_state", &self.has_state)
+            .field(
+                "executed_at_last_commit_point",
+                &self.executed_at_last_commit_point,
+            )
+            .field("group", &self.group)
+            .field("installed_snapshot", &self.installed_snapshot)
+            .field("reads_waiting", &self.reads_waiting)
+            .field("trace", &self.trace)
+            .finish()
     }
 }
 
