@@ -29,7 +29,7 @@
 //!   it gave up, the removed replica's exit awaited and its address
 //!   re-joined with `-b`: the group must end with every member again;
 //! - the client nemesis: `concoord call` subprocesses (`increment` on the
-//!   Counter, `acquire` on the Lock, session TTL 2 s) `kill -9`ed 20–800 ms
+//!   Counter, `acquire` on the Lock, session TTL 2 s) `kill -9`ed 5–200 ms
 //!   after they start, mid-call or not; a killed call is recorded as
 //!   pending (it may or may not take effect), and a killed Lock client's
 //!   death as a session end: the lock it may hold comes back when its
@@ -214,7 +214,10 @@ fn run(config: &Config, run_index: usize, net_reason: &mut Option<String>) -> Ru
     let uid = |k: usize| 62_000 + 2 + k as u32;
     let counter_hosts: Vec<String> = (0..n).map(host).collect();
     let lock_hosts: Vec<String> = (n..2 * n).map(host).collect();
-    let all: Vec<(String, u32)> = (0..2 * n).map(|k| (host(k), uid(k))).collect();
+    // One spare each (a fourth member during a membership change).
+    let counter_spare = (host(2 * n), uid(2 * n));
+    let lock_spare = (host(2 * n + 1), uid(2 * n + 1));
+    let all: Vec<(String, u32)> = (0..2 * n + 2).map(|k| (host(k), uid(k))).collect();
     let net = match Net::setup(CHAIN, &all) {
         Ok(net) => Some(Arc::new(net)),
         Err(e) => {
@@ -271,6 +274,7 @@ fn run(config: &Config, run_index: usize, net_reason: &mut Option<String>) -> Ru
                          hosts: Vec<String>,
                          history: History,
                          first: Vec<Fault>,
+                         spare: (String, u32),
                          s: u64| {
         let net = net.clone();
         std::thread::spawn(move || {
@@ -283,6 +287,7 @@ fn run(config: &Config, run_index: usize, net_reason: &mut Option<String>) -> Ru
                 net: net.as_deref(),
                 history: &history,
                 lock: name == "lock",
+                spare,
             };
             faults::nemesis(&mut target, first, &mut rng, until, &mut log);
             (cluster, log)
@@ -294,6 +299,7 @@ fn run(config: &Config, run_index: usize, net_reason: &mut Option<String>) -> Ru
         counter_hosts,
         counter_history.clone(),
         first_counter,
+        counter_spare,
         rng.next(),
     );
     let n2 = spawn_nemesis(
@@ -302,6 +308,7 @@ fn run(config: &Config, run_index: usize, net_reason: &mut Option<String>) -> Ru
         lock_hosts,
         lock_history.clone(),
         first_lock,
+        lock_spare,
         rng.next(),
     );
     let (mut counter, log1) = n1.join().expect("the counter nemesis");
@@ -460,10 +467,7 @@ fn table(config: &Config, reports: &[RunReport], net_reason: &Option<String>) ->
     if let Some(why) = net_reason {
         row(
             "faults skipped (no iptables)",
-            format!(
-                "{}: {why}",
-                reports.iter().map(|r| r.skipped).sum::<u64>()
-            ),
+            format!("{}: {why}", reports.iter().map(|r| r.skipped).sum::<u64>()),
         );
     }
     let calls = |k: CliOutcome| {
@@ -535,7 +539,7 @@ fn nemesis_counter_and_lock() {
     let replicas = env_u64("CONCOORD_NEMESIS_REPLICAS", 3) as usize;
     let clients = env_u64("CONCOORD_NEMESIS_CLIENTS", 10) as usize;
     assert!(replicas >= 3 && replicas % 2 == 1, "3, 5, 7... replicas");
-    assert!(2 * replicas + 2 <= 255);
+    assert!(2 * replicas + 4 <= 255);
     let seed = env_u64(
         "CONCOORD_NEMESIS_SEED",
         std::time::SystemTime::now()

@@ -4,7 +4,7 @@
 
 use super::load::{CliCall, CliOutcome};
 use super::net::{self, Net};
-use super::support::{Cluster, State, BIN};
+use super::support::{spawn_replica_as, Cluster, Proc, State, BIN};
 use super::Rng;
 use concoord::history::History;
 use std::collections::BTreeMap;
@@ -137,6 +137,8 @@ pub struct Target<'a> {
     pub history: &'a History,
     /// Whether the group serves a Lock (else a Counter).
     pub lock: bool,
+    /// A spare replica's address and user ([`Fault::KillDuringRemove`]).
+    pub spare: (String, u32),
 }
 
 // ---------------------------------------------------------------------------
@@ -161,7 +163,11 @@ pub fn healthy(cluster: &Cluster, same_slot: bool) -> bool {
     if cluster.live().len() != cluster.len() {
         return false;
     }
-    let want = sorted((0..cluster.len()).map(|i| cluster.addr(i).to_string()).collect());
+    let want = sorted(
+        (0..cluster.len())
+            .map(|i| cluster.addr(i).to_string())
+            .collect(),
+    );
     let mut statuses = Vec::new();
     for i in 0..cluster.len() {
         match cluster.status(i) {
@@ -381,7 +387,10 @@ fn inject(
             let held = rng.millis(2_000, 5_000);
             sleep(held);
             remove(net, &rules);
-            format!("{:.0}% packet loss between replicas for {held:?}", p * 100.0)
+            format!(
+                "{:.0}% packet loss between replicas for {held:?}",
+                p * 100.0
+            )
         }
         Fault::PauseInPartition => {
             let (a, b) = minority(n, target, rng);
@@ -439,7 +448,7 @@ fn inject(
                     *victims += 1;
                     let client = format!("{}-killed{}", t.name, victims);
                     let call = CliCall::spawn(&addrs, t.history, &client, method, t.lock);
-                    (Instant::now() + rng.millis(20, 800), Some(call))
+                    (Instant::now() + rng.millis(5, 200), Some(call))
                 })
                 .collect();
             let mut outcomes = Vec::new();
@@ -511,15 +520,123 @@ fn members_are(cluster: &Cluster, which: &[usize], want: &[String]) -> bool {
         })
 }
 
-/// [`Fault::KillDuringRemove`].
+/// A replica outside the cluster's list, killed and reaped on drop.
+struct Spare(Proc);
+
+impl Drop for Spare {
+    fn drop(&mut self) {
+        self.0.kill_and_reap();
+    }
+}
+
+/// Waits (bounded) until every running replica of `which` lists exactly
+/// `want` as members.
+fn wait_members(c: &Cluster, which: &[usize], want: &[String], timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if members_are(c, which, want) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `admin remove` of `member`, retried (bounded) until `which` list exactly
+/// `want` (a first attempt may give up while the group has no majority).
+/// Returns the attempts made, or `None` if the member stayed.
+fn remove_member(
+    c: &Cluster,
+    first: Option<Child>,
+    addrs: &str,
+    member: &str,
+    which: &[usize],
+    want: &[String],
+) -> Option<u32> {
+    let mut attempts = 1;
+    let mut admin = first.unwrap_or_else(|| spawn_remove(addrs, member));
+    let mut ok = wait_child(&mut admin, Duration::from_secs(25));
+    let deadline = Instant::now() + MEMBERSHIP_TIMEOUT;
+    loop {
+        if wait_members(c, which, want, Duration::from_secs(5)) {
+            return Some(attempts);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        if ok != Some(true) && attempts < 4 {
+            attempts += 1;
+            let mut again = spawn_remove(addrs, member);
+            ok = wait_child(&mut again, Duration::from_secs(25));
+        }
+    }
+}
+
+/// [`Fault::KillDuringRemove`]. With in-memory replicas a crash loses a
+/// member's state, so a group that shrank to two members cannot survive
+/// one (the replacement needs both): a spare replica joins first (four
+/// members), a follower is removed while another replica (the leader half
+/// the time) is `kill -9`ed and restarted with `-b`, the removed one
+/// re-joins with `-b`, and the spare is removed again: the group must end
+/// with exactly its members.
 fn kill_during_remove(
     t: &mut Target<'_>,
     leader: Option<usize>,
     rng: &mut Rng,
     log: &mut NemesisLog,
 ) -> String {
+    let name = t.name;
     let c = &mut *t.cluster;
     let n = c.len();
+    let originals: Vec<usize> = (0..n).collect();
+    let sorted_addrs = |c: &Cluster, which: &[usize]| {
+        sorted(which.iter().map(|&i| c.addr(i).to_string()).collect())
+    };
+    // 1. The spare joins.
+    let via = leader.unwrap_or(0);
+    let args: Vec<String> = [
+        "-o",
+        if t.lock { "Lock" } else { "Counter" },
+        "-a",
+        &t.spare.0,
+        "-p",
+        "0",
+        "-b",
+        c.addr(via),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut spare = match spawn_replica_as(&args, Some(t.spare.1).filter(|_| t.net.is_some())) {
+        Ok(p) => Spare(p),
+        Err(f) => panic!("the spare replica did not start: {f:?}"),
+    };
+    let spare_addr = spare.0.addr.clone();
+    let mut with_spare = sorted_addrs(c, &originals);
+    with_spare.push(spare_addr.clone());
+    let with_spare = sorted(with_spare);
+    if !wait_members(c, &originals, &with_spare, MEMBERSHIP_TIMEOUT) {
+        let msg = format!(
+            "{name}: the spare {spare_addr} did not join within {MEMBERSHIP_TIMEOUT:?}\n{}",
+            c.diagnostics()
+        );
+        eprintln!("nemesis: {msg}");
+        log.notes.push(msg);
+        // It may still join later: take it out again, bounded.
+        let all = c.addrs();
+        let _ = remove_member(
+            c,
+            None,
+            &all,
+            &spare_addr,
+            &originals,
+            &sorted_addrs(c, &originals),
+        );
+        return format!("spare {spare_addr} did not join; fault abandoned");
+    }
+    // 2. A follower removed, another replica killed while that is in flight.
     let followers: Vec<usize> = (0..n).filter(|&i| Some(i) != leader).collect();
     let gone = followers[rng.below(followers.len() as u64) as usize];
     let stay: Vec<usize> = (0..n).filter(|&i| i != gone).collect();
@@ -528,9 +645,10 @@ fn kill_during_remove(
         _ => stay[rng.below(stay.len() as u64) as usize],
     };
     let member = c.addr(gone).to_string();
-    let stay_addrs: Vec<String> = stay.iter().map(|&i| c.addr(i).to_string()).collect();
+    let mut stay_addrs: Vec<String> = stay.iter().map(|&i| c.addr(i).to_string()).collect();
+    stay_addrs.push(spare_addr.clone());
     let want = sorted(stay_addrs.clone());
-    let mut admin = spawn_remove(&stay_addrs.join(","), &member);
+    let admin = spawn_remove(&stay_addrs.join(","), &member);
     let delay = rng.millis(0, 300);
     std::thread::sleep(delay);
     c.kill9(victim);
@@ -541,33 +659,13 @@ fn kill_during_remove(
         .find(|&&j| j != victim)
         .expect("3+ replicas: a third one");
     c.restart_via(victim, via);
-    let first = wait_child(&mut admin, Duration::from_secs(25));
-    let name = t.name;
-    // The removal must happen: retried (bounded) if the first attempt
-    // gave up, e.g. while the group had no majority.
-    let deadline = Instant::now() + MEMBERSHIP_TIMEOUT;
-    let mut attempts = 1;
-    let mut retry_at = Instant::now() + Duration::from_secs(5);
-    let removed = loop {
-        if members_are(c, &stay, &want) {
-            break true;
-        }
-        if Instant::now() >= deadline {
-            break false;
-        }
-        if first != Some(true) && attempts < 4 && Instant::now() >= retry_at {
-            attempts += 1;
-            let mut again = spawn_remove(&stay_addrs.join(","), &member);
-            wait_child(&mut again, Duration::from_secs(25));
-            retry_at = Instant::now() + Duration::from_secs(5);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
     let head = format!(
-        "admin remove {gone} (first attempt {first:?}, {attempts} attempt(s)), \
-         kill -9 replica {victim} after {delay:?}, restarted via {via} after {down:?}"
+        "spare {spare_addr} joined; admin remove {gone}, kill -9 replica {victim} after {delay:?}, \
+         restarted via {via} after {down:?}"
     );
-    if !removed {
+    let Some(attempts) =
+        remove_member(c, Some(admin), &stay_addrs.join(","), &member, &stay, &want)
+    else {
         let msg = format!(
             "{name}: {head}: replica {gone} still a member {MEMBERSHIP_TIMEOUT:?} later\n{}",
             c.diagnostics()
@@ -575,8 +673,48 @@ fn kill_during_remove(
         eprintln!("nemesis: {msg}");
         log.notes.push(msg);
         return format!("{head}; NOT removed");
+    };
+    // 3. The removed replica stops serving and exits on its own; its
+    // address re-joins with -b.
+    let exit = wait_exit(c, gone, log, name, &head);
+    c.restart(gone);
+    // 4. The spare leaves again.
+    let all = c.addrs();
+    let originals_addrs = sorted_addrs(c, &originals);
+    let spare_out = remove_member(c, None, &all, &spare_addr, &originals, &originals_addrs);
+    let deadline = Instant::now() + MEMBERSHIP_TIMEOUT;
+    let spare_exit = loop {
+        if let Some(s) = spare.0.try_exited() {
+            break Some(s);
+        }
+        if Instant::now() >= deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    if spare_out.is_none() || spare_exit.is_none() {
+        let msg = format!(
+            "{name}: {head}: the spare {spare_addr} not removed ({spare_out:?}) or still running ({spare_exit:?})\n{}",
+            c.diagnostics()
+        );
+        eprintln!("nemesis: {msg}");
+        log.notes.push(msg);
     }
-    // The removed replica stops serving and exits on its own.
+    drop(spare);
+    format!(
+        "{head}; removed after {attempts} attempt(s), exited {exit:?}, re-joined with -b; spare removed"
+    )
+}
+
+/// Waits (bounded) for removed replica `gone` to exit on its own; kills it
+/// (and notes it) otherwise.
+fn wait_exit(
+    c: &mut Cluster,
+    gone: usize,
+    log: &mut NemesisLog,
+    name: &str,
+    head: &str,
+) -> Option<std::process::ExitStatus> {
     let deadline = Instant::now() + MEMBERSHIP_TIMEOUT;
     let exit = loop {
         if c.state(gone) == State::Dead {
@@ -602,6 +740,5 @@ fn kill_during_remove(
             "{name}: {head}: removed replica {gone} exited with {exit:?}"
         ));
     }
-    c.restart(gone);
-    format!("{head}; removed, exited {exit:?}, re-joined with -b")
+    exit
 }

@@ -70,6 +70,16 @@ impl Proc {
         assert_eq!(rc, 0, "kill({}, {sig}) failed", self.pid());
     }
 
+    /// Reaps the process if it has exited on its own; its status then.
+    pub fn try_exited(&mut self) -> Option<ExitStatus> {
+        if self.state == State::Dead {
+            return None;
+        }
+        let status = self.child.try_wait().ok()??;
+        self.state = State::Dead;
+        Some(status)
+    }
+
     /// Kills (SIGCONT first if stopped) and reaps, unless already dead.
     pub fn kill_and_reap(&mut self) {
         if self.state == State::Dead {
