@@ -103,6 +103,7 @@ const FINAL_CONVERGE: Duration = Duration::from_secs(30);
 /// Our chains (filter and nat); the verification test uses its own.
 const CHAIN: &str = "CONCOORD_NEMESIS";
 const VERIFY_CHAIN: &str = "CONCOORD_NEMESIS_V";
+const CUT_CHAIN: &str = "CONCOORD_NEMESIS_C";
 
 // ---------------------------------------------------------------------------
 // A small seeded PRNG (splitmix64): the schedule depends on the seed only.
@@ -577,6 +578,14 @@ fn nemesis_counter_and_lock() {
     println!("{}", table(&config, &reports, &net_reason));
     let anomalies: usize = reports.iter().map(|r| r.anomalies.len()).sum();
     assert_eq!(anomalies, 0, "anomalies found; see above (seed {seed})");
+    // Every kind was injected (the network ones only with iptables).
+    for k in FAULTS {
+        let injected: u64 = reports.iter().filter_map(|r| r.faults.get(&k)).sum();
+        assert!(
+            injected > 0 || (k.needs_net() && net_reason.is_some()),
+            "no {k:?} fault was injected (seed {seed})"
+        );
+    }
 }
 
 /// The partition scheme works: with the leader cut off from its peers (and
@@ -659,4 +668,51 @@ fn partition_isolates_leader() {
         "partition_isolates_leader: healed; converged at executed slot {}",
         statuses[0].1.executed_slot
     );
+}
+
+/// A connection cut resets the clients' connections to one replica and
+/// nothing else: it answers no client while the rules hold, its peers
+/// still reach it (it stays their leader), and it serves again after.
+#[test]
+fn connection_cut_resets_only_client_connections() {
+    let hosts: Vec<String> = (0..3).map(|k| format!("127.0.0.{}", 130 + k)).collect();
+    let uids: Vec<u32> = (0..3).map(|k| 62_130 + k).collect();
+    let all: Vec<(String, u32)> = hosts.iter().cloned().zip(uids.iter().copied()).collect();
+    let net = match Net::setup(CUT_CHAIN, &all) {
+        Ok(net) => net,
+        Err(e) => {
+            eprintln!("connection_cut_resets_only_client_connections: skipped: {e}");
+            return;
+        }
+    };
+    let cluster = Cluster::start_custom(3, "Counter", "", hosts.clone(), uids);
+    let leader = cluster.leader();
+    let client = BlockingClient::new(&cluster.addrs(), options(Duration::from_secs(20)))
+        .expect("valid addresses");
+    client.call::<_, ()>("increment", ()).expect("increment");
+    let rules = net
+        .add(net::cut_clients(&hosts[leader]))
+        .expect("cut rules");
+    let refused = cluster
+        .status(leader)
+        .expect_err("a cut replica answers no client");
+    assert!(
+        refused.contains("refused") || refused.contains("reset"),
+        "a cut answers with a reset, not silence: {refused}"
+    );
+    // Its peers still hear it: the followers still name it leader, having
+    // executed past the increment (their status comes through).
+    let addr = cluster.addr(leader).to_string();
+    for i in (0..3).filter(|&i| i != leader) {
+        let s = cluster.status(i).expect("a follower answers");
+        assert_eq!(s.leader.as_deref(), Some(addr.as_str()), "follower {i}");
+    }
+    net.remove(&rules);
+    let back = cluster.status(leader).expect("answers again after the cut");
+    assert_eq!(back.role, "leader");
+    client
+        .call::<_, ()>("increment", ())
+        .expect("increment after the cut");
+    assert_eq!(client.call::<_, i64>("getvalue", ()).expect("getvalue"), 2);
+    eprintln!("connection_cut_resets_only_client_connections: during the cut: {refused}");
 }

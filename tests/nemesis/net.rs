@@ -250,7 +250,8 @@ pub fn loss(hosts: &[String], p: f64) -> Vec<Vec<String>> {
 }
 
 /// Every client connection to `host` reset (a TCP RST answers every
-/// segment, either way), while peers still reach it.
+/// segment, either way), while peers still reach it. RSTs themselves pass
+/// (the ones the rules send, too): each end learns its connection is gone.
 pub fn cut_clients(host: &str) -> Vec<Vec<String>> {
     [(CLIENT_HOST, host), (host, CLIENT_HOST)]
         .iter()
@@ -262,6 +263,10 @@ pub fn cut_clients(host: &str) -> Vec<Vec<String>> {
                 d,
                 "-p",
                 "tcp",
+                "!",
+                "--tcp-flags",
+                "RST",
+                "RST",
                 "-j",
                 "REJECT",
                 "--reject-with",
