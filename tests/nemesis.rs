@@ -80,8 +80,12 @@
 mod faults;
 #[path = "nemesis/load.rs"]
 mod load;
+#[path = "nemesis/membership.rs"]
+mod membership;
 #[path = "nemesis/net.rs"]
 mod net;
+#[path = "nemesis/report.rs"]
+mod report;
 mod support;
 
 use concoord::check::linearizability::{check_object, CheckResult, Options};
@@ -89,10 +93,9 @@ use concoord::check::mutex::{self, MutexKind};
 use concoord::history::History;
 use concoord::BlockingClient;
 use faults::{Fault, NemesisLog, Target, FAULTS};
-use load::{options, CliOutcome};
+use load::options;
 use net::Net;
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use report::{dump, table, Counts, RunReport};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -146,61 +149,11 @@ fn env_u64(name: &str, default: u64) -> u64 {
 // ---------------------------------------------------------------------------
 // One run
 
-struct Config {
+pub struct Config {
     secs: u64,
     replicas: usize,
     clients: usize,
     seed: u64,
-}
-
-#[derive(Default)]
-struct Counts {
-    ok: usize,
-    fail: usize,
-    info: usize,
-}
-
-impl Counts {
-    fn of(history: &History) -> Counts {
-        let mut c = Counts::default();
-        for op in history.operations() {
-            if op.is_ok() {
-                c.ok += 1;
-            } else if op.is_fail() {
-                c.fail += 1;
-            } else {
-                c.info += 1;
-            }
-        }
-        c
-    }
-}
-
-#[derive(Default)]
-struct RunReport {
-    seed: u64,
-    counter_ops: Counts,
-    lock_ops: Counts,
-    faults: BTreeMap<Fault, u64>,
-    at_leader: u64,
-    skipped: u64,
-    client_calls: BTreeMap<CliOutcome, u64>,
-    notes: Vec<String>,
-    anomalies: Vec<String>,
-    unknown: Vec<String>,
-    slow_recoveries: usize,
-    longest_recovery: Duration,
-    final_value: Option<i64>,
-    lock_acquired: usize,
-}
-
-fn dump(history: &History, what: &str, seed: u64) -> String {
-    let dir = std::env::temp_dir();
-    let path = dir.join(format!("concoord-nemesis-{what}-{seed}.json"));
-    match std::fs::write(&path, history.to_json()) {
-        Ok(()) => path.display().to_string(),
-        Err(e) => format!("(could not write {}: {e})", path.display()),
-    }
 }
 
 fn run(config: &Config, run_index: usize, net_reason: &mut Option<String>) -> RunReport {
@@ -410,127 +363,6 @@ fn run(config: &Config, run_index: usize, net_reason: &mut Option<String>) -> Ru
     }
     drop(net);
     report
-}
-
-fn table(config: &Config, reports: &[RunReport], net_reason: &Option<String>) -> String {
-    let mut t = String::new();
-    let total = |f: &dyn Fn(&RunReport) -> usize| reports.iter().map(f).sum::<usize>();
-    let fault = |k: Fault| {
-        reports
-            .iter()
-            .map(|r| r.faults.get(&k).copied().unwrap_or(0))
-            .sum::<u64>()
-    };
-    let _ = writeln!(
-        t,
-        "\n== concoord nemesis: seed {}, {} replicas per group (Counter + Lock), {} Counter clients + {} Lock clients, {} s of load ==",
-        config.seed,
-        config.replicas,
-        config.clients,
-        (config.clients / 2).max(2),
-        config.secs
-    );
-    let _ = writeln!(t, "| measure | count |\n|---|---|");
-    let mut row = |k: &str, v: String| {
-        let _ = writeln!(t, "| {k} | {v} |");
-    };
-    row("runs", reports.len().to_string());
-    row(
-        "Counter operations (ok / fail / info)",
-        format!(
-            "{} / {} / {}",
-            total(&|r| r.counter_ops.ok),
-            total(&|r| r.counter_ops.fail),
-            total(&|r| r.counter_ops.info)
-        ),
-    );
-    row(
-        "Lock operations (ok / fail / info)",
-        format!(
-            "{} / {} / {}",
-            total(&|r| r.lock_ops.ok),
-            total(&|r| r.lock_ops.fail),
-            total(&|r| r.lock_ops.info)
-        ),
-    );
-    row(
-        "Lock acquisitions granted",
-        total(&|r| r.lock_acquired).to_string(),
-    );
-    for k in FAULTS {
-        let v = if k.needs_net() && net_reason.is_some() {
-            "0 (skipped: no iptables)".to_string()
-        } else {
-            fault(k).to_string()
-        };
-        row(&format!("faults: {}", k.label()), v);
-    }
-    if let Some(why) = net_reason {
-        row(
-            "faults skipped (no iptables)",
-            format!("{}: {why}", reports.iter().map(|r| r.skipped).sum::<u64>()),
-        );
-    }
-    let calls = |k: CliOutcome| {
-        reports
-            .iter()
-            .map(|r| r.client_calls.get(&k).copied().unwrap_or(0))
-            .sum::<u64>()
-    };
-    row(
-        "killed-client calls (killed mid-call / finished / failed)",
-        format!(
-            "{} / {} / {}",
-            calls(CliOutcome::Killed),
-            calls(CliOutcome::Done),
-            calls(CliOutcome::Failed)
-        ),
-    );
-    row(
-        "faults aimed at the leader",
-        reports.iter().map(|r| r.at_leader).sum::<u64>().to_string(),
-    );
-    row(
-        "recoveries slower than 20 s",
-        total(&|r| r.slow_recoveries).to_string(),
-    );
-    row(
-        "longest recovery",
-        format!(
-            "{:.1?}",
-            reports
-                .iter()
-                .map(|r| r.longest_recovery)
-                .max()
-                .unwrap_or_default()
-        ),
-    );
-    row(
-        "anomalies (expected 0)",
-        total(&|r| r.anomalies.len()).to_string(),
-    );
-    row(
-        "membership notes (removal not done, removed replica lingering)",
-        total(&|r| r.notes.len()).to_string(),
-    );
-    row(
-        "checker results Unknown",
-        total(&|r| r.unknown.len()).to_string(),
-    );
-    for (i, r) in reports.iter().enumerate() {
-        let _ = writeln!(
-            t,
-            "run {i}: seed {} final counter {:?}{}",
-            r.seed,
-            r.final_value,
-            if r.unknown.is_empty() {
-                String::new()
-            } else {
-                format!("; unknown: {:?}", r.unknown)
-            }
-        );
-    }
-    t
 }
 
 #[test]
