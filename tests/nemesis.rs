@@ -27,7 +27,11 @@
 //!   remove` of a follower with a `kill -9` of another replica (the leader
 //!   half the time) while the removal is in flight, the removal retried if
 //!   it gave up, the removed replica's exit awaited and its address
-//!   re-joined with `-b`: the group must end with every member again;
+//!   re-joined with `-b`: the group must end with exactly its members
+//!   again. A spare replica joins first and leaves last: the replicas keep
+//!   their state in memory, so a group shrunk to two members cannot
+//!   survive a crash of either (the crashed one's replacement needs both;
+//!   without the spare the group stays leaderless-in-effect for good);
 //! - the client nemesis: `concoord call` subprocesses (`increment` on the
 //!   Counter, `acquire` on the Lock, session TTL 2 s) `kill -9`ed 5–200 ms
 //!   after they start, mid-call or not; a killed call is recorded as
