@@ -31,7 +31,7 @@
 //!   again. A spare replica joins first and leaves last: the replicas keep
 //!   their state in memory, so a group shrunk to two members cannot
 //!   survive a crash of either (the crashed one's replacement needs both;
-//!   without the spare the group stays leaderless-in-effect for good);
+//!   without the spare it would decide nothing more, for good);
 //! - the client nemesis: `concoord call` subprocesses (`increment` on the
 //!   Counter, `acquire` on the Lock, session TTL 2 s) `kill -9`ed 5–200 ms
 //!   after they start, mid-call or not; a killed call is recorded as
