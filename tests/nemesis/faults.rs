@@ -255,23 +255,25 @@ pub fn nemesis(
             }
             (_, net) => net,
         };
-        if Some(target) == leader && fault != Fault::ClientKill {
+        // The client nemesis aims at no replica; the membership fault
+        // counts its own victim.
+        let aimed =
+            Some(target) == leader && !matches!(fault, Fault::ClientKill | Fault::KillDuringRemove);
+        if aimed {
             log.at_leader += 1;
         }
         let at = start.elapsed().as_secs_f64();
         let what = inject(t, fault, target, leader, net, rng, log, &mut victims);
         *log.faults.entry(fault).or_default() += 1;
-        let is_leader = if Some(target) == leader && fault != Fault::ClientKill {
-            " (leader)"
-        } else {
-            ""
-        };
+        let is_leader = if aimed { " (leader)" } else { "" };
         let name = t.name;
         match wait_healthy(t.cluster, false, RECOVER_TIMEOUT) {
             Some(d) => {
                 log.longest_recovery = log.longest_recovery.max(d);
+                let now = leader_of(t.cluster);
                 log.events.push(format!(
-                    "{name} t={at:.1}s {what}{is_leader}; healthy after {d:.1?}"
+                    "{name} t={at:.1}s {what}{is_leader}; healthy after {d:.1?} \
+                     (leader {leader:?} before, {now:?} after)"
                 ));
             }
             None => {

@@ -177,6 +177,12 @@ pub fn kill_during_remove(
         Some(l) if rng.chance(0.5) => l,
         _ => stay[rng.below(stay.len() as u64) as usize],
     };
+    let is_leader = if Some(victim) == leader {
+        log.at_leader += 1;
+        " (the leader)"
+    } else {
+        ""
+    };
     let member = c.addr(gone).to_string();
     let mut stay_addrs: Vec<String> = stay.iter().map(|&i| c.addr(i).to_string()).collect();
     stay_addrs.push(spare_addr.clone());
@@ -193,7 +199,7 @@ pub fn kill_during_remove(
         .expect("3+ replicas: a third one");
     c.restart_via(victim, via);
     let head = format!(
-        "spare {spare_addr} joined; admin remove {gone}, kill -9 replica {victim} after {delay:?}, \
+        "spare {spare_addr} joined; admin remove {gone}, kill -9 replica {victim}{is_leader} after {delay:?}, \
          restarted via {via} after {down:?}"
     );
     let Some(attempts) =
