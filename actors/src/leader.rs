@@ -153,6 +153,10 @@ pub struct Leader {
     /// `MAX_READ_ROUNDS` rounds were in flight wait here, each with the
     /// commit point it saw.
     reads_next: Vec<(Slot, Command)>,
+    /// The end of what phase 1 found (`next_slot` on becoming active): any
+    /// slot below it may have been decided, and a client answered, under
+    /// an earlier leader, so no read may be served below it.
+    phase1_end: Slot,
     /// Rounds in flight, oldest first, with their reads. Round numbers only
     /// grow, across leaderships too, so an answer to an old round never
     /// confirms a newer one.
@@ -222,6 +226,7 @@ impl Leader {
             sessions: BTreeMap::new(),
             last_session_check_ms: 0,
             reads_next: Vec::new(),
+            phase1_end: 0,
             read_rounds: VecDeque::new(),
             read_round: 0,
             read_acked: BTreeMap::new(),
@@ -403,11 +408,13 @@ impl Leader {
         Ok(())
     }
 
-    /// Every slot below this is decided: a slot not in phase 2 and not
-    /// waiting to be re-proposed, below the next free one, was decided by
-    /// this leader or found decided (executed, or trimmed) in phase 1. Any
-    /// write acknowledged so far is in such a slot (a reply follows the
-    /// execution of every slot up to its own).
+    /// Every write acknowledged so far is below this (a reply follows the
+    /// execution of every slot up to its own). A slot this leader proposed
+    /// afresh is acknowledged only after it learns the slot is decided, so
+    /// the lowest such slot still in phase 2 bounds them; but a slot found
+    /// in phase 1 (waiting to be re-proposed, or in phase 2 again) may have
+    /// been decided, and acknowledged, under an earlier leader: the point
+    /// is never below the end of what phase 1 found.
     fn commit_point(&self) -> Slot {
         let mut point = self.next_slot;
         if let Some(slot) = self.inflight.keys().next() {
@@ -416,7 +423,7 @@ impl Leader {
         if let Some(slot) = self.to_repropose.keys().next() {
             point = point.min(*slot);
         }
-        point
+        point.max(self.phase1_end)
     }
 
     /// Reads in a round or waiting for one (for tests and status).
@@ -863,6 +870,7 @@ impl Leader {
         self.to_repropose = self.to_repropose.split_off(&start);
         self.next_slot = start;
         self.fill_gaps();
+        self.phase1_end = self.next_slot;
         self.send_heartbeats(fx);
         self.try_propose(fx);
     }
@@ -1537,6 +1545,48 @@ mod tests {
         }
         assert!(reads_released(&fx).is_empty());
         assert_eq!(leader.reads_pending(), 1);
+    }
+
+    /// Found by the nemesis (a stale read after a lagging member, just
+    /// back from a partition, was elected): slots found accepted in phase 1
+    /// may have been decided by the old leader, and clients told so; a read
+    /// arriving before this leader has re-proposed them must wait for them.
+    #[test]
+    fn a_read_at_a_new_leader_waits_for_the_slots_it_found_in_phase_1() {
+        let (mut leader, fx) = pre_candidate(1);
+        let granted = pre_vote_reply(&leader, &fx, true);
+        let mut fx = Effects::default();
+        leader.handle(2, granted, &mut fx);
+        let old: Batch = Arc::new(vec![call(9)]);
+        for from in 1..=2 {
+            // Node 2 accepted slots 0..5 under the old leader; node 1 (this
+            // one) never heard of them.
+            let accepted = if from == 2 {
+                (0..5)
+                    .map(|slot| (slot, Ballot::ZERO, old.clone()))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let promise = Promise {
+                ballot: leader.ballot(),
+                accepted,
+                trimmed_below: 0,
+            };
+            leader.handle(from, PeerMsg::Promise(promise), &mut fx);
+        }
+        assert!(leader.is_active());
+        assert_eq!(leader.next_slot(), 5);
+        leader.on_read(call(10), &mut Effects::default()).unwrap();
+        let (point, _) = leader
+            .read_rounds
+            .back()
+            .and_then(|(_, reads)| reads.last())
+            .expect("the read is in a round");
+        assert_eq!(
+            *point, 5,
+            "a read must see every slot found in phase 1 (any may be decided)"
+        );
     }
 
     #[test]

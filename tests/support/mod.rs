@@ -70,6 +70,16 @@ impl Proc {
         assert_eq!(rc, 0, "kill({}, {sig}) failed", self.pid());
     }
 
+    /// Reaps the process if it has exited on its own; its status then.
+    pub fn try_exited(&mut self) -> Option<ExitStatus> {
+        if self.state == State::Dead {
+            return None;
+        }
+        let status = self.child.try_wait().ok()??;
+        self.state = State::Dead;
+        Some(status)
+    }
+
     /// Kills (SIGCONT first if stopped) and reaps, unless already dead.
     pub fn kill_and_reap(&mut self) {
         if self.state == State::Dead {
@@ -565,6 +575,26 @@ impl Cluster {
             .map(|j| self.procs[j].addr.clone())
             .expect("a live member to join through");
         self.respawn(i, Some(via));
+    }
+
+    /// Restarts dead replica `i` on its old address, joining through
+    /// replica `via` with `-b`; does not wait for it to catch up.
+    pub fn restart_via(&mut self, i: usize, via: usize) {
+        assert_eq!(self.procs[i].state, State::Dead, "restart a dead replica");
+        assert_ne!(i, via, "join through another member");
+        let via = self.procs[via].addr.clone();
+        self.respawn(i, Some(via));
+    }
+
+    /// Whether replica `i` has exited on its own (e.g. removed from the
+    /// group); if so it is reaped, marked dead, and its status returned.
+    pub fn reap_if_exited(&mut self, i: usize) -> Option<ExitStatus> {
+        if self.procs[i].state == State::Dead {
+            return None;
+        }
+        let status = self.procs[i].child.try_wait().ok()??;
+        self.procs[i].state = State::Dead;
+        Some(status)
     }
 
     /// Restarts dead durable replica `i` from its data dir, on its old

@@ -277,6 +277,13 @@ async fn join_group(
     let mut failures_in_a_row = 0;
     let mut last_failure: Option<String> = None;
     loop {
+        // Removed before it ever reported itself joined (its actors then
+        // stop, and answer no status): asking again would add it back, a
+        // member that no longer serves (found by the nemesis).
+        if *node.removed().borrow() {
+            log::info!("removed from the group while joining; not asking again");
+            return;
+        }
         if node.status().await.is_some_and(|s| s.role != "joining") {
             log::info!("joined the group");
             return;
