@@ -411,7 +411,7 @@ fn a_torn_last_write_is_dropped_and_the_replica_serves() {
         // A copy of the last record, cut short as a torn write leaves it.
         let (start, end) = *record_bounds(&bytes).last().unwrap();
         assert!(end - start > cut, "{name}: a record longer than the cut");
-        bytes.extend_from_slice(&bytes[start..start + cut].to_vec());
+        bytes.extend_from_within(start..start + cut);
         std::fs::write(&segment, &bytes).unwrap();
         let mut proc = start_from(&data);
         let c = BlockingClient::new(&proc.addr, Default::default()).unwrap();
