@@ -232,16 +232,61 @@ fn only_segment(data: &Path) -> PathBuf {
     segments[0].clone()
 }
 
-/// Offsets of the records of a segment: (start, end) of each.
+/// A segment's header: magic, format, node id, CRC32 of the three.
+const SEGMENT_HEADER: usize = 24;
+/// A (format 2) record's header: length, CRC32 of the payload, CRC32 of those 8 bytes.
+const RECORD_HEADER: usize = 12;
+
+/// Offsets of the records of a (format 2) segment: (start, end) of each.
 fn record_bounds(bytes: &[u8]) -> Vec<(usize, usize)> {
-    let mut at = 24;
+    let mut at = SEGMENT_HEADER;
     let mut out = Vec::new();
-    while at + 8 <= bytes.len() {
+    while at + RECORD_HEADER <= bytes.len() {
         let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
-        out.push((at, at + 8 + len));
-        at += 8 + len;
+        out.push((at, at + RECORD_HEADER + len));
+        at += RECORD_HEADER + len;
     }
     out
+}
+
+/// Rewrites a data dir as the previous release (storage format 1) wrote
+/// it: segments framed `length | CRC32(payload) | payload`, every file's
+/// header naming format 1 (the member and snapshot frames are unchanged).
+fn downgrade_to_format_1(data: &Path) {
+    for path in walk(data) {
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[8..12].copy_from_slice(&1u32.to_le_bytes());
+        if path.extension().is_some_and(|e| e == "wal") {
+            let crc = crc32fast::hash(&bytes[..20]);
+            let mut old = bytes[..20].to_vec();
+            old.extend_from_slice(&crc.to_le_bytes());
+            for (start, end) in record_bounds(&bytes) {
+                old.extend_from_slice(&bytes[start..start + 8]);
+                old.extend_from_slice(&bytes[start + RECORD_HEADER..end]);
+            }
+            bytes = old;
+        }
+        std::fs::write(&path, bytes).unwrap();
+    }
+}
+
+fn start_from(data: &Path) -> support::Proc {
+    spawn_replica(&[
+        "-o".into(),
+        "Counter".into(),
+        "-p".into(),
+        port_of(data).to_string(),
+        "-w".into(),
+        "--data-dir".into(),
+        data.display().to_string(),
+    ])
+    .unwrap_or_else(|f| {
+        panic!(
+            "the replica must start from {}: {}",
+            data.display(),
+            f.stderr
+        )
+    })
 }
 
 /// Starting from a damaged dir must fail, say why naming `file`, and change nothing.
@@ -303,9 +348,20 @@ fn damaged_foreign_and_unknown_data_dirs_refuse_to_start() {
     let records = record_bounds(&bytes);
     assert!(records.len() > 3, "enough records: {}", records.len());
     let (start, end) = records[1];
-    bytes[(start + 8 + end) / 2] ^= 0x5a;
+    bytes[(start + RECORD_HEADER + end) / 2] ^= 0x5a;
     std::fs::write(&segment, &bytes).unwrap();
     assert_refused(&data, &segment, "checksum mismatch");
+
+    // The length field of a record followed by others, in the newest
+    // segment, damaged to point past the end of the file: not a torn write.
+    let data = make_data_dir(&dir.path().join("length"), 10);
+    let segment = only_segment(&data);
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let records = record_bounds(&bytes);
+    assert!(records.len() > 3, "enough records: {}", records.len());
+    bytes[records[1].0 + 3] ^= 0x01;
+    std::fs::write(&segment, &bytes).unwrap();
+    assert_refused(&data, &segment, "header checksum mismatch");
 
     // A format this build does not know.
     let data = make_data_dir(&dir.path().join("version"), 1);
@@ -348,28 +404,60 @@ fn damaged_foreign_and_unknown_data_dirs_refuse_to_start() {
 #[test]
 fn a_torn_last_write_is_dropped_and_the_replica_serves() {
     let dir = TempDir::new("durable-torn");
-    let data = make_data_dir(dir.path(), 7);
-    let segment = only_segment(&data);
-    let mut bytes = std::fs::read(&segment).unwrap();
-    // Half of a record: its header promises more bytes than follow.
-    bytes.extend_from_slice(&200u32.to_le_bytes());
-    bytes.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7]);
-    std::fs::write(&segment, &bytes).unwrap();
-    let mut proc = spawn_replica(&[
-        "-o".into(),
-        "Counter".into(),
-        "-p".into(),
-        port_of(&data).to_string(),
-        "-w".into(),
-        "--data-dir".into(),
-        data.display().to_string(),
-    ])
-    .unwrap_or_else(|f| panic!("a torn tail must not stop the start: {}", f.stderr));
+    for (name, cut) in [("header", 7), ("payload", RECORD_HEADER + 3)] {
+        let data = make_data_dir(&dir.path().join(name), 7);
+        let segment = only_segment(&data);
+        let mut bytes = std::fs::read(&segment).unwrap();
+        // A copy of the last record, cut short as a torn write leaves it.
+        let (start, end) = *record_bounds(&bytes).last().unwrap();
+        assert!(end - start > cut, "{name}: a record longer than the cut");
+        bytes.extend_from_within(start..start + cut);
+        std::fs::write(&segment, &bytes).unwrap();
+        let mut proc = start_from(&data);
+        let c = BlockingClient::new(&proc.addr, Default::default()).unwrap();
+        assert_eq!(
+            getvalue(&c),
+            7,
+            "{name}: everything before the torn write is there"
+        );
+        let log = proc.stderr_tail();
+        proc.kill_and_reap();
+        assert!(
+            log.contains("cut short"),
+            "{name}: a warning says so: {log}"
+        );
+    }
+}
+
+#[test]
+fn a_data_dir_of_the_previous_format_restarts_and_goes_on() {
+    let dir = TempDir::new("durable-format-1");
+    let data = make_data_dir(dir.path(), 5);
+    downgrade_to_format_1(&data);
+    let old = only_segment(&data);
+    let old_bytes = std::fs::read(&old).unwrap();
+    assert_eq!(old_bytes[8..12], 1u32.to_le_bytes());
+
+    let mut proc = start_from(&data);
     let c = BlockingClient::new(&proc.addr, Default::default()).unwrap();
-    assert_eq!(getvalue(&c), 7, "everything before the torn write is there");
-    let log = proc.stderr_tail();
+    assert_eq!(getvalue(&c), 5, "the format-1 records are read");
+    for _ in 0..3 {
+        c.call::<_, ()>("increment", ()).expect("increment");
+    }
     proc.kill_and_reap();
-    assert!(log.contains("cut short"), "a warning says so: {log}");
+    // The old segment is left as it was; new records went to a format-2 one.
+    assert_eq!(std::fs::read(&old).unwrap(), old_bytes);
+    let newer: Vec<_> = walk(&data.join("wal"))
+        .into_iter()
+        .filter(|p| *p != old)
+        .collect();
+    assert_eq!(newer.len(), 1, "one new segment: {newer:?}");
+    assert_eq!(std::fs::read(&newer[0]).unwrap()[8..12], 2u32.to_le_bytes());
+
+    let mut proc = start_from(&data);
+    let c = BlockingClient::new(&proc.addr, Default::default()).unwrap();
+    assert_eq!(getvalue(&c), 8, "old and new records are read back");
+    proc.kill_and_reap();
 }
 
 #[test]
@@ -385,7 +473,8 @@ fn snapshots_keep_the_data_dir_bounded() {
     let size = |p: &Path| {
         walk(p)
             .iter()
-            .map(|f| f.metadata().unwrap().len())
+            // A segment compacted away between the listing and its stat is gone.
+            .map(|f| f.metadata().map_or(0, |m| m.len()))
             .sum::<u64>()
     };
     let mut largest = 0;

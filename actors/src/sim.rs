@@ -196,33 +196,35 @@ impl SimDisk {
         }
         if durability.corrupt_percent > 0 && rng.chance(durability.corrupt_percent) {
             // A record followed by another, so recovery can tell it from a
-            // torn last write: one byte of its payload flipped.
+            // torn last write: one bit of its payload flipped, or of its
+            // length field (which may then point past the end of the file,
+            // where a torn write would end).
             let mut records = Vec::new();
             for (k, segment) in self.segments.iter().enumerate() {
-                let mut at = crate::storage::files::SEGMENT_HEADER_BYTES;
-                while at + 8 <= segment.len() {
-                    let len = u32::from_le_bytes(segment[at..at + 4].try_into().expect("4 bytes"))
-                        as usize;
-                    if at + 8 + len > segment.len() {
-                        break;
-                    }
-                    records.push((k, at, len));
-                    at += 8 + len;
-                }
+                records.extend(
+                    crate::storage::files::record_frames(segment)
+                        .into_iter()
+                        .map(|(at, header, len)| (k, at, header, len)),
+                );
             }
             let newest = self.segments.len() - 1;
             let followed: Vec<_> = records
                 .windows(2)
                 .filter(|w| w[0].0 != newest || w[1].0 == newest)
                 .map(|w| w[0])
-                .filter(|(_, _, len)| *len > 0)
+                .filter(|(_, _, _, len)| *len > 0)
                 .collect();
             if !followed.is_empty() {
-                let (k, at, len) = followed[rng.below(followed.len() as u64) as usize];
-                let byte = at + 8 + rng.below(len as u64) as usize;
+                let (k, at, header, len) = followed[rng.below(followed.len() as u64) as usize];
+                let (byte, what) = if rng.chance(50) {
+                    (at + rng.below(4) as usize, "length field")
+                } else {
+                    (at + header + rng.below(len as u64) as usize, "payload")
+                };
                 self.segments[k][byte] ^= 1 << rng.below(8);
-                self.damage
-                    .push(format!("flipped a bit of segment {k} at byte {byte}"));
+                self.damage.push(format!(
+                    "flipped a bit of segment {k} at byte {byte} (a record's {what})"
+                ));
             }
         }
     }
@@ -280,16 +282,21 @@ impl SimDisk {
     }
 }
 
-/// Where the first record that fails its checksum starts, if one does.
+/// Where the first record that fails a checksum starts, if one does.
 fn first_bad_record(segment: &[u8]) -> Option<usize> {
+    use crate::storage::files::RECORD_HEADER_BYTES as H;
     let mut at = crate::storage::files::SEGMENT_HEADER_BYTES;
-    while at + 8 <= segment.len() {
-        let len = u32::from_le_bytes(segment[at..at + 4].try_into().expect("4 bytes")) as usize;
-        let crc = u32::from_le_bytes(segment[at + 4..at + 8].try_into().expect("4 bytes"));
-        if at + 8 + len > segment.len() || crc32fast::hash(&segment[at + 8..at + 8 + len]) != crc {
+    while at + H <= segment.len() {
+        let word =
+            |i: usize| u32::from_le_bytes(segment[at + i..at + i + 4].try_into().expect("4 bytes"));
+        let len = word(0) as usize;
+        if crc32fast::hash(&segment[at..at + 8]) != word(8)
+            || at + H + len > segment.len()
+            || crc32fast::hash(&segment[at + H..at + H + len]) != word(4)
+        {
             return Some(at);
         }
-        at += 8 + len;
+        at += H + len;
     }
     None
 }

@@ -1,7 +1,7 @@
 //! The files of a data dir: framing and checksums, the member file,
 //! snapshot files, and reading everything back.
 
-use super::{Record, Recovered, SegmentInfo, StorageError, STORAGE_FORMAT};
+use super::{Record, Recovered, SegmentInfo, StorageError, OLDEST_STORAGE_FORMAT, STORAGE_FORMAT};
 use crate::message::Snapshot;
 use crate::{Ballot, NodeId, Slot};
 use serde::{Deserialize, Serialize};
@@ -15,8 +15,11 @@ const SNAPSHOT_MAGIC: &[u8; 8] = b"CCSNAPSH";
 pub(super) const SEGMENT_MAGIC: &[u8; 8] = b"CCWALSEG";
 /// magic, format, node id, CRC of the three.
 pub(crate) const SEGMENT_HEADER_BYTES: usize = 8 + 4 + 8 + 4;
-/// length and CRC before each record's bytes.
-pub(super) const RECORD_HEADER_BYTES: usize = 8;
+/// Before each record's bytes (format 2): length, CRC32 of the payload, and
+/// CRC32 of those 8 header bytes.
+pub(crate) const RECORD_HEADER_BYTES: usize = 12;
+/// Format 1's record header: length and CRC32 of the payload.
+pub(crate) const RECORD_HEADER_BYTES_V1: usize = 8;
 /// A record longer than this is damage, not data (frames are capped far lower).
 const RECORD_MAX_BYTES: usize = 1 << 30;
 
@@ -96,7 +99,8 @@ fn unframe<'a>(path: &Path, magic: &[u8; 8], bytes: &'a [u8]) -> Result<&'a [u8]
         return Err(corrupt("shorter than its header"));
     }
     let format = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
-    if format != STORAGE_FORMAT {
+    // Whole files are framed alike in every format this build reads.
+    if !(OLDEST_STORAGE_FORMAT..=STORAGE_FORMAT).contains(&format) {
         return Err(StorageError::UnknownFormat {
             path: path.to_path_buf(),
             found: format,
@@ -142,7 +146,19 @@ fn numbered(dir: &Path, ext: &str) -> Result<Vec<(u64, PathBuf)>, StorageError> 
     Ok(out)
 }
 
-/// Encodes one record as it sits in a segment: length | CRC32 | payload.
+/// Encodes one record as it sits in a (format 2) segment:
+/// `length u32 | CRC32(payload) u32 | CRC32(the 8 bytes before) u32 | payload`,
+/// all little-endian.
+///
+/// Why a checksum of the header of its own: format 1 had only the payload's,
+/// so a length damaged on disk to point past the end of the newest segment
+/// looked exactly like a torn last write, and the records after it (synced,
+/// acknowledged) were dropped with a warning. With the header checked before
+/// the length is used, a length past the end of the file is believed, and a
+/// header that fails its check is damage. The check covers the payload's
+/// CRC field too, so damage there is not taken for a torn payload either.
+/// CRC32 detects every error confined to 32 consecutive bits, so any damage
+/// to the length field alone is caught.
 pub(crate) fn encode_record(record: &Record, out: &mut Vec<u8>) {
     let at = out.len();
     out.extend_from_slice(&[0; RECORD_HEADER_BYTES]);
@@ -151,6 +167,30 @@ pub(crate) fn encode_record(record: &Record, out: &mut Vec<u8>) {
     let crc = crc32fast::hash(&out[at + RECORD_HEADER_BYTES..]);
     out[at..at + 4].copy_from_slice(&len.to_le_bytes());
     out[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
+    let header_crc = crc32fast::hash(&out[at..at + 8]);
+    out[at + 8..at + 12].copy_from_slice(&header_crc.to_le_bytes());
+}
+
+/// The records of a segment's bytes as `(offset, header bytes, payload
+/// length)`, in the segment's format, up to the first that does not fit in
+/// the bytes; checksums are not checked. For tests and the simulator, which
+/// damage records on purpose.
+pub(crate) fn record_frames(segment: &[u8]) -> Vec<(usize, usize, usize)> {
+    let header = match segment.get(8..12) {
+        Some(f) if f == 1u32.to_le_bytes() => RECORD_HEADER_BYTES_V1,
+        _ => RECORD_HEADER_BYTES,
+    };
+    let mut out = Vec::new();
+    let mut at = SEGMENT_HEADER_BYTES;
+    while at + header <= segment.len() {
+        let len = u32::from_le_bytes(segment[at..at + 4].try_into().expect("4 bytes")) as usize;
+        if at + header + len > segment.len() {
+            break;
+        }
+        out.push((at, header, len));
+        at += header + len;
+    }
+    out
 }
 
 pub(crate) fn segment_header(node: NodeId) -> Vec<u8> {
@@ -414,12 +454,16 @@ fn read_segment(
         return Err(corrupt("segment header checksum mismatch".into()));
     }
     let format = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
-    if format != STORAGE_FORMAT {
-        return Err(StorageError::UnknownFormat {
-            path: path.to_path_buf(),
-            found: format,
-        });
-    }
+    let parse: fn(&[u8]) -> Frame = match format {
+        1 => frame_v1,
+        2 => frame_v2,
+        _ => {
+            return Err(StorageError::UnknownFormat {
+                path: path.to_path_buf(),
+                found: format,
+            })
+        }
+    };
     let owner = u64::from_le_bytes(bytes[12..20].try_into().expect("8 bytes"));
     if owner != node {
         return Err(StorageError::Foreign {
@@ -430,42 +474,109 @@ fn read_segment(
     let mut records = Vec::new();
     let mut at = SEGMENT_HEADER_BYTES;
     while at < bytes.len() {
-        let rest = &bytes[at..];
-        let torn = |why: &str| -> Result<SegmentRead, StorageError> {
-            Err(corrupt(format!("record at offset {at}: {why}")))
-        };
-        if rest.len() < RECORD_HEADER_BYTES {
-            if last {
-                return Ok(SegmentRead::of(records, Some(at)));
+        let damaged = |why: &str| corrupt(format!("record at offset {at}: {why}"));
+        match parse(&bytes[at..]) {
+            Frame::Whole { payload, next } => {
+                match rmp_serde::from_slice::<Record>(payload) {
+                    Ok(record) => records.push(record),
+                    Err(e) => return Err(damaged(&format!("cannot decode: {e}"))),
+                }
+                at += next;
             }
-            return torn("cut short");
+            // Only the newest segment is written to when a process dies.
+            Frame::Torn(_) if last => return Ok(SegmentRead::of(records, Some(at))),
+            Frame::Torn(why) | Frame::Damaged(why) => return Err(damaged(why)),
         }
-        let len = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
-        let crc = u32::from_le_bytes(rest[4..8].try_into().expect("4 bytes"));
-        let end = RECORD_HEADER_BYTES + len;
-        if len > RECORD_MAX_BYTES || end > rest.len() {
-            // Past the end of the file: the last write was cut short.
-            if last {
-                return Ok(SegmentRead::of(records, Some(at)));
-            }
-            return torn("cut short");
-        }
-        let payload = &rest[RECORD_HEADER_BYTES..end];
-        if crc32fast::hash(payload) != crc {
-            let tail = &rest[end..];
-            // The final record, or followed by nothing but zeros: a torn last write.
-            if last && tail.iter().all(|b| *b == 0) {
-                return Ok(SegmentRead::of(records, Some(at)));
-            }
-            return torn("checksum mismatch");
-        }
-        match rmp_serde::from_slice::<Record>(payload) {
-            Ok(record) => records.push(record),
-            Err(e) => return torn(&format!("cannot decode: {e}")),
-        }
-        at += end;
     }
     Ok(SegmentRead::of(records, None))
+}
+
+/// What the bytes at a record's offset (to the end of the segment) hold.
+enum Frame<'a> {
+    /// A record that checks out; the next starts `next` bytes on.
+    Whole { payload: &'a [u8], next: usize },
+    /// What a torn last write can leave: cut off there in the newest
+    /// segment, damage in an older one.
+    Torn(&'static str),
+    /// What no torn write leaves.
+    Damaged(&'static str),
+}
+
+/// Whether `rest` (from a record that fails a check to the end of the
+/// file) could be a write that never reached the disk rather than damage:
+/// after the failed part `after`, only zeros to the end, the last byte a
+/// zero. A file system may extend the file before its data blocks are
+/// written, and a crash then leaves zeros there.
+fn zero_filled(rest: &[u8], after: usize) -> bool {
+    rest.last() == Some(&0) && rest[after.min(rest.len())..].iter().all(|b| *b == 0)
+}
+
+/// Format 1: `length | CRC32(payload) | payload`. A length past the end of
+/// the file is taken for a torn write, whether it was cut short or damaged:
+/// format 1 cannot tell them apart (format 2 can), so its old rules stay.
+fn frame_v1(rest: &[u8]) -> Frame<'_> {
+    if rest.len() < RECORD_HEADER_BYTES_V1 {
+        return Frame::Torn("cut short");
+    }
+    let len = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+    let crc = u32::from_le_bytes(rest[4..8].try_into().expect("4 bytes"));
+    let end = RECORD_HEADER_BYTES_V1 + len;
+    if len > RECORD_MAX_BYTES || end > rest.len() {
+        return Frame::Torn("cut short");
+    }
+    let payload = &rest[RECORD_HEADER_BYTES_V1..end];
+    if crc32fast::hash(payload) != crc {
+        // The final record, or followed by nothing but zeros: a torn last write.
+        if rest[end..].iter().all(|b| *b == 0) {
+            return Frame::Torn("checksum mismatch");
+        }
+        return Frame::Damaged("checksum mismatch");
+    }
+    Frame::Whole { payload, next: end }
+}
+
+/// Format 2: `length | CRC32(payload) | CRC32(those 8 bytes) | payload`.
+///
+/// The assumption about a crash: the last write (the writer puts each group
+/// of records in one write, then fdatasyncs) persists as a prefix of its
+/// bytes, the rest of it lost or, where the file was extended first, zeros;
+/// no byte is invented. So a torn write can leave a header cut short, or a
+/// whole header, which then checks out, with its payload cut short; a whole
+/// header that fails its check is damage, unless all from it on is the
+/// zeros of an unwritten extension (the one ambiguity left: zeros from a
+/// record on to the end of the newest segment are dropped, though damage
+/// could in principle zero them). A device that tears writes otherwise
+/// (sectors out of order, stale data) gets its start refused, never served
+/// from a log missing what it acknowledged.
+fn frame_v2(rest: &[u8]) -> Frame<'_> {
+    if rest.len() < RECORD_HEADER_BYTES {
+        return Frame::Torn("cut short");
+    }
+    let len = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+    let crc = u32::from_le_bytes(rest[4..8].try_into().expect("4 bytes"));
+    let header_crc = u32::from_le_bytes(rest[8..12].try_into().expect("4 bytes"));
+    if crc32fast::hash(&rest[..8]) != header_crc {
+        if zero_filled(rest, RECORD_HEADER_BYTES) {
+            return Frame::Torn("header checksum mismatch");
+        }
+        return Frame::Damaged("header checksum mismatch (its length is not to be trusted)");
+    }
+    if len > RECORD_MAX_BYTES {
+        return Frame::Damaged("length beyond any record");
+    }
+    let end = RECORD_HEADER_BYTES + len;
+    if end > rest.len() {
+        // The header checks out: the payload was cut short.
+        return Frame::Torn("cut short");
+    }
+    let payload = &rest[RECORD_HEADER_BYTES..end];
+    if crc32fast::hash(payload) != crc {
+        if zero_filled(rest, end) {
+            return Frame::Torn("checksum mismatch");
+        }
+        return Frame::Damaged("checksum mismatch");
+    }
+    Frame::Whole { payload, next: end }
 }
 
 impl SegmentRead {

@@ -8,10 +8,11 @@
 //! DIR/snap/<slot>.snap  replica snapshots; the newest two are kept
 //! ```
 //!
-//! Every file starts with a magic and [`STORAGE_FORMAT`]; every record and
-//! every whole file carries a CRC32. Reading back, a record cut short at the
-//! end of the newest segment (the last write of a process that died) is
-//! dropped with a warning; anything else that does not check out refuses
+//! Every file starts with a magic and its format ([`STORAGE_FORMAT`] when
+//! written; back to [`OLDEST_STORAGE_FORMAT`] read); every record header,
+//! record and whole file carries a CRC32. Reading back, a record cut short
+//! at the end of the newest segment (the last write of a process that died)
+//! is dropped with a warning; anything else that does not check out refuses
 //! the start with an error that names the file, and nothing is changed.
 
 pub(crate) mod files;
@@ -28,8 +29,15 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-/// The on-disk format this build writes and reads.
-pub const STORAGE_FORMAT: u32 = 1;
+/// The on-disk format this build writes. Format 2 gave each log record a
+/// checksum of its header (see `files::encode_record`); the member and
+/// snapshot files are framed as in format 1.
+pub const STORAGE_FORMAT: u32 = 2;
+
+/// The oldest format this build still reads: a data dir written by the
+/// previous release restarts (its segments are read with format 1's rules,
+/// new records go to a new format-2 segment).
+pub const OLDEST_STORAGE_FORMAT: u32 = 1;
 
 /// One write-ahead log record.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -78,7 +86,8 @@ impl std::fmt::Display for StorageError {
             ),
             StorageError::UnknownFormat { path, found } => write!(
                 f,
-                "{}: storage format {found}, this build reads format {STORAGE_FORMAT}",
+                "{}: storage format {found}, this build reads formats \
+                 {OLDEST_STORAGE_FORMAT} to {STORAGE_FORMAT}",
                 path.display()
             ),
             StorageError::Foreign { path, what } => write!(f, "{}: {what}", path.display()),
