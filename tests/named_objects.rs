@@ -427,8 +427,22 @@ fn watches_on_a_named_value_see_every_version_through_a_leader_kill() {
         );
         assert_eq!(*seen.last().expect("one"), UPDATES + 1, "{seen:?}");
     }
-    let parked: u64 = objects_of(&group.live()[0]).iter().map(|o| o.parked).sum();
-    assert_eq!(parked, 0, "no watcher left parked");
+    // Every replica wakes the last watchers when it executes the last
+    // write; a follower may learn of that decision a heartbeat later.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    for replica in group.live() {
+        loop {
+            let parked: u64 = objects_of(&replica).iter().map(|o| o.parked).sum();
+            if parked == 0 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{parked} watchers left parked for good"
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 #[test]
