@@ -184,6 +184,14 @@ struct TrackedSession {
     expiring: bool,
 }
 
+/// The highest value a majority of `members` (not empty) have all reached:
+/// the middle one of their values sorted from the highest.
+fn majority_value<T: Ord + Copy>(members: &[Member], value: impl Fn(NodeId) -> T) -> T {
+    let mut values: Vec<T> = members.iter().map(|m| value(m.id)).collect();
+    values.sort_unstable_by(|a, b| b.cmp(a));
+    values[members.len() / 2]
+}
+
 /// Read-index rounds in flight at once: a read waits about one round trip,
 /// not one and a half as behind a single round, while a burst of reads
 /// still shares a round.
@@ -290,14 +298,9 @@ impl Leader {
             .configs_from(self.executed)
             .iter()
             .filter(|members| !members.is_empty())
-            .map(|members| {
-                let mut heard: Vec<Option<u64>> = members.iter().map(|m| heard_at(m.id)).collect();
-                heard.sort_unstable_by(|a, b| b.cmp(a));
-                // The latest time by which a majority had all answered.
-                match heard[members.len() / 2] {
-                    Some(at) => self.now_ms.saturating_sub(at),
-                    None => u64::MAX,
-                }
+            .map(|members| match majority_value(members, heard_at) {
+                Some(at) => self.now_ms.saturating_sub(at),
+                None => u64::MAX,
             })
             .max()
     }
@@ -478,12 +481,7 @@ impl Leader {
             .iter()
             .filter(|members| !members.is_empty())
             .map(|members| {
-                let mut rounds: Vec<u64> = members
-                    .iter()
-                    .map(|m| self.read_acked.get(&m.id).copied().unwrap_or(0))
-                    .collect();
-                rounds.sort_unstable_by(|a, b| b.cmp(a));
-                rounds[members.len() / 2]
+                majority_value(members, |id| self.read_acked.get(&id).copied().unwrap_or(0))
             })
             .min()
             .unwrap_or(0);
