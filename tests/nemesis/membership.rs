@@ -205,9 +205,15 @@ pub fn kill_during_remove(
     let Some(attempts) =
         remove_member(c, Some(admin), &stay_addrs.join(","), &member, &stay, &want)
     else {
+        // The spare is not one of the cluster's replicas: its log too.
+        let spare_state = match spare.0.try_exited() {
+            Some(status) => format!("exited: {status:?}"),
+            None => "running".to_string(),
+        };
         let msg = format!(
-            "{name}: {head}: replica {gone} still a member {MEMBERSHIP_TIMEOUT:?} later\n{}",
-            c.diagnostics()
+            "{name}: {head}: replica {gone} still a member {MEMBERSHIP_TIMEOUT:?} later\n{}\n==== spare {spare_addr} ({spare_state}) stderr tail ====\n{}",
+            c.diagnostics(),
+            spare.0.stderr_tail()
         );
         eprintln!("nemesis: {msg}");
         log.notes.push(msg);
