@@ -951,25 +951,10 @@ impl ReplicaActor {
     /// Decisions that reached this replica whole from another node: the log
     /// keeps them (those through this node's acceptor are already there).
     fn decisions_to_record(&self, from: NodeId, msg: &PeerMsg) -> Vec<Record> {
-        if self.durable.is_none() || from == self.node.shared.me {
+        if self.durable.is_none() {
             return Vec::new();
         }
-        let executed = self.logic.executed();
-        let record = |slot: Slot, batch: &crate::message::Batch| {
-            (slot >= executed).then(|| Record::Decision {
-                slot,
-                batch: batch.clone(),
-            })
-        };
-        match msg {
-            PeerMsg::Decision(d) => record(d.slot, &d.batch).into_iter().collect(),
-            PeerMsg::CatchUp(c) => c
-                .decisions
-                .iter()
-                .filter_map(|(slot, batch)| record(*slot, batch))
-                .collect(),
-            _ => Vec::new(),
-        }
+        crate::storage::decisions_to_record(self.node.shared.me, from, self.logic.executed(), msg)
     }
 
     /// Writes a snapshot when one arrived from the group (a restart's base

@@ -1361,28 +1361,10 @@ impl Sim {
     }
 
     /// Decisions that reached a durable replica whole from another node: its
-    /// log keeps them (`ReplicaActor::decisions_to_record`).
+    /// log keeps them, as the real replica's does.
     fn decisions_to_record(&self, node: usize, from: NodeId, msg: &PeerMsg) -> Vec<Record> {
         let n = &self.nodes[node];
-        if from == n.id {
-            return Vec::new();
-        }
-        let executed = n.replica.executed();
-        let record = |slot: Slot, batch: &Batch| {
-            (slot >= executed).then(|| Record::Decision {
-                slot,
-                batch: batch.clone(),
-            })
-        };
-        match msg {
-            PeerMsg::Decision(d) => record(d.slot, &d.batch).into_iter().collect(),
-            PeerMsg::CatchUp(c) => c
-                .decisions
-                .iter()
-                .filter_map(|(slot, batch)| record(*slot, batch))
-                .collect(),
-            _ => Vec::new(),
-        }
+        crate::storage::decisions_to_record(n.id, from, n.replica.executed(), msg)
     }
 
     /// A snapshot to the disk when one arrived from the group or enough

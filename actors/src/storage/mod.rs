@@ -23,8 +23,8 @@ pub use files::{encode_snapshot, DataDir, MemberFile};
 pub use open::{open_node, DurableOptions, OpenedNode, SNAPSHOT_EVERY_SLOTS};
 pub use wal::{SnapshotDone, Synced, Wal, WalOptions, SEGMENT_BYTES};
 
-use crate::message::{Batch, Snapshot};
-use crate::{Ballot, Slot};
+use crate::message::{Batch, PeerMsg, Snapshot};
+use crate::{Ballot, NodeId, Slot};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -167,3 +167,27 @@ impl Recovered {
 
 #[cfg(test)]
 mod tests;
+
+/// Decisions that reached the replica of node `me` (executed below
+/// `executed`) whole from another node: its log keeps them (those through
+/// its own acceptor are recorded there already).
+pub fn decisions_to_record(me: NodeId, from: NodeId, executed: Slot, msg: &PeerMsg) -> Vec<Record> {
+    if from == me {
+        return Vec::new();
+    }
+    let record = |slot: Slot, batch: &Batch| {
+        (slot >= executed).then(|| Record::Decision {
+            slot,
+            batch: batch.clone(),
+        })
+    };
+    match msg {
+        PeerMsg::Decision(d) => record(d.slot, &d.batch).into_iter().collect(),
+        PeerMsg::CatchUp(c) => c
+            .decisions
+            .iter()
+            .filter_map(|(slot, batch)| record(*slot, batch))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
