@@ -5,15 +5,15 @@
 use crate::config::{ConfigHistory, Member};
 use crate::message::{
     Batch, CatchUp, CatchUpRequest, ClientRecord, Command, CommandState, Decision, Effects,
-    ParkedCall, PeerMsg, Progress, ReadAt, Snapshot, SnapshotChunk, OPEN_SESSION_METHOD,
-    SESSION_EXPIRED_KIND, SNAPSHOT_FORMAT,
+    ParkedCall, PeerMsg, Progress, ReadAt, Snapshot, SnapshotChunk, OLDEST_SNAPSHOT_FORMAT,
+    OPEN_SESSION_METHOD, SESSION_EXPIRED_KIND, SNAPSHOT_FORMAT,
 };
 use crate::{NodeId, Slot};
 use concoord_objects::{
     CallContext, ClientId, CommandId, Limits, ObjectError, ObjectInfo, ObjectStore, Outcome, Reply,
     RunMode, StateMachine, StoreChange, Target, Types, DELETED,
 };
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 /// Expired sessions remembered (so their calls get SessionExpired rather
@@ -88,6 +88,9 @@ pub struct Replica {
     executed_at_last_commit_point: Slot,
     /// The group (its founder's id); 0 until a joiner has the group's state.
     group: u64,
+    /// Members removed (replicated state): ids never come back, so a join
+    /// for one of them is a stale resend and is ignored.
+    removed: BTreeSet<NodeId>,
     /// A snapshot from the group was installed since the last look (durable
     /// mode writes it down: it is the base a restart replays from).
     installed_snapshot: bool,
@@ -132,6 +135,7 @@ impl Replica {
             has_state: true,
             executed_at_last_commit_point: 0,
             group,
+            removed: BTreeSet::new(),
             installed_snapshot: false,
             reads_waiting: BTreeMap::new(),
             trace: None,
@@ -179,6 +183,7 @@ impl Replica {
             has_state: self.has_state,
             executed_at_last_commit_point: self.executed_at_last_commit_point,
             group: self.group,
+            removed: self.removed.clone(),
             installed_snapshot: self.installed_snapshot,
             reads_waiting: self.reads_waiting.clone(),
             trace: self.trace.clone(),
@@ -475,6 +480,16 @@ impl Replica {
                 if self.configs.latest().contains(member) {
                     return; // a resent join
                 }
+                if self.removed.contains(&member.id) {
+                    // Sent before it learned of its removal: adding it back
+                    // would count a member that no longer serves.
+                    log::warn!(
+                        "slot {slot}: ignoring a join of member {:x} at {}: it was removed",
+                        member.id,
+                        member.addr
+                    );
+                    return;
+                }
                 let mut members: Vec<Member> = self
                     .configs
                     .latest()
@@ -499,6 +514,7 @@ impl Replica {
                     .cloned()
                     .collect();
                 log::info!("slot {slot}: member {id:x} leaves");
+                self.removed.insert(*id);
                 self.configs.change(slot, members);
             }
             Command::Noop => {}
@@ -934,6 +950,7 @@ impl Replica {
             sessions: self.sessions.iter().map(|(c, t)| (*c, *t)).collect(),
             expired: self.expired.iter().map(|(c, s)| (*c, *s)).collect(),
             group: self.group,
+            removed: self.removed.iter().copied().collect(),
         }
     }
 
@@ -1008,9 +1025,10 @@ impl Replica {
         if self.has_state && snapshot.executed <= self.executed {
             return;
         }
-        if snapshot.format != SNAPSHOT_FORMAT {
+        if !(OLDEST_SNAPSHOT_FORMAT..=SNAPSHOT_FORMAT).contains(&snapshot.format) {
             log::error!(
-                "refusing a snapshot of format {} at slot {}: this replica reads format {SNAPSHOT_FORMAT}",
+                "refusing a snapshot of format {} at slot {}: this replica reads formats \
+                 {OLDEST_SNAPSHOT_FORMAT} to {SNAPSHOT_FORMAT}",
                 snapshot.format,
                 snapshot.executed
             );
@@ -1044,6 +1062,7 @@ impl Replica {
         }
         log::info!("installed snapshot at slot {}", snapshot.executed);
         self.group = snapshot.group;
+        self.removed = snapshot.removed.into_iter().collect();
         self.installed_snapshot = true;
         self.executed = snapshot.executed;
         self.executed_at_last_commit_point = snapshot.executed;
@@ -1153,3 +1172,7 @@ fn digest(batch: &Batch) -> u64 {
         (h ^ *b as u64).wrapping_mul(0x100_0000_01b3)
     })
 }
+
+#[cfg(test)]
+#[path = "replica_removed_tests.rs"]
+mod removed_tests;

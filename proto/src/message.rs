@@ -194,8 +194,13 @@ pub struct ParkedCall {
 /// The layout of [`Snapshot`]: a replica refuses a snapshot of a format it
 /// does not know, with an error that names both.
 /// 1: the first (object, client table, configs); 2: client records carry
-/// parked calls, the snapshot carries named objects and limits; 3: the group.
-pub const SNAPSHOT_FORMAT: u32 = 3;
+/// parked calls, the snapshot carries named objects and limits; 3: the group;
+/// 4: the ids of removed members.
+pub const SNAPSHOT_FORMAT: u32 = 4;
+/// The oldest [`Snapshot`] format still installed: a format-3 snapshot reads
+/// as one with no removed members (the guard against re-adding a removed
+/// member then covers only removals after it).
+pub const OLDEST_SNAPSHOT_FORMAT: u32 = 3;
 
 /// Where one command stands in the client table.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -227,6 +232,10 @@ pub struct Snapshot {
     /// group is refused).
     #[serde(default)]
     pub group: u64,
+    /// Members removed from the group: a join that arrives for one of them
+    /// after its removal (sent before it learned of it) is ignored.
+    #[serde(default)]
+    pub removed: Vec<NodeId>,
 }
 
 /// One piece of a [`Snapshot`] too large for one frame: the MessagePack

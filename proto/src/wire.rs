@@ -15,8 +15,9 @@ use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
 /// it carries (3: snapshots carry parked calls and a format number; 4: snapshots
 /// carry the group; pre-vote, member removal, SessionExpired; 5: `Frame::Read`
 /// and the read-index messages `ReadIndex`, `ReadIndexAck`, `ReadAt`;
-/// 6: `HeartbeatAck`, for check-quorum).
-pub const PROTOCOL_VERSION: u32 = 6;
+/// 6: `HeartbeatAck`, for check-quorum; 7: a removed member is never added
+/// back, so a group must not mix replicas that do and do not apply that rule).
+pub const PROTOCOL_VERSION: u32 = 7;
 /// Frames above this are refused, and the connection that sent them closed.
 pub const MAX_FRAME_BYTES: usize = 16 << 20;
 
