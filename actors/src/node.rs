@@ -87,6 +87,15 @@ pub struct Submit {
     pub via_log: bool,
 }
 
+/// Commands of one connection's frames, in the order they came: one
+/// message for a pipelining client's many calls.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SubmitMany {
+    pub commands: Vec<Command>,
+    pub connection: Option<ConnectionKey>,
+}
+
 /// A read the client allows to be stale: this node's replica answers it
 /// from its own state at once (or hands it to the log if it cannot).
 #[derive(Message)]
@@ -870,6 +879,36 @@ impl Handler<Touch> for LeaderActor {
 impl Handler<Submit> for LeaderActor {
     type Result = Result<(), NotAccepted>;
     fn handle(&mut self, m: Submit, _: &mut Context<Self>) -> Self::Result {
+        let mut fx = Effects::default();
+        let taken = self.take(m, &mut fx);
+        self.carry_out(fx);
+        taken
+    }
+}
+
+impl Handler<SubmitMany> for LeaderActor {
+    type Result = ();
+    fn handle(&mut self, m: SubmitMany, _: &mut Context<Self>) {
+        let mut fx = Effects::default();
+        self.logic.hold_proposals();
+        for command in m.commands {
+            let submit = Submit {
+                command,
+                connection: m.connection,
+                via_log: false,
+            };
+            let _ = self.take(submit, &mut fx);
+        }
+        self.logic.propose_held(&mut fx);
+        // One round of messages for them all.
+        self.carry_out(fx);
+    }
+}
+
+impl LeaderActor {
+    /// Takes a client's command into the leader's queue or read rounds, or
+    /// tells its connection why not. The messages it causes go to `fx`.
+    fn take(&mut self, m: Submit, fx: &mut Effects) -> Result<(), NotAccepted> {
         let id = m.command.id();
         if !self.logic.is_active() {
             let hint = self.logic.leader_hint();
@@ -890,13 +929,11 @@ impl Handler<Submit> for LeaderActor {
         let read = !m.via_log
             && matches!(&m.command, Command::Call { target, method, .. }
                 if self.reads.may_read(target, method));
-        let mut fx = Effects::default();
         let taken = if read {
-            self.logic.on_read(m.command, &mut fx)
+            self.logic.on_read(m.command, fx)
         } else {
-            self.logic.on_request(m.command, &mut fx)
+            self.logic.on_request(m.command, fx)
         };
-        self.carry_out(fx);
         if taken == Err(NotAccepted::Busy) {
             if let (Some(id), Some(connection)) = (id, m.connection) {
                 self.node.unregister(id, connection);

@@ -45,9 +45,15 @@ pub(super) fn serve_client(
         peer,
         arrived: BTreeMap::new(),
         key: None,
+        to_submit: Vec::new(),
     };
     ClientConnection::create(move |ctx| {
-        ctx.add_stream(reader);
+        // Every frame one read brought, at once: their commands reach the
+        // leader as one message (a pipelining client sends many per read).
+        ctx.add_stream(futures::StreamExt::ready_chunks(
+            reader,
+            FRAMES_PER_WAKEUP_MAX,
+        ));
         let mut shutdown = shutdown;
         ctx.add_stream(futures::stream::once(async move {
             let _ = shutdown.wait_for(|stop| *stop).await;
@@ -92,7 +98,12 @@ pub struct ClientConnection {
     arrived: BTreeMap<concoord_objects::CommandId, std::time::Instant>,
     /// This connection's registration with the node, from `started` on.
     key: Option<ConnectionKey>,
+    /// Commands of the frames being handled, for the leader in one message.
+    to_submit: Vec<Command>,
 }
+
+/// Frames handled per wake-up at most; more wait for the next.
+const FRAMES_PER_WAKEUP_MAX: usize = 256;
 
 /// Calls in progress a connection remembers arrival times for; beyond it the
 /// latency of further calls is not measured.
@@ -129,17 +140,54 @@ impl ClientConnection {
                 .entry(id)
                 .or_insert_with(std::time::Instant::now);
         }
+        self.to_submit.push(command);
+    }
+
+    /// Hands the commands collected from this wake-up's frames to the leader.
+    fn flush_submits(&mut self) {
         // No reply future per call: the leader answers through this connection's mailbox.
-        self.node.leader.do_send(crate::node::Submit {
-            command,
-            connection: self.key,
-            via_log: false,
-        });
+        match self.to_submit.len() {
+            0 => {}
+            1 => self.node.leader.do_send(crate::node::Submit {
+                command: self.to_submit.pop().expect("one command"),
+                connection: self.key,
+                via_log: false,
+            }),
+            _ => self.node.leader.do_send(crate::node::SubmitMany {
+                commands: std::mem::take(&mut self.to_submit),
+                connection: self.key,
+            }),
+        }
     }
 }
 
-impl StreamHandler<Result<Frame, WireError>> for ClientConnection {
-    fn handle(&mut self, frame: Result<Frame, WireError>, ctx: &mut Context<Self>) {
+/// Frames whose commands go to the leader through [`ClientConnection::submit`]:
+/// they may wait there for the frames after them. Any other frame first
+/// sends what waits, so the leader sees everything in the order it came.
+fn goes_to_the_leader(frame: &Result<Frame, WireError>) -> bool {
+    matches!(
+        frame,
+        Ok(Frame::Call { .. } | Frame::Cancel { .. } | Frame::Read { stale: false, .. })
+    )
+}
+
+impl StreamHandler<Vec<Result<Frame, WireError>>> for ClientConnection {
+    fn handle(&mut self, frames: Vec<Result<Frame, WireError>>, ctx: &mut Context<Self>) {
+        for frame in frames {
+            if ctx.state() != ActorState::Running {
+                break; // a frame before it closed the connection
+            }
+            if !goes_to_the_leader(&frame) {
+                self.flush_submits();
+            }
+            self.handle_frame(frame, ctx);
+        }
+        self.flush_submits();
+    }
+}
+
+impl ClientConnection {
+    fn handle_frame(&mut self, frame: Result<Frame, WireError>, ctx: &mut Context<Self>) {
         // A keep-alive needs no answer soon: spinning for what follows it
         // would cost an idle group CPU per session.
         if !matches!(frame, Ok(Frame::KeepAlive)) {
