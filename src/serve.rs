@@ -397,13 +397,13 @@ pub fn run_replica_of(
             }
         }
         let _ = std::io::stdout().flush();
-        let mut removed = replica.node.removed();
         let clean = tokio::select! {
             _ = wait_for_termination() => {
                 !leave || leave_group(&replica, &token, leave_tls.as_ref()).await
             }
-            // The node logged why; a removal is an orderly end, so exit 0.
-            _ = removed.wait_for(|removed| *removed) => true,
+            // Removed: the node logged why, and served until the members
+            // that replaced it learned so. An orderly end, so exit 0.
+            _ = replica.stopped() => true,
         };
         log::info!("shutting down");
         replica.shutdown();
@@ -460,6 +460,9 @@ async fn leave_group(
         .await
         .is_ok_and(|r| r.is_ok());
     if in_force {
+        // It may hold the only copy of the decisions that put its removal
+        // in force: serve until the others have them.
+        replica.stopped().await;
         log::info!("left the group");
     } else {
         log::warn!(

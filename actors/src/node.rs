@@ -33,6 +33,8 @@ pub trait Transport: Send + Sync + 'static {
 /// to elect anyone (found by the simulator: membership_join_and_remove_3,
 /// seeds 9 and 24).
 pub const REMOVED_GRACE_MS: u64 = 1_000;
+/// How often a removed node asks the new membership whether it has caught up.
+const LEAVING_TICK: Duration = Duration::from_millis(100);
 
 /// What a client connection learns about one of its commands.
 #[derive(Clone, Debug)]
@@ -677,6 +679,35 @@ impl NodeHandle {
         answer.await.map_err(|_| "stopped".to_string())?
     }
 
+    /// Once removed: serves until a majority of the membership that
+    /// replaced it has executed every slot up to its removal (it may hold the
+    /// only copy of those decisions), for at most
+    /// [`crate::replica::LEAVING_CONFIRM_MAX_MS`], and at least
+    /// [`REMOVED_GRACE_MS`]. Returns when the node may stop.
+    pub async fn serve_until_left(&self) {
+        use crate::replica::LeavingStatus;
+        let start = tokio::time::Instant::now();
+        let deadline = start + Duration::from_millis(crate::replica::LEAVING_CONFIRM_MAX_MS);
+        loop {
+            match self.replica.send(LeavingTick).await {
+                Ok(LeavingStatus::Done) | Err(_) => break,
+                Ok(LeavingStatus::Waiting(ids)) if tokio::time::Instant::now() >= deadline => {
+                    let ids: Vec<String> = ids.iter().map(|id| format!("{id:x}")).collect();
+                    log::warn!(
+                        "removed, and members {} have not confirmed they learned the removal \
+                         within {} ms; stopping anyway",
+                        ids.join(", "),
+                        crate::replica::LEAVING_CONFIRM_MAX_MS
+                    );
+                    break;
+                }
+                Ok(_) => {}
+            }
+            tokio::time::sleep(LEAVING_TICK).await;
+        }
+        tokio::time::sleep_until(start + Duration::from_millis(REMOVED_GRACE_MS)).await;
+    }
+
     /// Whether the group ended `client`'s session.
     pub async fn session_expired(&self, client: concoord_objects::ClientId) -> bool {
         self.replica
@@ -1029,6 +1060,22 @@ impl ReplicaActor {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct TakeSnapshot(pub crate::storage::SnapshotDone);
+
+/// A removed node's replica asks the new membership how far it has
+/// executed, and says whether the node may stop.
+#[derive(Message)]
+#[rtype(result = "crate::replica::LeavingStatus")]
+pub struct LeavingTick;
+
+impl Handler<LeavingTick> for ReplicaActor {
+    type Result = MessageResult<LeavingTick>;
+    fn handle(&mut self, _: LeavingTick, _: &mut Context<Self>) -> Self::Result {
+        let mut fx = Effects::default();
+        let status = self.logic.leaving_tick(&mut fx);
+        self.node.carry_out(fx);
+        MessageResult(status)
+    }
+}
 
 impl Handler<TakeSnapshot> for ReplicaActor {
     type Result = ();

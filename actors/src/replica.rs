@@ -94,6 +94,9 @@ pub struct Replica {
     /// A snapshot from the group was installed since the last look (durable
     /// mode writes it down: it is the base a restart replays from).
     installed_snapshot: bool,
+    /// Once removed: which members of the membership that replaced it have
+    /// learned every decision up to where it took over.
+    leaving: Option<leaving::Leaving>,
     /// Reads a read-index round confirmed, by the slot this replica must
     /// have executed before running them.
     reads_waiting: BTreeMap<Slot, Vec<Command>>,
@@ -136,6 +139,7 @@ impl Replica {
             executed_at_last_commit_point: 0,
             group,
             removed: BTreeSet::new(),
+            leaving: None,
             installed_snapshot: false,
             reads_waiting: BTreeMap::new(),
             trace: None,
@@ -184,6 +188,7 @@ impl Replica {
             executed_at_last_commit_point: self.executed_at_last_commit_point,
             group: self.group,
             removed: self.removed.clone(),
+            leaving: self.leaving.clone(),
             installed_snapshot: self.installed_snapshot,
             reads_waiting: self.reads_waiting.clone(),
             trace: self.trace.clone(),
@@ -335,6 +340,11 @@ impl Replica {
         match msg {
             PeerMsg::Decision(d) => self.on_decision(d, fx),
             PeerMsg::CatchUpRequest(r) => self.on_catch_up_request(from, r, fx),
+            PeerMsg::Leaving { upto } => self.on_leaving(from, upto, fx),
+            PeerMsg::Learned {
+                executed,
+                needs_snapshot,
+            } => self.on_learned(from, executed, needs_snapshot, fx),
             PeerMsg::CatchUp(c) => {
                 for (slot, batch) in c.decisions {
                     self.on_decision(Decision { slot, batch }, fx);
@@ -1173,6 +1183,8 @@ fn digest(batch: &Batch) -> u64 {
     })
 }
 
+mod leaving;
+pub use leaving::{LeavingStatus, LEAVING_CONFIRM_MAX_MS};
+
 #[cfg(test)]
-#[path = "replica_removed_tests.rs"]
 mod removed_tests;

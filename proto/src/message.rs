@@ -282,6 +282,19 @@ pub enum PeerMsg {
     ReadAt(ReadAt),
     /// Follower → the leader whose [`Heartbeat`] it took.
     HeartbeatAck(HeartbeatAck),
+    /// A removed member → each member of the membership that replaced it:
+    /// has it executed every slot below `upto`? The removed member serves
+    /// until a majority have: it may hold the only copy of the decisions
+    /// that put its removal in force.
+    Leaving {
+        upto: Slot,
+    },
+    /// The answer to [`PeerMsg::Leaving`]: every slot below `executed` is
+    /// executed here (a newcomer without the group's state needs a snapshot).
+    Learned {
+        executed: Slot,
+        needs_snapshot: bool,
+    },
 }
 
 /// One round of a leader's read index (etcd's ReadIndex): the leader asks
@@ -354,7 +367,9 @@ impl PeerMsg {
             | PeerMsg::Snapshot(_)
             | PeerMsg::SnapshotChunk(_)
             | PeerMsg::CommitPoint { .. }
-            | PeerMsg::ReadAt(_) => &[Role::Replica],
+            | PeerMsg::ReadAt(_)
+            | PeerMsg::Leaving { .. }
+            | PeerMsg::Learned { .. } => &[Role::Replica],
             PeerMsg::Progress(_) => &[Role::Leader, Role::Acceptor],
         }
     }

@@ -90,6 +90,16 @@ impl RunningReplica {
         let _ = self.shutdown.send(true);
         self.node.stop();
     }
+
+    /// Resolves once the replica stopped serving on its own: removed from
+    /// the group, once the members that replaced it have learned so
+    /// ([`NodeHandle::serve_until_left`]).
+    pub fn stopped(&self) -> impl std::future::Future<Output = ()> {
+        let mut stopped = self.shutdown.subscribe();
+        async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }
+    }
 }
 
 /// Binds, starts the node's actors on the current arbiter, joins the group
@@ -201,8 +211,8 @@ async fn start(
         let (node, shutdown) = (node.clone(), shutdown.clone());
         async move {
             if node.removed().wait_for(|removed| *removed).await.is_ok() {
-                // Serve a while longer so the others learn the decisions that removed it.
-                tokio::time::sleep(Duration::from_millis(crate::node::REMOVED_GRACE_MS)).await;
+                // Serve until the others have learned the decisions that removed it.
+                node.serve_until_left().await;
                 let _ = shutdown.send(true);
                 node.stop();
             }

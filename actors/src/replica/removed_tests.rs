@@ -1,8 +1,9 @@
-//! A removed member is never added back: its join, sent before it learned of
-//! its removal, is ignored, on every replica, and after a snapshot too.
+//! A removed member is never added back (its join, sent before it learned
+//! of its removal, is ignored, on every replica and after a snapshot too), and
+//! serves until the membership that replaced it has learned its removal.
 
 use super::*;
-use crate::message::Decision;
+use crate::message::{Decision, PeerMsg};
 
 fn member(id: NodeId) -> Member {
     Member {
@@ -113,4 +114,97 @@ fn a_format_3_snapshot_installs_with_no_removed_members_and_format_5_is_refused(
         "a newer format must be refused"
     );
     assert!(!joiner.has_state());
+}
+
+fn noops_until_removed(replica: &mut Replica) {
+    while replica
+        .configs()
+        .members_from(replica.executed())
+        .contains(&1)
+    {
+        decide(replica, Command::Noop);
+    }
+}
+
+fn sent(fx: &Effects) -> Vec<(NodeId, &PeerMsg)> {
+    fx.sends.iter().map(|(to, m)| (*to, m)).collect()
+}
+
+#[test]
+fn a_removed_member_serves_until_a_majority_of_the_new_membership_has_learned_its_removal() {
+    let mut removed = founding();
+    let mut fx = Effects::default();
+    assert_eq!(removed.leaving_tick(&mut fx), LeavingStatus::NotRemoved);
+    decide(&mut removed, Command::RemoveMember(1));
+    // Decided, not yet in force: it is still a member.
+    assert_eq!(removed.leaving_tick(&mut fx), LeavingStatus::NotRemoved);
+    assert!(fx.sends.is_empty());
+    noops_until_removed(&mut removed);
+    let upto = removed.executed();
+
+    let status = removed.leaving_tick(&mut fx);
+    assert_eq!(status, LeavingStatus::Waiting(vec![2, 3]));
+    assert_eq!(
+        sent(&fx),
+        vec![
+            (2, &PeerMsg::Leaving { upto }),
+            (3, &PeerMsg::Leaving { upto })
+        ]
+    );
+
+    // Member 2 is three slots behind: it gets them.
+    let mut fx = Effects::default();
+    let behind = PeerMsg::Learned {
+        executed: upto - 3,
+        needs_snapshot: false,
+    };
+    removed.handle(2, behind, &mut fx);
+    match sent(&fx).as_slice() {
+        [(2, PeerMsg::CatchUp(c))] => {
+            let slots: Vec<Slot> = c.decisions.iter().map(|(s, _)| *s).collect();
+            assert_eq!(slots, vec![upto - 3, upto - 2, upto - 1]);
+        }
+        other => panic!("expected a catch-up for member 2, got {other:?}"),
+    }
+    assert_eq!(
+        removed.leaving_tick(&mut Effects::default()),
+        LeavingStatus::Waiting(vec![2, 3])
+    );
+
+    // One of two is not a majority of {2, 3}; both are.
+    let caught_up = PeerMsg::Learned {
+        executed: upto,
+        needs_snapshot: false,
+    };
+    removed.handle(2, caught_up.clone(), &mut Effects::default());
+    let mut fx = Effects::default();
+    assert_eq!(
+        removed.leaving_tick(&mut fx),
+        LeavingStatus::Waiting(vec![3])
+    );
+    assert_eq!(sent(&fx), vec![(3, &PeerMsg::Leaving { upto })]);
+    removed.handle(3, caught_up, &mut Effects::default());
+    assert_eq!(
+        removed.leaving_tick(&mut Effects::default()),
+        LeavingStatus::Done
+    );
+}
+
+#[test]
+fn a_member_asked_by_a_leaving_one_says_how_far_it_has_executed() {
+    let mut member = founding();
+    decide(&mut member, Command::Noop);
+    decide(&mut member, Command::Noop);
+    let mut fx = Effects::default();
+    member.handle(9, PeerMsg::Leaving { upto: 40 }, &mut fx);
+    assert_eq!(
+        sent(&fx),
+        vec![(
+            9,
+            &PeerMsg::Learned {
+                executed: 2,
+                needs_snapshot: false
+            }
+        )]
+    );
 }
