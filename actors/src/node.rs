@@ -34,7 +34,7 @@ pub trait Transport: Send + Sync + 'static {
 /// seeds 9 and 24).
 pub const REMOVED_GRACE_MS: u64 = 1_000;
 /// How often a removed node asks the new membership whether it has caught up.
-const LEAVING_TICK: Duration = Duration::from_millis(100);
+pub(crate) const LEAVING_TICK: Duration = Duration::from_millis(100);
 
 /// What a client connection learns about one of its commands.
 #[derive(Clone, Debug)]

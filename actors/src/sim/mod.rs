@@ -334,11 +334,46 @@ impl Sim {
         } else if n.was_member && !n.removed {
             n.removed = true;
             let incarnation = n.incarnation;
+            let removed_at_ms = self.now_ms;
             self.schedule(
-                crate::node::REMOVED_GRACE_MS,
-                Event::Stop { node, incarnation },
+                0,
+                Event::LeavingTick {
+                    node,
+                    incarnation,
+                    removed_at_ms,
+                },
             );
         }
+    }
+
+    /// A removed node's turn to ask the new membership, as the real node's
+    /// `serve_until_left` does; it stops once it may.
+    fn leaving_tick(&mut self, node: usize, incarnation: u64, removed_at_ms: u64) {
+        use crate::replica::{LeavingStatus, LEAVING_CONFIRM_MAX_MS};
+        let n = &mut self.nodes[node];
+        if !n.alive || n.incarnation != incarnation {
+            return;
+        }
+        let mut fx = Effects::default();
+        let status = n.replica.leaving_tick(&mut fx);
+        self.apply_effects(node, fx);
+        let waited = self.now_ms - removed_at_ms;
+        let confirmed = matches!(status, LeavingStatus::Done);
+        if (confirmed || waited >= LEAVING_CONFIRM_MAX_MS)
+            && waited >= crate::node::REMOVED_GRACE_MS
+        {
+            self.nodes[node].alive = false;
+            return;
+        }
+        let tick = crate::node::LEAVING_TICK.as_millis() as u64;
+        self.schedule(
+            tick,
+            Event::LeavingTick {
+                node,
+                incarnation,
+                removed_at_ms,
+            },
+        );
     }
 
     /// A newcomer's turn to ask the group to add it, until it has the

@@ -52,10 +52,13 @@ pub(super) enum Event {
         incarnation: u64,
         sends: Vec<(NodeId, PeerMsg)>,
     },
-    /// A removed node stops, its grace period over.
-    Stop {
+    /// A removed node asks the new membership whether it has learned the
+    /// removal (`NodeHandle::serve_until_left`); it stops once a majority
+    /// has, and its grace is over.
+    LeavingTick {
         node: usize,
         incarnation: u64,
+        removed_at_ms: u64,
     },
     /// The active leader heard a session client's keep-alive and says so.
     KeepAliveAck {
@@ -307,12 +310,11 @@ impl Sim {
                     self.schedule_sync(node);
                 }
             }
-            Event::Stop { node, incarnation } => {
-                let n = &mut self.nodes[node];
-                if n.incarnation == incarnation {
-                    n.alive = false;
-                }
-            }
+            Event::LeavingTick {
+                node,
+                incarnation,
+                removed_at_ms,
+            } => self.leaving_tick(node, incarnation, removed_at_ms),
             Event::WhenDurable {
                 node,
                 incarnation,
