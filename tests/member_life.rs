@@ -183,6 +183,45 @@ fn admin_remove_shrinks_the_group_the_removed_replica_exits_and_comes_back_only_
     eprintln!("admin_remove_shrinks...: {:?}", started.elapsed());
 }
 
+/// The leader is removed while another member is paused: the removed
+/// leader decides the slots that put its removal in force, and may be the
+/// only one that knows them. It must serve until the two running members
+/// have them; had it exited at once, they would still count the old four
+/// for those slots, two of four, and could elect nobody until the paused
+/// one came back (the nemesis found a group stuck so for good, with a
+/// member killed instead of paused).
+#[test]
+fn a_removed_leader_serves_until_the_others_have_learned_its_removal() {
+    let started = Instant::now();
+    let mut cluster = Cluster::start(4);
+    let c = client(&cluster.addrs());
+    increment(&c);
+    let leader = cluster.leader();
+    let paused = (leader + 1) % 4;
+    let running: Vec<usize> = (0..4).filter(|&i| i != leader && i != paused).collect();
+    cluster.stop(paused);
+
+    let out = admin_remove(&cluster.addrs(), cluster.addr(leader));
+    assert_eq!(out.code(), Some(0), "admin remove failed: {}", out.stderr);
+    let status = wait_exit(&mut cluster, leader, Duration::from_secs(40));
+    assert!(
+        status.success(),
+        "a removed replica exits 0, got {status:?}"
+    );
+    wait_logged(&cluster, leader, "removed from the group");
+
+    // Two of the three members left run, a majority of them: they serve.
+    let c = client(&addrs_of(&cluster, &running).join(","));
+    increment(&c);
+    assert_eq!(getvalue(&c), 2);
+
+    cluster.cont(paused);
+    let mut three = running.clone();
+    three.push(paused);
+    wait_members(&cluster, &addrs_of(&cluster, &three));
+    eprintln!("a_removed_leader_serves...: {:?}", started.elapsed());
+}
+
 #[test]
 fn leave_on_sigterm_shrinks_the_group_down_to_one_that_serves_alone() {
     let started = Instant::now();
