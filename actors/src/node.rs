@@ -691,12 +691,17 @@ impl NodeHandle {
         loop {
             match self.replica.send(LeavingTick).await {
                 Ok(LeavingStatus::Done) | Err(_) => break,
-                Ok(LeavingStatus::Waiting(ids)) if tokio::time::Instant::now() >= deadline => {
-                    let ids: Vec<String> = ids.iter().map(|id| format!("{id:x}")).collect();
+                Ok(status) if tokio::time::Instant::now() >= deadline => {
+                    let waiting = match status {
+                        LeavingStatus::Waiting(ids) => {
+                            let ids: Vec<String> = ids.iter().map(|id| format!("{id:x}")).collect();
+                            format!("members {}", ids.join(", "))
+                        }
+                        _ => "its replica".to_string(),
+                    };
                     log::warn!(
-                        "removed, and members {} have not confirmed they learned the removal \
+                        "removed, and {waiting} did not confirm the removal was learned \
                          within {} ms; stopping anyway",
-                        ids.join(", "),
                         crate::replica::LEAVING_CONFIRM_MAX_MS
                     );
                     break;
