@@ -833,17 +833,7 @@ impl LeaderActor {
         };
         let me = self.node.shared.me;
         let ballot = self.logic.ballot();
-        let chosen: Vec<Record> = fx
-            .sends
-            .iter()
-            .filter_map(|(to, msg)| match msg {
-                PeerMsg::Decision(d) if *to == me => Some(Record::Chosen {
-                    slot: d.slot,
-                    ballot,
-                }),
-                _ => None,
-            })
-            .collect();
+        let chosen = crate::storage::chosen_to_record(me, ballot, &fx.sends);
         if !chosen.is_empty() {
             wal.append(chosen);
         }

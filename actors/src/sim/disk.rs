@@ -242,17 +242,7 @@ impl Sim {
         }
         let n = &mut self.nodes[node];
         let (me, ballot) = (n.id, n.leader.ballot());
-        let chosen: Vec<Record> = fx
-            .sends
-            .iter()
-            .filter_map(|(to, msg)| match msg {
-                PeerMsg::Decision(d) if *to == me => Some(Record::Chosen {
-                    slot: d.slot,
-                    ballot,
-                }),
-                _ => None,
-            })
-            .collect();
+        let chosen = crate::storage::chosen_to_record(me, ballot, &fx.sends);
         if !chosen.is_empty() {
             n.disk.as_mut().expect("durable").append(&chosen);
             self.schedule_sync(node);

@@ -168,6 +168,21 @@ impl Recovered {
 #[cfg(test)]
 mod tests;
 
+/// The slots a leader at `ballot` on node `me` has just seen chosen: its
+/// Decisions to its own replica. Recorded so a restart knows them chosen.
+pub fn chosen_to_record(me: NodeId, ballot: Ballot, sends: &[(NodeId, PeerMsg)]) -> Vec<Record> {
+    sends
+        .iter()
+        .filter_map(|(to, msg)| match msg {
+            PeerMsg::Decision(d) if *to == me => Some(Record::Chosen {
+                slot: d.slot,
+                ballot,
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Decisions that reached the replica of node `me` (executed below
 /// `executed`) whole from another node: its log keeps them (those through
 /// its own acceptor are recorded there already).
