@@ -687,30 +687,28 @@ impl NodeHandle {
     pub async fn serve_until_left(&self) {
         use crate::replica::LeavingStatus;
         let start = tokio::time::Instant::now();
-        let deadline = start + Duration::from_millis(crate::replica::LEAVING_CONFIRM_MAX_MS);
         loop {
-            match self.replica.send(LeavingTick).await {
-                Ok(LeavingStatus::Done) | Err(_) => break,
-                Ok(status) if tokio::time::Instant::now() >= deadline => {
-                    let waiting = match status {
-                        LeavingStatus::Waiting(ids) => {
-                            let ids: Vec<String> = ids.iter().map(|id| format!("{id:x}")).collect();
-                            format!("members {}", ids.join(", "))
-                        }
-                        _ => "its replica".to_string(),
-                    };
-                    log::warn!(
-                        "removed, and {waiting} did not confirm the removal was learned \
-                         within {} ms; stopping anyway",
-                        crate::replica::LEAVING_CONFIRM_MAX_MS
-                    );
-                    break;
-                }
-                Ok(_) => {}
+            let Ok(status) = self.replica.send(LeavingTick).await else {
+                break; // the replica stopped
+            };
+            if status.may_stop(start.elapsed().as_millis() as u64) {
+                let waiting = match status {
+                    LeavingStatus::Done => break,
+                    LeavingStatus::Waiting(ids) => {
+                        let ids: Vec<String> = ids.iter().map(|id| format!("{id:x}")).collect();
+                        format!("members {}", ids.join(", "))
+                    }
+                    LeavingStatus::NotRemoved => "its replica".to_string(),
+                };
+                log::warn!(
+                    "removed, and {waiting} did not confirm the removal was learned \
+                     within {} ms; stopping anyway",
+                    crate::replica::LEAVING_CONFIRM_MAX_MS
+                );
+                break;
             }
             tokio::time::sleep(LEAVING_TICK).await;
         }
-        tokio::time::sleep_until(start + Duration::from_millis(REMOVED_GRACE_MS)).await;
     }
 
     /// Whether the group ended `client`'s session.

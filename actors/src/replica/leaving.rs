@@ -34,6 +34,16 @@ pub enum LeavingStatus {
     Done,
 }
 
+impl LeavingStatus {
+    /// Whether a node removed `waited_ms` ago may stop: a majority of the
+    /// new membership confirmed (or it waited [`LEAVING_CONFIRM_MAX_MS`]),
+    /// and its [`crate::node::REMOVED_GRACE_MS`] is over.
+    pub fn may_stop(&self, waited_ms: u64) -> bool {
+        waited_ms >= crate::node::REMOVED_GRACE_MS
+            && (*self == LeavingStatus::Done || waited_ms >= LEAVING_CONFIRM_MAX_MS)
+    }
+}
+
 impl Replica {
     /// Asks the members that have not confirmed yet; call it periodically
     /// once the node is removed. Says whether it may stop.

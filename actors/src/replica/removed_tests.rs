@@ -208,3 +208,15 @@ fn a_member_asked_by_a_leaving_one_says_how_far_it_has_executed() {
         )]
     );
 }
+
+#[test]
+fn a_removed_node_stops_once_confirmed_and_its_grace_is_over_or_at_the_deadline() {
+    let grace = crate::node::REMOVED_GRACE_MS;
+    let max = LEAVING_CONFIRM_MAX_MS;
+    assert!(!LeavingStatus::Done.may_stop(grace - 1));
+    assert!(LeavingStatus::Done.may_stop(grace));
+    let waiting = LeavingStatus::Waiting(vec![2]);
+    assert!(!waiting.may_stop(max - 1));
+    assert!(waiting.may_stop(max));
+    assert!(LeavingStatus::NotRemoved.may_stop(max));
+}

@@ -349,7 +349,6 @@ impl Sim {
     /// A removed node's turn to ask the new membership, as the real node's
     /// `serve_until_left` does; it stops once it may.
     fn leaving_tick(&mut self, node: usize, incarnation: u64, removed_at_ms: u64) {
-        use crate::replica::{LeavingStatus, LEAVING_CONFIRM_MAX_MS};
         let n = &mut self.nodes[node];
         if !n.alive || n.incarnation != incarnation {
             return;
@@ -357,11 +356,7 @@ impl Sim {
         let mut fx = Effects::default();
         let status = n.replica.leaving_tick(&mut fx);
         self.apply_effects(node, fx);
-        let waited = self.now_ms - removed_at_ms;
-        let confirmed = matches!(status, LeavingStatus::Done);
-        if (confirmed || waited >= LEAVING_CONFIRM_MAX_MS)
-            && waited >= crate::node::REMOVED_GRACE_MS
-        {
+        if status.may_stop(self.now_ms - removed_at_ms) {
             self.nodes[node].alive = false;
             return;
         }
