@@ -1,5 +1,6 @@
 //! The leader's role struct driven message by message.
 
+use super::reads::MAX_READ_ROUNDS;
 use super::*;
 use crate::message::{Accepted, Promise};
 use crate::Member;
