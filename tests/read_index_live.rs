@@ -1,7 +1,7 @@
 //! Reads without a log write on the real binary: a deposed leader (paused
 //! with SIGSTOP while the others elect a new one and count on) that wakes up
 //! still believing it leads answers no stale read; `--stale` on the command
-//! line; `bench --read-ratio`.
+//! line; `bench --read-ratio`; a follower serving linearizable reads itself.
 
 mod support;
 
@@ -137,6 +137,59 @@ fn a_paused_deposed_leader_answers_no_stale_read() {
     // The group goes on, the old leader following.
     let after: i64 = client.call("getvalue", ()).expect("a read after the pause");
     assert_eq!(after, 6);
+}
+
+/// A raw client connection to node `i`, welcomed.
+fn raw_client(cluster: &Cluster, i: usize) -> TcpStream {
+    let mut raw = TcpStream::connect(cluster.addr(i)).expect("the replica listens");
+    raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    send(
+        &mut raw,
+        &Frame::Hello {
+            version: PROTOCOL_VERSION,
+            role: HelloRole::Client(RAW_CLIENT),
+            token: cluster.token.clone(),
+        },
+    );
+    assert!(
+        matches!(receive(&mut raw), Some(Frame::Welcome { .. })),
+        "node {i} welcomes the raw client"
+    );
+    raw
+}
+
+#[test]
+fn a_follower_serves_linearizable_reads_itself() {
+    let mut cluster = Cluster::start(3);
+    let client = cluster.client();
+    let follower = cluster.follower();
+    // The raw connection follows no redirect: only the follower can answer.
+    let mut raw = raw_client(&cluster, follower);
+    for seq in 1..=5u64 {
+        client
+            .call::<_, ()>("increment", ())
+            .expect("an increment at the leader");
+        // Acknowledged before the read began, so the read must see it.
+        send(&mut raw, &read_frame(seq, false));
+        match receive(&mut raw) {
+            Some(Frame::Reply { id, reply: Ok(v) }) => {
+                assert_eq!(id.seq, seq);
+                assert_eq!(value_of(&v), seq as i64, "read {seq} at the follower");
+            }
+            other => panic!("the follower answers read {seq} itself; got {other:?}"),
+        }
+    }
+    // With the leader paused, the follower answers once a leader is elected
+    // again, and never below what was acknowledged.
+    let leader = cluster.leader();
+    cluster.stop(leader);
+    send(&mut raw, &read_frame(6, false));
+    match receive(&mut raw) {
+        Some(Frame::Reply { reply: Ok(v), .. }) => assert_eq!(value_of(&v), 5),
+        Some(Frame::Redirect { .. }) => {} // it heard no leader when the read came
+        other => panic!("a reply or a redirect; got {other:?}"),
+    }
+    cluster.cont(leader);
 }
 
 #[test]

@@ -13,6 +13,8 @@ mod basic;
 mod broken_variants;
 #[path = "sim_paxos/durable.rs"]
 mod durable;
+#[path = "sim_paxos/follower_reads.rs"]
+mod follower_reads;
 #[path = "sim_paxos/helpers.rs"]
 mod helpers;
 #[path = "sim_paxos/membership.rs"]

@@ -35,6 +35,9 @@ pub struct LeaderConfig {
     /// (Raft's CheckQuorum). Off only in tests that need a deposed leader
     /// that goes on believing it leads.
     pub check_quorum: bool,
+    /// A follower serves linearizable reads of the clients connected to it,
+    /// with a read index it asks the leader for, instead of sending them on.
+    pub follower_reads: bool,
 }
 
 impl Default for LeaderConfig {
@@ -48,6 +51,7 @@ impl Default for LeaderConfig {
             max_batch_bytes: 1 << 20,
             max_pending_commands: 100_000,
             check_quorum: true,
+            follower_reads: true,
         }
     }
 }
@@ -91,6 +95,9 @@ pub struct LeaderStats {
     pub last_batch_commands: u64,
     /// Times it stopped leading because no majority answered (check-quorum).
     pub step_downs: u64,
+    /// Reads it took as a follower, to serve with a read index it asked
+    /// the leader for.
+    pub follower_reads: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -155,7 +162,7 @@ pub struct Leader {
     /// The read index (etcd's ReadIndex): reads that arrived while
     /// `MAX_READ_ROUNDS` rounds were in flight wait here, each with the
     /// commit point it saw.
-    reads_next: Vec<(Slot, Command)>,
+    reads_next: Vec<(Slot, WaitingRead)>,
     /// The end of what phase 1 found (`next_slot` on becoming active): any
     /// slot below it may have been decided, and a client answered, under
     /// an earlier leader, so no read may be served below it.
@@ -163,12 +170,20 @@ pub struct Leader {
     /// Rounds in flight, oldest first, with their reads. Round numbers only
     /// grow, across leaderships too, so an answer to an old round never
     /// confirms a newer one.
-    read_rounds: VecDeque<(u64, Vec<(Slot, Command)>)>,
+    read_rounds: VecDeque<(u64, Vec<(Slot, WaitingRead)>)>,
     read_round: u64,
     /// The newest round each member answered at this leadership: an answer
     /// to round r confirms every round up to r (it was given after they began).
     read_acked: BTreeMap<NodeId, u64>,
     read_round_sent_ms: u64,
+    /// Reads this node took while another node led, not asked about yet.
+    follower_reads_next: Vec<Command>,
+    /// Read-index asks sent to the leader, oldest first, with their reads.
+    asks: VecDeque<ReadAsk>,
+    /// The newest ask's number: a new start of this node takes a new range
+    /// ([`Leader::start_asks_at`]), so an answer meant for an earlier
+    /// process never serves this one's reads.
+    last_ask: u64,
     /// Active: when each member last answered at this ballot (a heartbeat
     /// ack, a promise, an accepted, a read-index ack).
     heard_at_ballot: BTreeMap<NodeId, u64>,
@@ -238,10 +253,14 @@ impl Leader {
             read_round: 0,
             read_acked: BTreeMap::new(),
             read_round_sent_ms: 0,
+            follower_reads_next: Vec::new(),
+            asks: VecDeque::new(),
+            last_ask: 0,
             heard_at_ballot: BTreeMap::new(),
             quorum_doubt_since_ms: None,
         };
         leader.reset_election_deadline();
+        leader.last_ask = leader.random_below(1 << 62);
         leader
     }
 
@@ -446,6 +465,10 @@ impl Leader {
             PeerMsg::PreVoteReply(r) => self.on_pre_vote_reply(from, r, fx),
             PeerMsg::Progress(p) => self.on_progress(p, fx),
             PeerMsg::ReadIndexAck(a) => self.on_read_index_ack(from, a, fx),
+            PeerMsg::ReadIndexAsk { ask } => self.on_read_index_ask(from, ask, fx),
+            PeerMsg::ReadIndexAnswer { ask, index } => {
+                self.on_read_index_answer(from, ask, index, fx)
+            }
             _ => {}
         }
     }
@@ -453,6 +476,7 @@ impl Leader {
     /// Advances the clock: heartbeats, retries and elections happen here.
     pub fn tick(&mut self, now_ms: u64, fx: &mut Effects) {
         self.now_ms = self.now_ms.max(now_ms);
+        self.tick_asks(fx);
         match self.state {
             LeaderState::Active => {
                 if self.check_quorum(fx) {
@@ -534,5 +558,8 @@ impl Leader {
 mod election;
 mod phase2;
 mod reads;
+use reads::{ReadAsk, WaitingRead};
+#[cfg(test)]
+mod follower_read_tests;
 #[cfg(test)]
 mod tests;

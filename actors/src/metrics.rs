@@ -20,6 +20,7 @@ pub struct NodeMetrics {
     pub commit_latency_seconds: Histogram,
     pub leader_changes: Counter,
     pub leader_step_downs: Counter,
+    pub follower_reads: Counter,
     pub ballot_round: Gauge,
     pub is_leader: Gauge,
     pub parked_commands: Gauge,
@@ -30,6 +31,7 @@ pub struct NodeMetrics {
     last_commands: AtomicU64,
     last_changes: AtomicU64,
     last_step_downs: AtomicU64,
+    last_follower_reads: AtomicU64,
 }
 
 impl Default for NodeMetrics {
@@ -42,6 +44,7 @@ impl Default for NodeMetrics {
             commit_latency_seconds: Histogram::new(exponential_buckets(0.000_025, 2.0, 16)),
             leader_changes: Counter::default(),
             leader_step_downs: Counter::default(),
+            follower_reads: Counter::default(),
             ballot_round: Gauge::default(),
             is_leader: Gauge::default(),
             parked_commands: Gauge::default(),
@@ -52,6 +55,7 @@ impl Default for NodeMetrics {
             last_commands: AtomicU64::new(0),
             last_changes: AtomicU64::new(0),
             last_step_downs: AtomicU64::new(0),
+            last_follower_reads: AtomicU64::new(0),
         };
         {
             let mut r = m.registry.lock().expect("registry lock");
@@ -84,6 +88,11 @@ impl Default for NodeMetrics {
                 "leader_step_downs",
                 "Times this node stopped leading because no majority answered it (check-quorum)",
                 m.leader_step_downs.clone(),
+            );
+            r.register(
+                "follower_reads",
+                "Linearizable reads this node took as a follower, to serve with a read index from the leader",
+                m.follower_reads.clone(),
             );
             r.register(
                 "ballot_round",
@@ -138,6 +147,11 @@ impl NodeMetrics {
             .swap(stats.step_downs, Ordering::Relaxed);
         self.leader_step_downs
             .inc_by(stats.step_downs.saturating_sub(before));
+        let before = self
+            .last_follower_reads
+            .swap(stats.follower_reads, Ordering::Relaxed);
+        self.follower_reads
+            .inc_by(stats.follower_reads.saturating_sub(before));
     }
 
     /// The Prometheus text exposition.

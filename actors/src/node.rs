@@ -318,6 +318,13 @@ impl NodeHandle {
             removed: tokio::sync::watch::channel(false).0,
         });
         let replica = replica.with_snapshot_chunk_bytes(options.snapshot_chunk_bytes);
+        // A later start of this node numbers its read-index asks above any
+        // an earlier one used (that would take an ask per nanosecond).
+        let mut leader = leader;
+        let since_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        leader.start_asks_at(since_epoch.as_nanos() as u64);
         let acceptor_ctx = Context::<AcceptorActor>::new();
         let leader_ctx = Context::<LeaderActor>::new();
         let replica_ctx = Context::<ReplicaActor>::new();
@@ -930,19 +937,26 @@ impl Handler<SubmitMany> for LeaderActor {
 }
 
 impl LeaderActor {
+    /// Sends a client on to the leader `hint` names, if any.
+    fn not_leader(&self, hint: Option<NodeId>) -> ConnectionEvent {
+        let configs = self.logic.configs();
+        ConnectionEvent::NotLeader {
+            leader: hint.and_then(|h| configs.addr_of(h)).map(str::to_string),
+            members: configs.latest().iter().map(|m| m.addr.clone()).collect(),
+        }
+    }
+
     /// Takes a client's command into the leader's queue or read rounds, or
     /// tells its connection why not. The messages it causes go to `fx`.
     fn take(&mut self, m: Submit, fx: &mut Effects) -> Result<(), NotAccepted> {
         let id = m.command.id();
-        if !self.logic.is_active() {
+        let read = !m.via_log
+            && matches!(&m.command, Command::Call { target, method, .. }
+                if self.reads.may_read(target, method));
+        if !read && !self.logic.is_active() {
             let hint = self.logic.leader_hint();
             if let (Some(id), Some(connection)) = (id, m.connection) {
-                let configs = self.logic.configs();
-                let event = ConnectionEvent::NotLeader {
-                    leader: hint.and_then(|h| configs.addr_of(h)).map(str::to_string),
-                    members: configs.latest().iter().map(|m| m.addr.clone()).collect(),
-                };
-                self.node.notify(connection, id, event);
+                self.node.notify(connection, id, self.not_leader(hint));
             }
             return Err(NotAccepted::NotLeader(hint));
         }
@@ -950,19 +964,19 @@ impl LeaderActor {
         if let (Some(id), Some(connection)) = (id, m.connection) {
             self.node.register(id, connection);
         }
-        let read = !m.via_log
-            && matches!(&m.command, Command::Call { target, method, .. }
-                if self.reads.may_read(target, method));
         let taken = if read {
             self.logic.on_read(m.command, fx)
         } else {
             self.logic.on_request(m.command, fx)
         };
-        if taken == Err(NotAccepted::Busy) {
-            if let (Some(id), Some(connection)) = (id, m.connection) {
-                self.node.unregister(id, connection);
-                self.node.notify(connection, id, ConnectionEvent::Busy);
-            }
+        if let (Err(refused), Some(id), Some(connection)) = (&taken, id, m.connection) {
+            self.node.unregister(id, connection);
+            let event = match refused {
+                NotAccepted::Busy => ConnectionEvent::Busy,
+                // A follower that does not know the leader yet.
+                NotAccepted::NotLeader(hint) => self.not_leader(*hint),
+            };
+            self.node.notify(connection, id, event);
         }
         taken
     }

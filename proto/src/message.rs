@@ -295,6 +295,20 @@ pub enum PeerMsg {
         executed: Slot,
         needs_snapshot: bool,
     },
+    /// A follower's leader role → the leader: a read index for the reads
+    /// that reached the follower before this was sent (etcd's follower
+    /// ReadIndex). The follower serves them itself, so the leader carries
+    /// one small message per batch of them, not the reads.
+    ReadIndexAsk {
+        ask: u64,
+    },
+    /// The leader → the follower that asked: a round of the leader's read
+    /// index begun after the ask confirmed it still led, so every write
+    /// acknowledged before the ask is below `index`.
+    ReadIndexAnswer {
+        ask: u64,
+        index: Slot,
+    },
 }
 
 /// One round of a leader's read index (etcd's ReadIndex): the leader asks
@@ -359,6 +373,8 @@ impl PeerMsg {
             | PeerMsg::PreVote(_)
             | PeerMsg::PreVoteReply(_)
             | PeerMsg::ReadIndexAck(_)
+            | PeerMsg::ReadIndexAsk { .. }
+            | PeerMsg::ReadIndexAnswer { .. }
             | PeerMsg::HeartbeatAck(_) => &[Role::Leader],
             PeerMsg::ReadIndex(_) => &[Role::Acceptor],
             PeerMsg::Decision(_)

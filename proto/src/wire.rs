@@ -17,7 +17,7 @@ use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
 /// and the read-index messages `ReadIndex`, `ReadIndexAck`, `ReadAt`;
 /// 6: `HeartbeatAck`, for check-quorum; 7: a removed member is never added
 /// back, so a group must not mix replicas that do and do not apply that rule).
-pub const PROTOCOL_VERSION: u32 = 7;
+pub const PROTOCOL_VERSION: u32 = 8;
 /// Frames above this are refused, and the connection that sent them closed.
 pub const MAX_FRAME_BYTES: usize = 16 << 20;
 

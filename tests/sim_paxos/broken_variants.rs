@@ -95,3 +95,16 @@ fn recovery_that_trusts_damage_is_caught() {
         )
     });
 }
+
+/// A follower that answers reads from its own state without asking the
+/// leader for a read index answers stale after it lagged: the lagging-
+/// follower scenario must catch it on most seeds.
+#[test]
+fn follower_reads_without_a_read_index_are_caught() {
+    assert_caught(
+        "follower_reads_without_a_read_index_are_caught",
+        10,
+        5,
+        |seed| crate::follower_reads::lagging_follower(seed, 3, SimReads::FollowerUnconfirmed),
+    );
+}

@@ -28,6 +28,9 @@ pub(crate) fn for_each_seed(name: &str, scenario: impl Fn(u64) -> Result<(), Str
     for_seeds(name, DEFAULT_SEEDS, scenario)
 }
 
+/// Seeds per follower-read scenario.
+pub(crate) const FOLLOWER_READ_SEEDS: u64 = 30;
+
 pub(crate) fn for_seeds(name: &str, default: u64, scenario: impl Fn(u64) -> Result<(), String>) {
     let mut failures = Vec::new();
     for seed in seeds(default) {

@@ -8,18 +8,42 @@ use super::*;
 /// still shares a round.
 pub(super) const MAX_READ_ROUNDS: usize = 4;
 
+/// A read waiting for a round of the leader's read index.
+#[derive(Clone, Debug)]
+pub(super) enum WaitingRead {
+    /// A client's read that this node's replica serves.
+    Here(Command),
+    /// A follower's ask: the follower serves the reads behind it.
+    Asked { by: NodeId, ask: u64 },
+}
+
+/// A follower's ask for a read index, with the reads that wait for it.
+#[derive(Clone, Debug)]
+pub(super) struct ReadAsk {
+    ask: u64,
+    to: NodeId,
+    sent_ms: u64,
+    reads: Vec<Command>,
+}
+
 impl Leader {
-    /// Takes a read (a call of a read-only method) if this node is the
-    /// active leader: it runs on this node's replica, without entering the
-    /// log, once a read-index round begun after it arrived is answered by a
-    /// majority of every membership in force and the replica has executed
-    /// every slot below the commit point seen now. Rounds are batched: one
-    /// serves every read that arrived before it began. A leader deposed
-    /// without knowing it never completes a round (a majority promised the
-    /// newer ballot), so it never answers from stale state.
+    /// Takes a read (a call of a read-only method). It runs on this node's
+    /// replica without entering the log, once a read-index round begun
+    /// after it arrived is answered by a majority of every membership in
+    /// force and the replica has executed every slot below the commit
+    /// point seen then. Rounds are batched: one serves every read that
+    /// arrived before it began. A leader deposed without knowing it never
+    /// completes a round (a majority promised the newer ballot), so it never
+    /// answers from stale state.
+    ///
+    /// A follower that knows the leader takes reads too (etcd's follower
+    /// reads): it asks the leader for a read index, one ask for every read
+    /// that came since the last, and its own replica serves them once it
+    /// has executed that far. The leader's CPU per read is then a share of
+    /// one small message, not a client's frames.
     pub fn on_read(&mut self, command: Command, fx: &mut Effects) -> Result<(), NotAccepted> {
         if !self.is_active() {
-            return Err(NotAccepted::NotLeader(self.leader_hint));
+            return self.read_as_follower(command, fx);
         }
         if let Some(id) = command.id() {
             self.touch(id.client);
@@ -28,11 +52,127 @@ impl Leader {
             return Err(NotAccepted::Busy);
         }
         let index = self.commit_point();
-        self.reads_next.push((index, command));
+        self.reads_next.push((index, WaitingRead::Here(command)));
         if self.read_rounds.len() < MAX_READ_ROUNDS {
             self.start_read_round(fx);
         }
         Ok(())
+    }
+
+    fn read_as_follower(&mut self, command: Command, fx: &mut Effects) -> Result<(), NotAccepted> {
+        let leader = match self.leader_hint {
+            Some(leader)
+                if self.config.follower_reads
+                    && leader != self.me
+                    && self.state == LeaderState::Follower
+                    && self.is_member() =>
+            {
+                leader
+            }
+            hint => return Err(NotAccepted::NotLeader(hint)),
+        };
+        if self.reads_pending() >= self.config.max_pending_commands {
+            return Err(NotAccepted::Busy);
+        }
+        self.stats.follower_reads += 1;
+        self.follower_reads_next.push(command);
+        if self.asks.len() < MAX_READ_ROUNDS {
+            self.send_ask(leader, fx);
+        }
+        Ok(())
+    }
+
+    fn send_ask(&mut self, leader: NodeId, fx: &mut Effects) {
+        self.last_ask += 1;
+        let ask = self.last_ask;
+        self.asks.push_back(ReadAsk {
+            ask,
+            to: leader,
+            sent_ms: self.now_ms,
+            reads: std::mem::take(&mut self.follower_reads_next),
+        });
+        fx.send(leader, PeerMsg::ReadIndexAsk { ask });
+    }
+
+    /// Makes this node's asks unlike those of any earlier start of it: the
+    /// leader may still answer an ask the earlier process sent (its peer
+    /// link reconnects to the same address), and that answer must not serve
+    /// reads that arrived after it was given.
+    pub fn start_asks_at(&mut self, first: u64) {
+        self.last_ask = first;
+    }
+
+    /// The leader's side of a follower's ask: it waits in the read rounds
+    /// as a read would, with the commit point seen now.
+    pub(super) fn on_read_index_ask(&mut self, from: NodeId, ask: u64, fx: &mut Effects) {
+        // Not leading (or too busy): the follower asks again, whoever leads.
+        if !self.is_active() || self.reads_pending() >= self.config.max_pending_commands {
+            return;
+        }
+        let index = self.commit_point();
+        self.reads_next
+            .push((index, WaitingRead::Asked { by: from, ask }));
+        if self.read_rounds.len() < MAX_READ_ROUNDS {
+            self.start_read_round(fx);
+        }
+    }
+
+    /// The follower's side: the reads behind `ask` run once this node's
+    /// replica has executed every slot below `index`. Only the node asked
+    /// answers, and only after a round begun once the ask had reached it.
+    pub(super) fn on_read_index_answer(
+        &mut self,
+        from: NodeId,
+        ask: u64,
+        index: Slot,
+        fx: &mut Effects,
+    ) {
+        let Some(at) = self.asks.iter().position(|a| a.ask == ask && a.to == from) else {
+            return; // answered already, or asked again elsewhere
+        };
+        let answered = self.asks.remove(at).expect("found above");
+        let reads = answered.reads.into_iter().map(|c| (index, c)).collect();
+        fx.send(self.me, PeerMsg::ReadAt(ReadAt { reads }));
+        if !self.follower_reads_next.is_empty() && self.asks.len() < MAX_READ_ROUNDS {
+            self.send_ask(from, fx);
+        }
+    }
+
+    /// Asks not answered within a retry interval go again, to whoever leads
+    /// now; if this node leads now, their reads join its own rounds.
+    pub(super) fn tick_asks(&mut self, fx: &mut Effects) {
+        if self.asks.is_empty() && self.follower_reads_next.is_empty() {
+            return;
+        }
+        if self.is_active() {
+            let reads: Vec<Command> = self
+                .asks
+                .drain(..)
+                .flat_map(|a| a.reads)
+                .chain(self.follower_reads_next.drain(..))
+                .collect();
+            let index = self.commit_point();
+            self.reads_next
+                .extend(reads.into_iter().map(|c| (index, WaitingRead::Here(c))));
+            if self.read_rounds.len() < MAX_READ_ROUNDS {
+                self.start_read_round(fx);
+            }
+            return;
+        }
+        let Some(leader) = self.leader_hint.filter(|l| *l != self.me) else {
+            return; // nobody to ask yet; the clients resend if it lasts
+        };
+        let now = self.now_ms;
+        for a in self.asks.iter_mut() {
+            if now >= a.sent_ms + self.config.retry_ms || a.to != leader {
+                a.to = leader;
+                a.sent_ms = now;
+                fx.send(leader, PeerMsg::ReadIndexAsk { ask: a.ask });
+            }
+        }
+        if !self.follower_reads_next.is_empty() && self.asks.len() < MAX_READ_ROUNDS {
+            self.send_ask(leader, fx);
+        }
     }
 
     /// Every write acknowledged so far is below this (a reply follows the
@@ -55,7 +195,9 @@ impl Leader {
 
     /// Reads in a round or waiting for one (for tests and status).
     pub fn reads_pending(&self) -> usize {
-        self.reads_next.len()
+        self.follower_reads_next.len()
+            + self.asks.iter().map(|a| a.reads.len()).sum::<usize>()
+            + self.reads_next.len()
             + self
                 .read_rounds
                 .iter()
@@ -117,8 +259,20 @@ impl Leader {
             let (_, mut confirmed_reads) = self.read_rounds.pop_front().expect("a front");
             reads.append(&mut confirmed_reads);
         }
-        if !reads.is_empty() {
-            fx.send(self.me, PeerMsg::ReadAt(ReadAt { reads }));
+        let mut here = Vec::new();
+        for (index, read) in reads {
+            match read {
+                WaitingRead::Here(command) => here.push((index, command)),
+                WaitingRead::Asked { by, ask } => {
+                    // The decisions below the index first: the follower
+                    // would otherwise wait a tick for them.
+                    self.flush_commits_to(by, fx);
+                    fx.send(by, PeerMsg::ReadIndexAnswer { ask, index })
+                }
+            }
+        }
+        if !here.is_empty() {
+            fx.send(self.me, PeerMsg::ReadAt(ReadAt { reads: here }));
         }
         if !self.reads_next.is_empty() && self.read_rounds.len() < MAX_READ_ROUNDS {
             self.start_read_round(fx);

@@ -6,7 +6,7 @@ use crate::message::{Accepted, Promise};
 use crate::Member;
 use concoord_objects::CommandId;
 
-fn call(seq: u64) -> Command {
+pub(super) fn call(seq: u64) -> Command {
     Command::Call {
         id: CommandId::new(7, seq),
         target: Default::default(),
@@ -16,7 +16,7 @@ fn call(seq: u64) -> Command {
     }
 }
 
-fn members(ids: std::ops::RangeInclusive<NodeId>) -> Vec<Member> {
+pub(super) fn members(ids: std::ops::RangeInclusive<NodeId>) -> Vec<Member> {
     ids.map(|id| Member {
         id,
         addr: format!("127.0.0.1:{}", 9000 + id),
@@ -26,7 +26,7 @@ fn members(ids: std::ops::RangeInclusive<NodeId>) -> Vec<Member> {
 
 /// Node `me` of a group of 1, 2, 3 that heard no leader for long:
 /// it asks for pre-votes (at time 20 000).
-fn pre_candidate(me: NodeId) -> (Leader, Effects) {
+pub(super) fn pre_candidate(me: NodeId) -> (Leader, Effects) {
     let mut leader = Leader::new(
         me,
         ConfigHistory::genesis(members(1..=3)),
@@ -40,7 +40,7 @@ fn pre_candidate(me: NodeId) -> (Leader, Effects) {
     (leader, fx)
 }
 
-fn pre_vote_reply(leader: &Leader, fx: &Effects, granted: bool) -> PeerMsg {
+pub(super) fn pre_vote_reply(leader: &Leader, fx: &Effects, granted: bool) -> PeerMsg {
     let ballot = fx
         .sends
         .iter()
@@ -57,7 +57,7 @@ fn pre_vote_reply(leader: &Leader, fx: &Effects, granted: bool) -> PeerMsg {
 }
 
 /// Node 1 leading a group of 1, 2, 3 (all promised).
-fn active_leader() -> Leader {
+pub(super) fn active_leader() -> Leader {
     let (mut leader, fx) = pre_candidate(1);
     let granted = pre_vote_reply(&leader, &fx, true);
     let mut fx = Effects::default();
@@ -93,7 +93,7 @@ fn propose_and_ack(leader: &mut Leader, acks: &[NodeId], fx: &mut Effects) -> Sl
     slot
 }
 
-fn sent_to(fx: &Effects, to: NodeId) -> Vec<&PeerMsg> {
+pub(super) fn sent_to(fx: &Effects, to: NodeId) -> Vec<&PeerMsg> {
     fx.sends
         .iter()
         .filter(|(id, _)| *id == to)
@@ -242,7 +242,7 @@ fn a_follower_answers_the_heartbeats_it_takes() {
     assert!(sent_to(&fx, 1).is_empty(), "{:?}", fx.sends);
 }
 
-fn read_index_ack(leader: &Leader, round: u64) -> PeerMsg {
+pub(super) fn read_index_ack(leader: &Leader, round: u64) -> PeerMsg {
     PeerMsg::ReadIndexAck(ReadIndexAck {
         promised: leader.ballot(),
         round,

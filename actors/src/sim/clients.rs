@@ -399,7 +399,13 @@ impl Sim {
         if let Some(s) = &mut client.session {
             s.last_sent_ms = now;
         }
-        let node = client.target;
+        let mut node = client.target;
+        if self.config.reads_anywhere
+            && client.pinned.is_none()
+            && self.routing.may_read(&o.target, &o.method)
+        {
+            node = self.rng.below(self.nodes.len() as u64) as usize;
+        }
         self.transmit(Endpoint::Client(c), Endpoint::Node(node), || {
             Event::Request {
                 client: c,

@@ -52,6 +52,10 @@ pub struct SimConfig {
     pub sessions: Option<SessionWorkload>,
     /// How calls of read-only methods are served.
     pub reads: SimReads,
+    /// Each send of a read goes to a node picked at random, as clients
+    /// spread over the members do: with [`SimReads::ReadIndex`] followers
+    /// serve them with a read index they ask the leader for.
+    pub reads_anywhere: bool,
     /// Durable mode for the founding nodes (`-w`): a simulated disk each.
     pub durable: Option<SimDurability>,
 }
@@ -70,6 +74,10 @@ pub enum SimReads {
     /// believes it leads answers from its replica at once, with no read
     /// index round. A deposed leader that has not noticed answers stale.
     Unconfirmed,
+    /// Deliberately broken, for tests that must catch it: the leader
+    /// serves reads with its read index, but a follower answers from its
+    /// own replica at once, without asking the leader how far to execute.
+    FollowerUnconfirmed,
 }
 
 impl Default for SimConfig {
@@ -90,6 +98,7 @@ impl Default for SimConfig {
             leader: LeaderConfig::default(),
             sessions: None,
             reads: SimReads::Log,
+            reads_anywhere: false,
             durable: None,
         }
     }

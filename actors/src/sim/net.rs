@@ -211,6 +211,13 @@ impl Sim {
                         Ok(())
                     }
                     SimReads::Unconfirmed => Err(NotAccepted::NotLeader(n.leader.leader_hint())),
+                    SimReads::FollowerUnconfirmed if n.leader.is_active() => {
+                        n.leader.on_read(command, &mut fx)
+                    }
+                    SimReads::FollowerUnconfirmed => {
+                        n.replica.stale_read(command, &mut fx);
+                        Ok(())
+                    }
                 };
                 match taken {
                     Ok(()) => {
