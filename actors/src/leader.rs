@@ -178,6 +178,9 @@ pub struct Leader {
     read_round_sent_ms: u64,
     /// Reads this node took while another node led, not asked about yet.
     follower_reads_next: Vec<Command>,
+    /// Clients of this follower heard since the last tick, for the leader,
+    /// which alone tracks sessions.
+    sessions_heard: BTreeSet<ClientId>,
     /// Read-index asks sent to the leader, oldest first, with their reads.
     asks: VecDeque<ReadAsk>,
     /// The newest ask's number: a new start of this node takes a new range
@@ -254,6 +257,7 @@ impl Leader {
             read_acked: BTreeMap::new(),
             read_round_sent_ms: 0,
             follower_reads_next: Vec::new(),
+            sessions_heard: BTreeSet::new(),
             asks: VecDeque::new(),
             last_ask: 0,
             heard_at_ballot: BTreeMap::new(),
@@ -465,6 +469,11 @@ impl Leader {
             PeerMsg::PreVoteReply(r) => self.on_pre_vote_reply(from, r, fx),
             PeerMsg::Progress(p) => self.on_progress(p, fx),
             PeerMsg::ReadIndexAck(a) => self.on_read_index_ack(from, a, fx),
+            PeerMsg::SessionsHeard { clients } if self.is_active() => {
+                for client in clients {
+                    self.touch(client);
+                }
+            }
             PeerMsg::ReadIndexAsk { ask } => self.on_read_index_ask(from, ask, fx),
             PeerMsg::ReadIndexAnswer { ask, index } => {
                 self.on_read_index_answer(from, ask, index, fx)
@@ -476,7 +485,7 @@ impl Leader {
     /// Advances the clock: heartbeats, retries and elections happen here.
     pub fn tick(&mut self, now_ms: u64, fx: &mut Effects) {
         self.now_ms = self.now_ms.max(now_ms);
-        self.tick_asks(fx);
+        self.tick_follower_reads(fx);
         match self.state {
             LeaderState::Active => {
                 if self.check_quorum(fx) {

@@ -108,7 +108,8 @@ pub struct StaleRead {
 }
 
 /// A client's keep-alive reached this node: its session was heard from.
-/// Answered `None` by the active leader; otherwise where the leader is
+/// Answered `None` by the active leader and by a follower that tells the
+/// leader of it ([`Leader::heard_client`]); otherwise where the leader is
 /// (its address, if known) and the members, so the client can go there.
 #[derive(Message)]
 #[rtype(result = "Option<(Option<String>, Vec<String>)>")]
@@ -892,8 +893,7 @@ impl Handler<Deliver> for LeaderActor {
 impl Handler<Touch> for LeaderActor {
     type Result = MessageResult<Touch>;
     fn handle(&mut self, m: Touch, _: &mut Context<Self>) -> Self::Result {
-        if self.logic.is_active() {
-            self.logic.touch(m.client);
+        if self.logic.heard_client(m.client) {
             return MessageResult(None);
         }
         let configs = self.logic.configs();

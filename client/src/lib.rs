@@ -117,7 +117,10 @@ impl Client {
             seeds: addrs.clone(),
             seeds_resolved: false,
             addrs,
-            next_addr: 0,
+            // Clients given the same list spread over its members: a
+            // follower serves its clients' reads, so a fleet of readers
+            // shares the load (writes go on to the leader).
+            next_addr: (id % 4096) as usize,
             preferred: None,
             next_seq: 1,
             pending: BTreeMap::new(),

@@ -309,6 +309,11 @@ pub enum PeerMsg {
         ask: u64,
         index: Slot,
     },
+    /// A follower → the leader: these clients, connected to the follower,
+    /// were heard from (a keep-alive or a read), so their sessions live.
+    SessionsHeard {
+        clients: Vec<concoord_objects::ClientId>,
+    },
 }
 
 /// One round of a leader's read index (etcd's ReadIndex): the leader asks
@@ -375,6 +380,7 @@ impl PeerMsg {
             | PeerMsg::ReadIndexAck(_)
             | PeerMsg::ReadIndexAsk { .. }
             | PeerMsg::ReadIndexAnswer { .. }
+            | PeerMsg::SessionsHeard { .. }
             | PeerMsg::HeartbeatAck(_) => &[Role::Leader],
             PeerMsg::ReadIndex(_) => &[Role::Acceptor],
             PeerMsg::Decision(_)

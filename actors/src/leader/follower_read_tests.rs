@@ -234,3 +234,72 @@ fn a_follower_that_becomes_leader_serves_its_waiting_reads_in_its_own_rounds() {
     node.handle(2, PeerMsg::ReadIndexAnswer { ask: 101, index: 0 }, &mut fx);
     assert!(released(&fx, 1).is_empty());
 }
+
+fn sessions_heard(fx: &Effects, to: NodeId) -> Vec<Vec<u64>> {
+    sent_to(fx, to)
+        .iter()
+        .filter_map(|m| match m {
+            PeerMsg::SessionsHeard { clients } => Some(clients.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_follower_tells_the_leader_of_the_clients_it_hears_and_the_leader_keeps_their_sessions() {
+    let mut follower = follower(LeaderConfig::default());
+    assert!(follower.heard_client(5), "a keep-alive is answered here");
+    let mut fx = Effects::default();
+    follower.on_read(call(1), &mut fx).unwrap(); // client 7
+    assert!(sessions_heard(&fx, 1).is_empty(), "not before the tick");
+    follower.tick(1, &mut fx);
+    assert_eq!(sessions_heard(&fx, 1), vec![vec![5, 7]]);
+    let mut fx = Effects::default();
+    follower.tick(2, &mut fx);
+    assert!(sessions_heard(&fx, 1).is_empty(), "once per hearing");
+
+    // The leader keeps a session it hears of this way past its TTL.
+    let mut leader = active_leader();
+    leader.config.check_quorum = false; // no heartbeat answers in this test
+    let progress = Progress {
+        executed: 0,
+        configs: ConfigHistory::genesis(members(1..=3)),
+        sessions_opened: vec![(7, 1_000)],
+        sessions_ended: Vec::new(),
+        all_sessions: false,
+    };
+    leader.handle(1, PeerMsg::Progress(progress), &mut Effects::default());
+    let start = leader.now_ms;
+    for t in (1..=20).map(|i| start + i * 100) {
+        let mut fx = Effects::default();
+        leader.handle(2, PeerMsg::SessionsHeard { clients: vec![7] }, &mut fx);
+        leader.tick(t, &mut fx);
+        assert!(!expires(&fx, 7), "expired at {t} while heard");
+    }
+    // Unheard, it expires.
+    let mut fx = Effects::default();
+    leader.tick(start + 2_000 + 1_500, &mut fx);
+    leader.tick(start + 2_000 + 1_600, &mut fx);
+    assert!(expires(&fx, 7), "{:?}", fx.sends);
+}
+
+/// Whether the leader proposed the end of `client`'s session.
+fn expires(fx: &Effects, client: u64) -> bool {
+    fx.sends.iter().any(|(_, m)| {
+        matches!(m, PeerMsg::Accept(a)
+            if a.batch.contains(&Command::ExpireSession { client }))
+    })
+}
+
+#[test]
+fn a_follower_cut_off_from_the_leader_sends_reads_and_keep_alives_on() {
+    let config = LeaderConfig::default();
+    let mut follower = follower(config.clone());
+    let mut fx = Effects::default();
+    follower.tick(config.election_timeout_ms + 1, &mut fx);
+    assert!(!follower.heard_client(5));
+    assert!(matches!(
+        follower.on_read(call(1), &mut fx),
+        Err(NotAccepted::NotLeader(_))
+    ));
+}

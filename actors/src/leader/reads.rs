@@ -59,20 +59,45 @@ impl Leader {
         Ok(())
     }
 
+    /// The leader this follower serves its clients' reads and keep-alives
+    /// for: one it heard within an election timeout (a follower cut off
+    /// from it sends its clients elsewhere soon).
+    fn serving_for(&self) -> Option<NodeId> {
+        let leader = self.leader_hint?;
+        let heard = self.leader_heard_ago_ms()?;
+        (self.config.follower_reads
+            && leader != self.me
+            && self.state == LeaderState::Follower
+            && heard <= self.config.election_timeout_ms
+            && self.is_member())
+        .then_some(leader)
+    }
+
+    /// A client's keep-alive reached this node: true if it answers for the
+    /// group (it leads, or it follows a leader it tells of the client at
+    /// its next tick); false sends the client to the leader.
+    pub fn heard_client(&mut self, client: ClientId) -> bool {
+        if self.is_active() {
+            self.touch(client);
+            return true;
+        }
+        if self.serving_for().is_none() {
+            return false;
+        }
+        self.sessions_heard.insert(client);
+        true
+    }
+
     fn read_as_follower(&mut self, command: Command, fx: &mut Effects) -> Result<(), NotAccepted> {
-        let leader = match self.leader_hint {
-            Some(leader)
-                if self.config.follower_reads
-                    && leader != self.me
-                    && self.state == LeaderState::Follower
-                    && self.is_member() =>
-            {
-                leader
-            }
-            hint => return Err(NotAccepted::NotLeader(hint)),
+        let Some(leader) = self.serving_for() else {
+            return Err(NotAccepted::NotLeader(self.leader_hint));
         };
         if self.reads_pending() >= self.config.max_pending_commands {
             return Err(NotAccepted::Busy);
+        }
+        if let Some(id) = command.id() {
+            // A client that only reads sends no keep-alives, and it reads here.
+            self.sessions_heard.insert(id.client);
         }
         self.stats.follower_reads += 1;
         self.follower_reads_next.push(command);
@@ -139,8 +164,20 @@ impl Leader {
     }
 
     /// Asks not answered within a retry interval go again, to whoever leads
-    /// now; if this node leads now, their reads join its own rounds.
-    pub(super) fn tick_asks(&mut self, fx: &mut Effects) {
+    /// now; if this node leads now, their reads join its own rounds. The
+    /// clients heard since the last tick go to the leader.
+    pub(super) fn tick_follower_reads(&mut self, fx: &mut Effects) {
+        if !self.sessions_heard.is_empty() {
+            let clients = std::mem::take(&mut self.sessions_heard);
+            match self.leader_hint {
+                _ if self.is_active() => clients.into_iter().for_each(|c| self.touch(c)),
+                Some(leader) if leader != self.me => {
+                    let clients = clients.into_iter().collect();
+                    fx.send(leader, PeerMsg::SessionsHeard { clients });
+                }
+                _ => {}
+            }
+        }
         if self.asks.is_empty() && self.follower_reads_next.is_empty() {
             return;
         }
