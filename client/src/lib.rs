@@ -117,10 +117,7 @@ impl Client {
             seeds: addrs.clone(),
             seeds_resolved: false,
             addrs,
-            // Clients given the same list spread over its members: a
-            // follower serves its clients' reads, so a fleet of readers
-            // shares the load (writes go on to the leader).
-            next_addr: (id % 4096) as usize,
+            next_addr: 0,
             preferred: None,
             next_seq: 1,
             pending: BTreeMap::new(),
