@@ -16,7 +16,8 @@ use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
 /// carry the group; pre-vote, member removal, SessionExpired; 5: `Frame::Read`
 /// and the read-index messages `ReadIndex`, `ReadIndexAck`, `ReadAt`;
 /// 6: `HeartbeatAck`, for check-quorum; 7: a removed member is never added
-/// back, so a group must not mix replicas that do and do not apply that rule).
+/// back, so a group must not mix replicas that do and do not apply that rule;
+/// 8: follower reads, `ReadIndexAsk`, `ReadIndexAnswer`, `SessionsHeard`).
 pub const PROTOCOL_VERSION: u32 = 8;
 /// Frames above this are refused, and the connection that sent them closed.
 pub const MAX_FRAME_BYTES: usize = 16 << 20;
