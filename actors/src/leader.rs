@@ -897,7 +897,7 @@ impl Leader {
         let Some(end) = self.to_repropose.keys().next_back().map(|s| s + 1) else {
             return;
         };
-        let noop: Batch = Arc::new(vec![Command::Noop]);
+        let noop: Batch = Arc::new(vec![Command::Noop].into());
         for slot in self.next_slot..end {
             self.to_repropose
                 .entry(slot)
@@ -1140,7 +1140,7 @@ impl Leader {
             if let Some(from) = self.configs.pending_from(self.executed) {
                 while self.next_slot < from && self.can_use_slot(self.next_slot) {
                     let slot = self.next_slot;
-                    self.propose(slot, Arc::new(vec![Command::Noop]), fx);
+                    self.propose(slot, Arc::new(vec![Command::Noop].into()), fx);
                 }
             }
         }
@@ -1163,7 +1163,7 @@ impl Leader {
             }
             let slot = self.next_slot;
             self.next_slot += 1;
-            self.propose(slot, Arc::new(batch), fx);
+            self.propose(slot, Arc::new(batch.into()), fx);
         }
     }
 

@@ -23,7 +23,7 @@ from typing import Any, List, Optional, Sequence, Tuple, Union
 import msgpack  # type: ignore[import-untyped]
 
 #: ``PROTOCOL_VERSION`` in proto/src/wire.rs: a replica refuses any other.
-PROTOCOL_VERSION = 7
+PROTOCOL_VERSION = 8
 #: ``MAX_FRAME_BYTES``: larger frames are refused and the connection closed.
 MAX_FRAME_BYTES = 16 << 20
 #: The reserved method a client opens its session with (``ttl_ms``).
