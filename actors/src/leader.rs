@@ -1149,7 +1149,12 @@ impl Leader {
             && self.can_use_slot(self.next_slot)
         {
             let mut bytes = 0;
-            let mut batch = Vec::new();
+            // Sized up front: growing it one push at a time reallocates.
+            let mut batch = Vec::with_capacity(
+                self.pending
+                    .len()
+                    .min(self.config.max_batch_commands.max(1)),
+            );
             while let Some(command) = self.pending.front() {
                 let size = command.size_hint();
                 if !batch.is_empty()

@@ -86,12 +86,25 @@ pub struct Commands {
 impl Commands {
     /// The MessagePack encoding of the commands, made on the first call.
     pub fn encoded(&self) -> &Bytes {
+        thread_local! {
+            static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
         self.encoded.get_or_init(|| {
-            // Sized from the hints, so a large batch is not copied as it grows.
-            let hint = 5 + self.commands.iter().map(Command::size_hint).sum::<usize>();
-            let mut out = Vec::with_capacity(hint);
-            rmp_serde::encode::write(&mut out, &self.commands).expect("commands serialize");
-            Bytes::from(out)
+            // Encoded in a buffer each thread reuses, then copied out at its
+            // exact size: a Vec grown while encoding reallocates several
+            // times, and the profile showed those large, long-lived blocks
+            // faulting in fresh pages.
+            SCRATCH.with(|scratch| {
+                let mut scratch = scratch.borrow_mut();
+                scratch.clear();
+                rmp_serde::encode::write(&mut *scratch, &self.commands)
+                    .expect("commands serialize");
+                let bytes = Bytes::copy_from_slice(&scratch);
+                // A rare huge batch does not pin its size in every thread.
+                scratch.clear();
+                scratch.shrink_to(1 << 20);
+                bytes
+            })
         })
     }
 }
