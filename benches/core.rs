@@ -43,7 +43,7 @@ fn wire(c: &mut Criterion) {
         msg: PeerMsg::Accept(Accept {
             ballot: Ballot::new(3, 1),
             slot: 99,
-            batch: Arc::new(batch),
+            batch: Arc::new(batch.into()),
         }),
     };
     g.throughput(Throughput::Elements(64));

@@ -219,7 +219,7 @@ impl World {
         self.replica.on_decision(
             Decision {
                 slot: self.slot,
-                batch: Arc::new(batch),
+                batch: Arc::new(batch.into()),
             },
             &mut fx,
         );
@@ -577,7 +577,7 @@ fn resending_a_granted_acquire_returns_the_same_grant_without_acquiring_twice() 
         replica.on_decision(
             Decision {
                 slot,
-                batch: Arc::new(batch),
+                batch: Arc::new(batch.into()),
             },
             &mut fx,
         );

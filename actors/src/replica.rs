@@ -1176,7 +1176,7 @@ impl ReadRouting {
 }
 
 fn digest(batch: &Batch) -> u64 {
-    let bytes = rmp_serde::to_vec(&**batch).expect("batches serialize");
+    let bytes = rmp_serde::to_vec(&batch[..]).expect("batches serialize");
     // FNV-1a: stable across processes, unlike std's randomized hasher.
     bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ *b as u64).wrapping_mul(0x100_0000_01b3)

@@ -10,7 +10,7 @@ pub mod wire;
 
 pub use ballot::{Ballot, NodeId, Slot};
 pub use config::{ConfigHistory, Member, WINDOW_SLOTS};
-pub use message::{Batch, Command, Effects, PeerMsg};
+pub use message::{Batch, Command, Commands, Effects, PeerMsg};
 
 /// A random non-zero id for a node or a client (never used inside objects).
 pub fn fresh_id() -> u64 {

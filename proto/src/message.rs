@@ -3,10 +3,11 @@
 
 use crate::config::{ConfigHistory, Member};
 use crate::{Ballot, NodeId, Slot};
+use bytes::Bytes;
 pub use concoord_objects::Target;
 use concoord_objects::{ClientId, CommandId, Reply, StoreSnapshot};
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// The error kind a call gets when its cancel was ordered before it.
 pub const CANCELLED_KIND: &str = "Cancelled";
@@ -68,7 +69,122 @@ impl Command {
 }
 
 /// The commands decided in one slot, shared between the roles of a node.
-pub type Batch = Arc<Vec<Command>>;
+pub type Batch = Arc<Commands>;
+
+/// A slot's commands and, once first asked for, their MessagePack encoding
+/// (the array a `Vec<Command>` encodes to). A leader sends one batch to
+/// every follower and a durable acceptor logs it: all of them reuse one
+/// encoding instead of encoding the commands again each. On the wire it is
+/// a bin holding that encoding; a decoded batch keeps the bytes it came in.
+/// Equality and `Debug` see only the commands.
+#[derive(Clone, Default)]
+pub struct Commands {
+    commands: Vec<Command>,
+    encoded: OnceLock<Bytes>,
+}
+
+impl Commands {
+    /// The MessagePack encoding of the commands, made on the first call.
+    pub fn encoded(&self) -> &Bytes {
+        thread_local! {
+            static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        self.encoded.get_or_init(|| {
+            // Encoded in a buffer each thread reuses, then copied out at its
+            // exact size: a Vec grown while encoding reallocates several
+            // times, and the profile showed those large, long-lived blocks
+            // faulting in fresh pages.
+            SCRATCH.with(|scratch| {
+                let mut scratch = scratch.borrow_mut();
+                scratch.clear();
+                rmp_serde::encode::write(&mut *scratch, &self.commands)
+                    .expect("commands serialize");
+                let bytes = Bytes::copy_from_slice(&scratch);
+                // A rare huge batch does not pin its size in every thread.
+                scratch.clear();
+                scratch.shrink_to(1 << 20);
+                bytes
+            })
+        })
+    }
+}
+
+impl From<Vec<Command>> for Commands {
+    fn from(commands: Vec<Command>) -> Self {
+        Commands {
+            commands,
+            encoded: OnceLock::new(),
+        }
+    }
+}
+
+impl std::ops::Deref for Commands {
+    type Target = Vec<Command>;
+    fn deref(&self) -> &Vec<Command> {
+        &self.commands
+    }
+}
+
+impl PartialEq for Commands {
+    fn eq(&self, other: &Self) -> bool {
+        self.commands == other.commands
+    }
+}
+
+impl std::fmt::Debug for Commands {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.commands.fmt(f)
+    }
+}
+
+impl Serialize for Commands {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(self.encoded())
+    }
+}
+
+impl<'de> Deserialize<'de> for Commands {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Commands;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a bin holding encoded commands")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Commands, E> {
+                let commands = rmp_serde::from_slice(v).map_err(E::custom)?;
+                Ok(Commands {
+                    commands,
+                    encoded: OnceLock::from(Bytes::copy_from_slice(v)),
+                })
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Commands, E> {
+                let commands = rmp_serde::from_slice(&v).map_err(E::custom)?;
+                Ok(Commands {
+                    commands,
+                    encoded: OnceLock::from(Bytes::from(v)),
+                })
+            }
+        }
+        d.deserialize_bytes(Visitor)
+    }
+}
+
+/// A [`Batch`] as the plain array of its commands (the write-ahead log's
+/// format, older than the wire's bin).
+pub mod batch_as_seq {
+    use super::{Batch, Command};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::sync::Arc;
+
+    pub fn serialize<S: Serializer>(batch: &Batch, s: S) -> Result<S::Ok, S::Error> {
+        batch[..].serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Batch, D::Error> {
+        Ok(Arc::new(Vec::<Command>::deserialize(d)?.into()))
+    }
+}
 
 /// Phase 1a: leader → acceptors.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -455,5 +571,89 @@ impl Effects {
 
     pub fn is_empty(&self) -> bool {
         self.sends.is_empty() && self.replies.is_empty() && self.to_log.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{decode_frame, encode_frame, Frame, FrameCodec};
+    use tokio_util::codec::{Decoder, Encoder};
+
+    fn batch() -> Batch {
+        let call = |seq| Command::Call {
+            id: CommandId { client: 5, seq },
+            target: Target::default(),
+            method: "add".into(),
+            args: vec![1, 2, 3],
+            ack_below: seq,
+        };
+        Arc::new(vec![call(1), Command::Noop, call(2)].into())
+    }
+
+    fn accept_to(to: NodeId, batch: &Batch) -> Frame {
+        Frame::Peer {
+            from: 1,
+            to,
+            msg: PeerMsg::Accept(Accept {
+                ballot: Ballot::new(3, 1),
+                slot: 9,
+                batch: batch.clone(),
+            }),
+        }
+    }
+
+    #[test]
+    fn a_batch_is_encoded_once_for_every_link() {
+        let batch = batch();
+        let mut codec = FrameCodec::default();
+        let mut wire = bytes::BytesMut::new();
+        codec.encode(accept_to(2, &batch), &mut wire).unwrap();
+        let cached = batch.encoded().clone();
+        codec.encode(accept_to(3, &batch), &mut wire).unwrap();
+        // The second link wrote the same buffer, not a new encoding.
+        assert_eq!(batch.encoded().as_ptr(), cached.as_ptr());
+        assert_eq!(&cached[..], &rmp_serde::to_vec(&batch[..]).unwrap()[..]);
+        for to in [2, 3] {
+            let frame = codec.decode(&mut wire).unwrap().unwrap();
+            assert_eq!(frame, accept_to(to, &batch));
+        }
+        assert!(wire.is_empty());
+    }
+
+    #[test]
+    fn a_decoded_accept_equals_the_original_and_keeps_its_encoding() {
+        let batch = batch();
+        let frame = accept_to(2, &batch);
+        let bytes = encode_frame(&frame);
+        let decoded = decode_frame(&bytes).unwrap();
+        assert_eq!(decoded, frame);
+        let Frame::Peer {
+            msg: PeerMsg::Accept(accept),
+            ..
+        } = decoded
+        else {
+            panic!("not an accept");
+        };
+        assert_eq!(format!("{:?}", accept.batch), format!("{:?}", batch));
+        assert_eq!(accept.batch.encoded(), batch.encoded());
+        // Encoded again from its kept bytes, it is the same frame.
+        assert_eq!(encode_frame(&accept_to(2, &accept.batch)), bytes);
+    }
+
+    #[test]
+    fn equality_ignores_whether_the_encoding_was_made() {
+        let (a, b) = (batch(), batch());
+        a.encoded();
+        assert_eq!(a, b);
+        assert_eq!(format!("{a:?}"), format!("{b:?}"));
+    }
+
+    #[test]
+    fn a_bin_that_is_not_commands_is_refused() {
+        // bin 8 of one byte, 0xc1: a marker MessagePack never uses.
+        assert!(rmp_serde::from_slice::<Commands>(&[0xc4, 1, 0xc1]).is_err());
+        let not_bin = rmp_serde::to_vec(&Vec::<Command>::new()).unwrap();
+        assert!(rmp_serde::from_slice::<Commands>(&not_bin).is_err());
     }
 }

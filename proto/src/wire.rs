@@ -5,7 +5,7 @@
 use crate::config::{Member, MemberRef};
 use crate::message::PeerMsg;
 use crate::{Ballot, NodeId, Slot};
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, BytesMut};
 use concoord_objects::{ClientId, CommandId, ObjectInfo, Reply, Target};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -17,7 +17,8 @@ use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
 /// and the read-index messages `ReadIndex`, `ReadIndexAck`, `ReadAt`;
 /// 6: `HeartbeatAck`, for check-quorum; 7: a removed member is never added
 /// back, so a group must not mix replicas that do and do not apply that rule;
-/// 8: follower reads, `ReadIndexAsk`, `ReadIndexAnswer`, `SessionsHeard`).
+/// 8: follower reads, `ReadIndexAsk`, `ReadIndexAnswer`, `SessionsHeard`;
+/// a batch travels as a bin holding its commands' encoding).
 pub const PROTOCOL_VERSION: u32 = 8;
 /// Frames above this are refused, and the connection that sent them closed.
 pub const MAX_FRAME_BYTES: usize = 16 << 20;
@@ -238,7 +239,23 @@ impl Encoder<Frame> for FrameCodec {
     type Error = WireError;
 
     fn encode(&mut self, frame: Frame, dst: &mut BytesMut) -> Result<(), WireError> {
-        let payload = Bytes::from(encode_frame(&frame));
-        self.inner.encode(payload, dst).map_err(WireError::from)
+        // Straight into the output buffer behind a length prefix patched
+        // afterwards (the inner codec's format: 4 bytes, big-endian), not
+        // through a Vec of its own that would be copied in.
+        let start = dst.len();
+        dst.put_u32(0);
+        rmp_serde::encode::write(&mut (&mut *dst).writer(), &frame)
+            .expect("frames serialize into a buffer");
+        let len = dst.len() - start - 4;
+        if len > MAX_FRAME_BYTES {
+            dst.truncate(start);
+            // What the inner codec says of a frame too large to send.
+            return Err(WireError::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "frame size too big",
+            )));
+        }
+        dst[start..start + 4].copy_from_slice(&(len as u32).to_be_bytes());
+        Ok(())
     }
 }

@@ -247,7 +247,7 @@ impl Leader {
         let Some(end) = self.to_repropose.keys().next_back().map(|s| s + 1) else {
             return;
         };
-        let noop: Batch = Arc::new(vec![Command::Noop]);
+        let noop: Batch = Arc::new(vec![Command::Noop].into());
         for slot in self.next_slot..end {
             self.to_repropose
                 .entry(slot)

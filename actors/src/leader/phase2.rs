@@ -179,7 +179,7 @@ impl Leader {
             if let Some(from) = self.configs.pending_from(self.executed) {
                 while self.next_slot < from && self.can_use_slot(self.next_slot) {
                     let slot = self.next_slot;
-                    self.propose(slot, Arc::new(vec![Command::Noop]), fx);
+                    self.propose(slot, Arc::new(vec![Command::Noop].into()), fx);
                 }
             }
         }
@@ -188,7 +188,12 @@ impl Leader {
             && self.can_use_slot(self.next_slot)
         {
             let mut bytes = 0;
-            let mut batch = Vec::new();
+            // Sized up front: growing it one push at a time reallocates.
+            let mut batch = Vec::with_capacity(
+                self.pending
+                    .len()
+                    .min(self.config.max_batch_commands.max(1)),
+            );
             while let Some(command) = self.pending.front() {
                 let size = command.size_hint();
                 if !batch.is_empty()
@@ -202,7 +207,7 @@ impl Leader {
             }
             let slot = self.next_slot;
             self.next_slot += 1;
-            self.propose(slot, Arc::new(batch), fx);
+            self.propose(slot, Arc::new(batch.into()), fx);
         }
     }
 

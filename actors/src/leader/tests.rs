@@ -353,7 +353,7 @@ fn a_read_at_a_new_leader_waits_for_the_slots_it_found_in_phase_1() {
     let granted = pre_vote_reply(&leader, &fx, true);
     let mut fx = Effects::default();
     leader.handle(2, granted, &mut fx);
-    let old: Batch = Arc::new(vec![call(9)]);
+    let old: Batch = Arc::new(vec![call(9)].into());
     for from in 1..=2 {
         // Node 2 accepted slots 0..5 under the old leader; node 1 (this
         // one) never heard of them.

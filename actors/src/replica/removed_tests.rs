@@ -27,7 +27,7 @@ fn decide(replica: &mut Replica, command: Command) {
     replica.on_decision(
         Decision {
             slot,
-            batch: Arc::new(vec![command]),
+            batch: Arc::new(vec![command].into()),
         },
         &mut fx,
     );

@@ -90,7 +90,7 @@ impl Sim {
                     base.snapshot()
                 } else {
                     let mut copy = self.copy_replica(&base)?;
-                    let prefix = Arc::new(batch[..k].to_vec());
+                    let prefix = Arc::new(batch[..k].to_vec().into());
                     copy.on_decision(
                         Decision {
                             slot,

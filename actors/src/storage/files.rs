@@ -162,13 +162,50 @@ fn numbered(dir: &Path, ext: &str) -> Result<Vec<(u64, PathBuf)>, StorageError> 
 pub(crate) fn encode_record(record: &Record, out: &mut Vec<u8>) {
     let at = out.len();
     out.extend_from_slice(&[0; RECORD_HEADER_BYTES]);
-    rmp_serde::encode::write(out, record).expect("records serialize");
+    write_payload(record, out);
     let len = (out.len() - at - RECORD_HEADER_BYTES) as u32;
     let crc = crc32fast::hash(&out[at + RECORD_HEADER_BYTES..]);
     out[at..at + 4].copy_from_slice(&len.to_le_bytes());
     out[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
     let header_crc = crc32fast::hash(&out[at..at + 8]);
     out[at + 8..at + 12].copy_from_slice(&header_crc.to_le_bytes());
+}
+
+/// A record's MessagePack bytes, the same as `rmp_serde` writes for it. A
+/// batch is the record's last field and an array: the record is written
+/// with an empty one (whose encoding, the last byte, is an empty array's
+/// marker) and the batch's cached encoding replaces that byte, so the
+/// commands the leader encoded for its links are not encoded again here.
+pub(crate) fn write_payload(record: &Record, out: &mut Vec<u8>) {
+    const EMPTY_ARRAY: u8 = 0x90;
+    let (batch, empty) = match record {
+        Record::Accept {
+            slot,
+            ballot,
+            batch,
+        } => (
+            batch,
+            Record::Accept {
+                slot: *slot,
+                ballot: *ballot,
+                batch: Default::default(),
+            },
+        ),
+        Record::Decision { slot, batch } => (
+            batch,
+            Record::Decision {
+                slot: *slot,
+                batch: Default::default(),
+            },
+        ),
+        _ => {
+            rmp_serde::encode::write(out, record).expect("records serialize");
+            return;
+        }
+    };
+    rmp_serde::encode::write(out, &empty).expect("records serialize");
+    assert_eq!(out.pop(), Some(EMPTY_ARRAY), "a batch ends its record");
+    out.extend_from_slice(batch.encoded());
 }
 
 /// The records of a segment's bytes as `(offset, header bytes, payload

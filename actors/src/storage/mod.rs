@@ -45,16 +45,24 @@ pub enum Record {
     /// The acceptor promised `ballot` (it never accepts below it again).
     Promise(Ballot),
     /// The acceptor accepted `batch` for `slot` at `ballot`.
+    ///
+    /// A batch is the last field of its record: `files::encode_record`
+    /// relies on that to copy in the batch's cached encoding.
     Accept {
         slot: Slot,
         ballot: Ballot,
+        #[serde(with = "crate::message::batch_as_seq")]
         batch: Batch,
     },
     /// The value accepted for `slot` at `ballot` or above was chosen (a
     /// commit or this node's leader said so): no batch, it is in the Accept.
     Chosen { slot: Slot, ballot: Ballot },
     /// A decision that reached the replica whole (catch-up, a late decision).
-    Decision { slot: Slot, batch: Batch },
+    Decision {
+        slot: Slot,
+        #[serde(with = "crate::message::batch_as_seq")]
+        batch: Batch,
+    },
 }
 
 /// Why a data dir cannot be used. Every variant names the file.

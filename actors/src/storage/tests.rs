@@ -16,7 +16,7 @@ fn temp_dir(name: &str) -> DataDir {
 }
 
 fn batch(n: usize) -> Batch {
-    Arc::new(vec![Command::Noop; n])
+    Arc::new(vec![Command::Noop; n].into())
 }
 
 fn ballot(round: u64) -> Ballot {
@@ -318,4 +318,68 @@ fn another_members_segment_is_refused() {
     let err = dir.recover().unwrap_err();
     assert!(matches!(err, StorageError::Foreign { .. }), "{err}");
     let _ = std::fs::remove_dir_all(dir.root());
+}
+
+/// The records' bytes on disk are what the builds before batches kept their
+/// encoding wrote (an array of commands), so old logs read and new logs are
+/// the same format.
+#[test]
+fn records_with_batches_keep_their_old_bytes_and_reuse_the_cached_encoding() {
+    #[derive(Serialize)]
+    enum OldRecord {
+        #[allow(dead_code)]
+        Promise(Ballot),
+        Accept {
+            slot: Slot,
+            ballot: Ballot,
+            batch: Arc<Vec<Command>>,
+        },
+        #[allow(dead_code)]
+        Chosen { slot: Slot, ballot: Ballot },
+        Decision {
+            slot: Slot,
+            batch: Arc<Vec<Command>>,
+        },
+    }
+    let b = batch(3);
+    let old = |record: &OldRecord| rmp_serde::to_vec(record).unwrap();
+    let new = |record: &Record| {
+        let mut out = Vec::new();
+        files::write_payload(record, &mut out);
+        out
+    };
+    let commands = Arc::new(b.to_vec());
+    let accept = Record::Accept {
+        slot: 4,
+        ballot: ballot(2),
+        batch: b.clone(),
+    };
+    let decision = Record::Decision {
+        slot: 5,
+        batch: b.clone(),
+    };
+    let old_accept = old(&OldRecord::Accept {
+        slot: 4,
+        ballot: ballot(2),
+        batch: commands.clone(),
+    });
+    let old_decision = old(&OldRecord::Decision {
+        slot: 5,
+        batch: commands,
+    });
+    assert_eq!(new(&accept), old_accept);
+    assert_eq!(new(&decision), old_decision);
+    assert_eq!(rmp_serde::to_vec(&accept).unwrap(), old_accept);
+    assert_eq!(
+        rmp_serde::from_slice::<Record>(&old_accept).unwrap(),
+        accept
+    );
+    assert_eq!(
+        rmp_serde::from_slice::<Record>(&old_decision).unwrap(),
+        decision
+    );
+    // Written from the batch's cached encoding, made once.
+    let cached = b.encoded().as_ptr();
+    new(&accept);
+    assert_eq!(b.encoded().as_ptr(), cached);
 }
