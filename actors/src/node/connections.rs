@@ -1,0 +1,118 @@
+//! The client connections open on a node and the commands each waits for.
+
+use super::*;
+
+/// Where outcomes go: open connections, and which commands each waits for.
+#[derive(Default)]
+pub(super) struct Connections {
+    pub(super) next_key: u64,
+    pub(super) open: BTreeMap<ConnectionKey, Recipient<ConnectionEvents>>,
+    /// The connection waiting for each command: a hash lookup per call (an
+    /// ordered set of pairs cost the leader a tree walk under this lock).
+    pub(super) waiting: std::collections::HashMap<CommandId, ConnectionKey>,
+    /// Further connections waiting for a command already in `waiting`: a
+    /// client that reconnected and resent it. Rare.
+    also_waiting: std::collections::BTreeSet<(CommandId, ConnectionKey)>,
+}
+
+impl Connections {
+    pub(super) fn waiters(&self, id: CommandId) -> impl Iterator<Item = ConnectionKey> + '_ {
+        let more = self
+            .also_waiting
+            .range((id, ConnectionKey(0))..=(id, ConnectionKey(u64::MAX)))
+            .map(|(_, key)| *key);
+        self.waiting.get(&id).copied().into_iter().chain(more)
+    }
+
+    pub(super) fn add_waiter(&mut self, id: CommandId, key: ConnectionKey) {
+        match self.waiting.get(&id) {
+            None => {
+                self.waiting.insert(id, key);
+            }
+            Some(first) if *first == key => {}
+            Some(_) => {
+                self.also_waiting.insert((id, key));
+            }
+        }
+    }
+
+    pub(super) fn remove_waiter(&mut self, id: CommandId, key: ConnectionKey) {
+        if self.waiting.get(&id) == Some(&key) {
+            self.waiting.remove(&id);
+            // One of the others, if any, takes its place.
+            let next = self.waiters(id).next();
+            if let Some(next) = next {
+                self.also_waiting.remove(&(id, next));
+                self.waiting.insert(id, next);
+            }
+        } else {
+            self.also_waiting.remove(&(id, key));
+        }
+    }
+
+    /// Removes and returns one connection waiting for `id`.
+    pub(super) fn take_waiter(&mut self, id: CommandId) -> Option<ConnectionKey> {
+        let key = *self.waiting.get(&id)?;
+        self.remove_waiter(id, key);
+        Some(key)
+    }
+
+    pub(super) fn forget_connection(&mut self, key: ConnectionKey) {
+        self.open.remove(&key);
+        self.waiting.retain(|_, k| *k != key);
+        self.also_waiting.retain(|(_, k)| *k != key);
+        // A command whose first waiter went keeps its other ones.
+        let orphaned: Vec<(CommandId, ConnectionKey)> = self
+            .also_waiting
+            .iter()
+            .filter(|(id, _)| !self.waiting.contains_key(id))
+            .copied()
+            .collect();
+        for (id, other) in orphaned {
+            if !self.waiting.contains_key(&id) {
+                self.also_waiting.remove(&(id, other));
+                self.waiting.insert(id, other);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(seq: u64) -> CommandId {
+        CommandId::new(7, seq)
+    }
+
+    #[test]
+    fn each_waiter_of_a_command_is_taken_once_and_others_are_left_alone() {
+        let mut c = Connections::default();
+        let (a, b) = (ConnectionKey(1), ConnectionKey(2));
+        c.add_waiter(id(1), a);
+        c.add_waiter(id(1), a); // a resend on the same connection
+        c.add_waiter(id(1), b); // and on a new one after a reconnect
+        c.add_waiter(id(2), b);
+        assert_eq!(c.waiters(id(1)).collect::<Vec<_>>(), vec![a, b]);
+        assert_eq!(c.take_waiter(id(1)), Some(a));
+        assert_eq!(c.take_waiter(id(1)), Some(b));
+        assert_eq!(c.take_waiter(id(1)), None);
+        assert_eq!(c.waiters(id(2)).collect::<Vec<_>>(), vec![b]);
+    }
+
+    #[test]
+    fn a_command_keeps_its_other_waiters_when_one_goes() {
+        let mut c = Connections::default();
+        let (a, b, d) = (ConnectionKey(1), ConnectionKey(2), ConnectionKey(3));
+        c.add_waiter(id(1), a);
+        c.add_waiter(id(1), b);
+        c.add_waiter(id(1), d);
+        c.remove_waiter(id(1), a);
+        assert_eq!(c.waiters(id(1)).collect::<Vec<_>>(), vec![b, d]);
+        c.forget_connection(b);
+        assert_eq!(c.waiters(id(1)).collect::<Vec<_>>(), vec![d]);
+        c.remove_waiter(id(1), d);
+        assert_eq!(c.waiters(id(1)).count(), 0);
+        assert!(c.waiting.is_empty() && c.also_waiting.is_empty());
+    }
+}
