@@ -86,6 +86,38 @@ pub fn counter_client(
     })
 }
 
+/// A client that only reads, with no session, starting at the member listed
+/// first: it stays on whichever replica it reaches (a follower, most
+/// often), so follower reads (a read index asked of the leader) face every
+/// fault; its reads are checked with the counters' history.
+pub fn follower_reader(
+    id: usize,
+    addrs: String,
+    history: History,
+    stop: Arc<AtomicBool>,
+    seed: u64,
+) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        let sessionless = ClientOptions {
+            session_ttl: None,
+            ..options(CALL_DEADLINE)
+        };
+        let client = BlockingClient::new(&addrs, sessionless).expect("valid addresses");
+        let mut rng = Rng(seed);
+        let mut name = Name {
+            base: format!("r{id}"),
+            generation: 0,
+        };
+        while !stop.load(Ordering::SeqCst) {
+            let op = history.invoke(name.get(), "getvalue", vec![]);
+            if finish(op, &client.call::<_, i64>("getvalue", ())) {
+                name.generation += 1;
+            }
+            std::thread::sleep(Duration::from_millis(rng.below(20)));
+        }
+    })
+}
+
 pub fn lock_client(
     id: usize,
     addrs: String,
