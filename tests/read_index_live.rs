@@ -60,20 +60,7 @@ fn a_paused_deposed_leader_answers_no_stale_read() {
     let old = cluster.leader();
 
     // A connection to the leader, opened while it leads; a read works on it.
-    let mut raw = TcpStream::connect(cluster.addr(old)).expect("the leader listens");
-    raw.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    send(
-        &mut raw,
-        &Frame::Hello {
-            version: PROTOCOL_VERSION,
-            role: HelloRole::Client(RAW_CLIENT),
-            token: cluster.token.clone(),
-        },
-    );
-    assert!(
-        matches!(receive(&mut raw), Some(Frame::Welcome { .. })),
-        "the leader welcomes the raw client"
-    );
+    let mut raw = raw_client(&cluster, old);
     send(&mut raw, &read_frame(1, false));
     match receive(&mut raw) {
         Some(Frame::Reply { reply: Ok(v), .. }) => assert_eq!(value_of(&v), 1),
