@@ -210,17 +210,19 @@ fn run(config: &Config, run_index: usize, net_reason: &mut Option<String>) -> Ru
             counter_history.clone(),
             stop.clone(),
             rng.next(),
+            load::COUNTER_LOAD,
         ));
     }
     // The list rotated by one: the reader starts at replica 1, not 0.
     let mut rotated: Vec<String> = counter.addrs().split(',').map(str::to_string).collect();
     rotated.rotate_left(1);
-    clients.push(load::follower_reader(
+    clients.push(load::counter_client(
         config.clients,
         rotated.join(","),
         counter_history.clone(),
         stop.clone(),
         rng.next(),
+        load::FOLLOWER_READER_LOAD,
     ));
     let last_acquired = Arc::new(AtomicU64::new(0));
     for id in 0..(config.clients / 2).max(2) {

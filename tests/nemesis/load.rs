@@ -56,22 +56,54 @@ impl Name {
     }
 }
 
+/// What a counter client does.
+pub struct CounterLoad {
+    /// Its process names in the history: `{prefix}{id}`.
+    pub prefix: &'static str,
+    /// The share of its calls that increment; the rest read.
+    pub increments: f64,
+    /// Whether it keeps a session (a session's opening call is a write, so
+    /// a client with one goes to the leader at once).
+    pub session: bool,
+}
+
+/// Mostly increments, with reads, on a session: it follows the leader.
+pub const COUNTER_LOAD: CounterLoad = CounterLoad {
+    prefix: "c",
+    increments: 0.7,
+    session: true,
+};
+
+/// Only reads, with no session: started at the member listed first, it
+/// stays on whichever replica it reaches (a follower, most often), so
+/// follower reads (a read index asked of the leader) face every fault.
+pub const FOLLOWER_READER_LOAD: CounterLoad = CounterLoad {
+    prefix: "r",
+    increments: 0.0,
+    session: false,
+};
+
 pub fn counter_client(
     id: usize,
     addrs: String,
     history: History,
     stop: Arc<AtomicBool>,
     seed: u64,
+    load: CounterLoad,
 ) -> JoinHandle<()> {
     std::thread::spawn(move || {
-        let client = BlockingClient::new(&addrs, options(CALL_DEADLINE)).expect("valid addresses");
+        let mut options = options(CALL_DEADLINE);
+        if !load.session {
+            options.session_ttl = None;
+        }
+        let client = BlockingClient::new(&addrs, options).expect("valid addresses");
         let mut rng = Rng(seed);
         let mut name = Name {
-            base: format!("c{id}"),
+            base: format!("{}{id}", load.prefix),
             generation: 0,
         };
         while !stop.load(Ordering::SeqCst) {
-            let info = if rng.chance(0.7) {
+            let info = if load.increments > 0.0 && rng.chance(load.increments) {
                 let op = history.invoke(name.get(), "increment", vec![]);
                 finish(op, &client.call::<_, ()>("increment", ()))
             } else {
@@ -79,38 +111,6 @@ pub fn counter_client(
                 finish(op, &client.call::<_, i64>("getvalue", ()))
             };
             if info {
-                name.generation += 1;
-            }
-            std::thread::sleep(Duration::from_millis(rng.below(20)));
-        }
-    })
-}
-
-/// A client that only reads, with no session, starting at the member listed
-/// first: it stays on whichever replica it reaches (a follower, most
-/// often), so follower reads (a read index asked of the leader) face every
-/// fault; its reads are checked with the counters' history.
-pub fn follower_reader(
-    id: usize,
-    addrs: String,
-    history: History,
-    stop: Arc<AtomicBool>,
-    seed: u64,
-) -> JoinHandle<()> {
-    std::thread::spawn(move || {
-        let sessionless = ClientOptions {
-            session_ttl: None,
-            ..options(CALL_DEADLINE)
-        };
-        let client = BlockingClient::new(&addrs, sessionless).expect("valid addresses");
-        let mut rng = Rng(seed);
-        let mut name = Name {
-            base: format!("r{id}"),
-            generation: 0,
-        };
-        while !stop.load(Ordering::SeqCst) {
-            let op = history.invoke(name.get(), "getvalue", vec![]);
-            if finish(op, &client.call::<_, i64>("getvalue", ())) {
                 name.generation += 1;
             }
             std::thread::sleep(Duration::from_millis(rng.below(20)));

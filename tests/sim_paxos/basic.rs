@@ -3,20 +3,14 @@
 
 use crate::helpers::{
     check_minority_silent, check_recovery, config, counter_value, elect, finish_and_check,
-    for_each_seed, RECOVERY_BOUND_MS, RUN_DEADLINE_MS,
+    for_each_seed, leader_crash_run, lossy_run, RECOVERY_BOUND_MS, RUN_DEADLINE_MS,
 };
 use concoord_actors::sim::{Sim, SimConfig};
 use concoord_objects::ObjectError;
 use std::collections::BTreeSet;
 
 fn leader_crash(seed: u64, nodes: usize) -> Result<(), String> {
-    let mut sim = Sim::new(config(seed, nodes));
-    sim.run_until(400);
-    let leader = elect(&mut sim)?;
-    sim.crash(leader);
-    let crashed_at = sim.now_ms;
-    finish_and_check(&mut sim)?;
-    check_recovery(&sim, crashed_at)
+    leader_crash_run(config(seed, nodes)).map(drop)
 }
 
 fn leader_isolated(seed: u64, nodes: usize) -> Result<(), String> {
@@ -143,14 +137,7 @@ fn followers_isolated_then_healed(seed: u64, nodes: usize) -> Result<(), String>
 }
 
 fn lossy_network(seed: u64, nodes: usize) -> Result<(), String> {
-    let mut cfg = config(seed, nodes);
-    cfg.delay_max_ms = 25; // wide delays reorder messages
-    let mut sim = Sim::new(cfg);
-    sim.net.drop_percent = 20;
-    sim.net.duplicate_percent = 10;
-    sim.run_until(3_000);
-    sim.net.drop_percent = 0;
-    sim.net.duplicate_percent = 0;
+    let mut sim = lossy_run(config(seed, nodes));
     let healed_at = sim.now_ms;
     finish_and_check(&mut sim)?;
     if sim.clients.iter().any(|c| c.acked < c.ops) {

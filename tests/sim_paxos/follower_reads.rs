@@ -3,7 +3,7 @@
 //! send, so followers, the leader and cut-off nodes all take them.
 
 use crate::helpers::{check_minority_silent, check_recovery, config, elect, finish_and_check};
-use crate::helpers::{for_seeds, FOLLOWER_READ_SEEDS};
+use crate::helpers::{for_seeds, leader_crash_run, lossy_run, FOLLOWER_READ_SEEDS};
 use concoord_actors::sim::{Sim, SimConfig, SimReads};
 
 pub(crate) fn follower_read_config(seed: u64, nodes: usize, reads: SimReads) -> SimConfig {
@@ -74,25 +74,12 @@ pub(crate) fn lagging_follower(seed: u64, nodes: usize, reads: SimReads) -> Resu
 }
 
 fn leader_crash(seed: u64, nodes: usize) -> Result<(), String> {
-    let mut sim = Sim::new(follower_read_config(seed, nodes, SimReads::ReadIndex));
-    sim.run_until(400);
-    let leader = elect(&mut sim)?;
-    sim.crash(leader);
-    let crashed_at = sim.now_ms;
-    finish_and_check(&mut sim)?;
-    check_recovery(&sim, crashed_at)?;
+    let sim = leader_crash_run(follower_read_config(seed, nodes, SimReads::ReadIndex))?;
     check_followers_took_reads(&sim)
 }
 
 fn lossy_network(seed: u64, nodes: usize) -> Result<(), String> {
-    let mut cfg = follower_read_config(seed, nodes, SimReads::ReadIndex);
-    cfg.delay_max_ms = 25;
-    let mut sim = Sim::new(cfg);
-    sim.net.drop_percent = 20;
-    sim.net.duplicate_percent = 10;
-    sim.run_until(3_000);
-    sim.net.drop_percent = 0;
-    sim.net.duplicate_percent = 0;
+    let mut sim = lossy_run(follower_read_config(seed, nodes, SimReads::ReadIndex));
     finish_and_check(&mut sim)?;
     check_followers_took_reads(&sim)
 }

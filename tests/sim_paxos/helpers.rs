@@ -285,6 +285,32 @@ pub(crate) fn check_minority_silent(
     Ok(())
 }
 
+/// Elects a leader and crashes it; the run must finish, checked, and
+/// answer again soon after the crash.
+pub(crate) fn leader_crash_run(cfg: SimConfig) -> Result<Sim, String> {
+    let mut sim = Sim::new(cfg);
+    sim.run_until(400);
+    let leader = elect(&mut sim)?;
+    sim.crash(leader);
+    let crashed_at = sim.now_ms;
+    finish_and_check(&mut sim)?;
+    check_recovery(&sim, crashed_at)?;
+    Ok(sim)
+}
+
+/// Runs 3 s on a network that drops 20% of messages, duplicates 10% and
+/// delays them enough to reorder, then heals it.
+pub(crate) fn lossy_run(mut cfg: SimConfig) -> Sim {
+    cfg.delay_max_ms = 25;
+    let mut sim = Sim::new(cfg);
+    sim.net.drop_percent = 20;
+    sim.net.duplicate_percent = 10;
+    sim.run_until(3_000);
+    sim.net.drop_percent = 0;
+    sim.net.duplicate_percent = 0;
+    sim
+}
+
 pub(crate) fn elect(sim: &mut Sim) -> Result<usize, String> {
     for _ in 0..100 {
         if let Some(leader) = sim.leader() {

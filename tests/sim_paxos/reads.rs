@@ -2,6 +2,7 @@
 
 use crate::helpers::{
     check_minority_silent, check_recovery, config, elect, finish_and_check, for_seeds,
+    leader_crash_run, lossy_run,
 };
 use concoord_actors::message::Command;
 use concoord_actors::sim::{Endpoint, Sim, SimConfig, SimReads};
@@ -67,25 +68,11 @@ pub(crate) fn reads_leader_isolated(
 }
 
 fn reads_leader_crash(seed: u64, nodes: usize, reads: SimReads) -> Result<(), String> {
-    let mut sim = Sim::new(read_config(seed, nodes, reads));
-    sim.run_until(400);
-    let leader = elect(&mut sim)?;
-    sim.crash(leader);
-    let crashed_at = sim.now_ms;
-    finish_and_check(&mut sim)?;
-    check_recovery(&sim, crashed_at)
+    leader_crash_run(read_config(seed, nodes, reads)).map(drop)
 }
 
 fn reads_lossy_network(seed: u64, nodes: usize, reads: SimReads) -> Result<(), String> {
-    let mut cfg = read_config(seed, nodes, reads);
-    cfg.delay_max_ms = 25;
-    let mut sim = Sim::new(cfg);
-    sim.net.drop_percent = 20;
-    sim.net.duplicate_percent = 10;
-    sim.run_until(3_000);
-    sim.net.drop_percent = 0;
-    sim.net.duplicate_percent = 0;
-    finish_and_check(&mut sim)
+    finish_and_check(&mut lossy_run(read_config(seed, nodes, reads)))
 }
 
 /// The stale read after an election (fixed in 243a4c1; the live nemesis

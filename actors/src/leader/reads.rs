@@ -51,11 +51,7 @@ impl Leader {
         if self.reads_pending() >= self.config.max_pending_commands {
             return Err(NotAccepted::Busy);
         }
-        let index = self.commit_point();
-        self.reads_next.push((index, WaitingRead::Here(command)));
-        if self.read_rounds.len() < MAX_READ_ROUNDS {
-            self.start_read_round(fx);
-        }
+        self.await_round(std::iter::once(WaitingRead::Here(command)), fx);
         Ok(())
     }
 
@@ -134,12 +130,7 @@ impl Leader {
         if !self.is_active() || self.reads_pending() >= self.config.max_pending_commands {
             return;
         }
-        let index = self.commit_point();
-        self.reads_next
-            .push((index, WaitingRead::Asked { by: from, ask }));
-        if self.read_rounds.len() < MAX_READ_ROUNDS {
-            self.start_read_round(fx);
-        }
+        self.await_round(std::iter::once(WaitingRead::Asked { by: from, ask }), fx);
     }
 
     /// The follower's side: the reads behind `ask` run once this node's
@@ -188,12 +179,7 @@ impl Leader {
                 .flat_map(|a| a.reads)
                 .chain(self.follower_reads_next.drain(..))
                 .collect();
-            let index = self.commit_point();
-            self.reads_next
-                .extend(reads.into_iter().map(|c| (index, WaitingRead::Here(c))));
-            if self.read_rounds.len() < MAX_READ_ROUNDS {
-                self.start_read_round(fx);
-            }
+            self.await_round(reads.into_iter().map(WaitingRead::Here), fx);
             return;
         }
         let Some(leader) = self.leader_hint.filter(|l| *l != self.me) else {
@@ -209,6 +195,17 @@ impl Leader {
         }
         if !self.follower_reads_next.is_empty() && self.asks.len() < MAX_READ_ROUNDS {
             self.send_ask(leader, fx);
+        }
+    }
+
+    /// Reads that wait, with the commit point seen now, for a round begun
+    /// after they arrived: one begins at once if fewer than
+    /// [`MAX_READ_ROUNDS`] are in flight, else when one is confirmed.
+    fn await_round(&mut self, reads: impl Iterator<Item = WaitingRead>, fx: &mut Effects) {
+        let index = self.commit_point();
+        self.reads_next.extend(reads.map(|read| (index, read)));
+        if self.read_rounds.len() < MAX_READ_ROUNDS {
+            self.start_read_round(fx);
         }
     }
 

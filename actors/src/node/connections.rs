@@ -59,20 +59,16 @@ impl Connections {
 
     pub(super) fn forget_connection(&mut self, key: ConnectionKey) {
         self.open.remove(&key);
-        self.waiting.retain(|_, k| *k != key);
         self.also_waiting.retain(|(_, k)| *k != key);
-        // A command whose first waiter went keeps its other ones.
-        let orphaned: Vec<(CommandId, ConnectionKey)> = self
-            .also_waiting
+        let first_for: Vec<CommandId> = self
+            .waiting
             .iter()
-            .filter(|(id, _)| !self.waiting.contains_key(id))
-            .copied()
+            .filter(|(_, k)| **k == key)
+            .map(|(id, _)| *id)
             .collect();
-        for (id, other) in orphaned {
-            if !self.waiting.contains_key(&id) {
-                self.also_waiting.remove(&(id, other));
-                self.waiting.insert(id, other);
-            }
+        // A command whose first waiter went keeps its other ones.
+        for id in first_for {
+            self.remove_waiter(id, key);
         }
     }
 }
