@@ -1,6 +1,7 @@
 //! The client connections open on a node and the commands each waits for.
 
 use super::*;
+use std::collections::hash_map::Entry;
 
 /// Where outcomes go: open connections, and which commands each waits for.
 #[derive(Default)]
@@ -9,7 +10,7 @@ pub(super) struct Connections {
     pub(super) open: BTreeMap<ConnectionKey, Recipient<ConnectionEvents>>,
     /// The connection waiting for each command: a hash lookup per call (an
     /// ordered set of pairs cost the leader a tree walk under this lock).
-    pub(super) waiting: std::collections::HashMap<CommandId, ConnectionKey>,
+    pub(super) waiting: crate::id_hash::IdMap<CommandId, ConnectionKey>,
     /// Further connections waiting for a command already in `waiting`: a
     /// client that reconnected and resent it. Rare.
     also_waiting: std::collections::BTreeSet<(CommandId, ConnectionKey)>,
@@ -25,28 +26,39 @@ impl Connections {
     }
 
     pub(super) fn add_waiter(&mut self, id: CommandId, key: ConnectionKey) {
-        match self.waiting.get(&id) {
-            None => {
-                self.waiting.insert(id, key);
+        match self.waiting.entry(id) {
+            Entry::Vacant(first) => {
+                first.insert(key);
             }
-            Some(first) if *first == key => {}
-            Some(_) => {
+            Entry::Occupied(first) if *first.get() == key => {}
+            Entry::Occupied(_) => {
                 self.also_waiting.insert((id, key));
             }
         }
     }
 
     pub(super) fn remove_waiter(&mut self, id: CommandId, key: ConnectionKey) {
-        if self.waiting.get(&id) == Some(&key) {
-            self.waiting.remove(&id);
-            // One of the others, if any, takes its place.
-            let next = self.waiters(id).next();
-            if let Some(next) = next {
-                self.also_waiting.remove(&(id, next));
-                self.waiting.insert(id, next);
+        match self.waiting.entry(id) {
+            Entry::Occupied(first) if *first.get() == key => {
+                // One of the others, if any, takes its place.
+                let next = self
+                    .also_waiting
+                    .range((id, ConnectionKey(0))..=(id, ConnectionKey(u64::MAX)))
+                    .next()
+                    .copied();
+                match next {
+                    Some(next) => {
+                        self.also_waiting.remove(&next);
+                        *first.into_mut() = next.1;
+                    }
+                    None => {
+                        first.remove();
+                    }
+                }
             }
-        } else {
-            self.also_waiting.remove(&(id, key));
+            _ => {
+                self.also_waiting.remove(&(id, key));
+            }
         }
     }
 
