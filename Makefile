@@ -15,15 +15,15 @@ help:
 	@echo "make clean         remove $(DIST)/"
 
 server:
-	$(CARGO) build --release --bin concoord
+	$(CARGO) build --profile dist --bin concoord
 	mkdir -p $(DIST)/server
-	cp target/release/concoord $(DIST)/server/concoord
+	cp target/dist/concoord $(DIST)/server/concoord
 	@echo "built $(DIST)/server/concoord"
 
 client: check-client
-	$(CARGO) build --release --no-default-features --bin concoord --target-dir target/client-only
+	$(CARGO) build --profile dist --no-default-features --bin concoord --target-dir target/client-only
 	mkdir -p $(DIST)/client
-	cp target/client-only/release/concoord $(DIST)/client/concoord
+	cp target/client-only/dist/concoord $(DIST)/client/concoord
 	@echo "built $(DIST)/client/concoord (no replica subcommand, no consensus code)"
 
 check-client:

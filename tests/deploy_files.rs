@@ -176,7 +176,7 @@ fn containerfile_uses_known_instructions_and_copies_the_server_bundle() {
     assert!(file.contains("RUN make server"));
     let makefile = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Makefile"))
         .expect("the Makefile");
-    assert!(makefile.contains("cp target/release/concoord $(DIST)/server/concoord"));
+    assert!(makefile.contains("cp target/dist/concoord $(DIST)/server/concoord"));
     assert!(makefile.contains("DIST  ?= dist"));
     assert!(file.contains("COPY --from=build /src/dist/server/concoord /usr/local/bin/concoord"));
     // The default command is a valid `concoord replica` command line.

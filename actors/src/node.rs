@@ -217,14 +217,21 @@ impl NodeHandle {
 
     /// Hands a peer message to the roles it is for.
     pub fn deliver(&self, from: NodeId, msg: PeerMsg) {
-        let roles = msg.roles();
-        for role in roles {
-            let msg = msg.clone();
-            match role {
-                Role::Acceptor => self.acceptor.do_send(Deliver { from, msg }),
-                Role::Leader => self.leader.do_send(Deliver { from, msg }),
-                Role::Replica => self.replica.do_send(Deliver { from, msg }),
-            }
+        // Cloned only for a second role: most messages have one.
+        let Some((last, others)) = msg.roles().split_last() else {
+            return;
+        };
+        for role in others {
+            self.deliver_to(*role, from, msg.clone());
+        }
+        self.deliver_to(*last, from, msg);
+    }
+
+    fn deliver_to(&self, role: Role, from: NodeId, msg: PeerMsg) {
+        match role {
+            Role::Acceptor => self.acceptor.do_send(Deliver { from, msg }),
+            Role::Leader => self.leader.do_send(Deliver { from, msg }),
+            Role::Replica => self.replica.do_send(Deliver { from, msg }),
         }
     }
 
