@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# CPU per operation of each process under one load: a 3-replica group and a
+# bench on this machine, `perf stat` on the leader, a follower and the bench
+# for 3 s in the middle of an 8 s run. Steadier than ops/s on a noisy box,
+# so A/B a change with it (alternate the two binaries a few times).
+#
+#   scripts/cpu_per_op.sh --clients 4 --pipeline 64     (bench flags)
+#   CONCOORD=path/to/concoord scripts/cpu_per_op.sh --clients 64
+#   LEADER_ARGS=... FOLLOWER_ARGS=... (extra replica flags)
+#
+# Needs perf (apt-get install linux-perf).
+set -uo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin=${CONCOORD:-$root/target/release/concoord}
+command -v perf >/dev/null || { echo "needs perf (apt-get install linux-perf)" >&2; exit 2; }
+if [[ ! -x $bin ]]; then
+    (cd "$root" && cargo build --release --bin concoord) || exit 1
+fi
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+    wait 2>/dev/null
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+start() {
+    local log=$work/$1.log
+    shift
+    # shellcheck disable=SC2086
+    "$bin" replica -o Counter -p 0 "$@" >"$log" 2>&1 &
+    pids+=($!)
+    for _ in $(seq 100); do
+        addr=$(sed -n 's/^listening on //p' "$log" 2>/dev/null)
+        [[ -n $addr ]] && return
+        sleep 0.05
+    done
+    echo "replica did not start:" >&2
+    cat "$log" >&2
+    exit 1
+}
+# shellcheck disable=SC2086
+start leader ${LEADER_ARGS:-}
+leader=${pids[-1]}
+a=$addr
+# shellcheck disable=SC2086
+start f1 -b "$a" ${FOLLOWER_ARGS:-}
+follower=${pids[-1]}
+# shellcheck disable=SC2086
+start f2 -b "$a" ${FOLLOWER_ARGS:-}
+for _ in $(seq 100); do
+    "$bin" status --json -r "$addr" 2>/dev/null | grep -q '"role":"follower"' && break
+    sleep 0.05
+done
+
+"$bin" bench -r "$a" --duration 8 --json "$@" >"$work/bench.json" 2>/dev/null &
+bench=$!
+pids+=("$bench")
+sleep 3
+events=(-e raw_syscalls:sys_enter -e context-switches -e task-clock)
+perf stat "${events[@]}" -p "$leader" -o "$work/leader.stat" -- sleep 3 &
+perf stat "${events[@]}" -p "$follower" -o "$work/follower.stat" -- sleep 3 &
+perf stat "${events[@]}" -p "$bench" -o "$work/bench.stat" -- sleep 3
+wait "$bench"
+python3 - "$work" <<'PY'
+import json, sys
+work = sys.argv[1]
+d = json.loads(open(f"{work}/bench.json").read().strip().splitlines()[-1])
+ops = d["ops_per_sec"] * 3  # the 3 s window, at the run's mean rate
+def stat(name):
+    values = {}
+    for line in open(f"{work}/{name}.stat"):
+        f = line.split()
+        if len(f) > 1 and f[0].replace(",", "").replace(".", "").isdigit():
+            values[f[2] if f[1] == "msec" else f[1]] = float(f[0].replace(",", ""))
+    return values
+print(f"{d['ops_per_sec']:,.0f} ops/s, p50 {d['latency_us']['p50']} µs, errors {d['errors']}")
+for name in ["leader", "follower", "bench"]:
+    v = stat(name)
+    print(f"{name:9s} {v.get('task-clock', 0) * 1000 / ops:6.2f} µs CPU/op"
+          f"  {v.get('raw_syscalls:sys_enter', 0) / ops:5.2f} syscalls/op"
+          f"  {v.get('context-switches', 0) / ops:5.2f} switches/op")
+PY
