@@ -11,51 +11,26 @@
 set -euo pipefail
 
 secs=${1:-5}
-root=$(cd "$(dirname "$0")/.." && pwd)
-bin=${CONCOORD:-$root/target/release/concoord}
-if [[ ! -x $bin ]]; then
-    (cd "$root" && cargo build --release --bin concoord)
-fi
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=scripts/group.sh
+source "$(dirname "$0")/group.sh"
 
-# Starts replica N on a free port (extra flags after N); sets $addr once it listens.
-start() {
-    local log=$work/r$1.log
-    local durable=()
-    [[ -n ${DURABLE:-} ]] && durable=(-w --data-dir "$work/data$1")
-    shift
-    # shellcheck disable=SC2086
-    "$bin" replica -o Counter -p 0 ${REPLICA_ARGS:-} "${durable[@]}" "$@" >"$log" 2>&1 &
-    pids+=($!)
-    for _ in $(seq 100); do
-        addr=$(sed -n 's/^listening on //p' "$log" 2>/dev/null || true)
-        [[ -n $addr ]] && return
-        sleep 0.05
-    done
-    echo "replica did not start:" >&2
-    cat "$log" >&2
-    exit 1
+# The data dir flags of replica N, with DURABLE set.
+durable() {
+    if [[ -n ${DURABLE:-} ]]; then echo "-w --data-dir $work/data$1"; fi
 }
 
-start 1
+# shellcheck disable=SC2046
+start r1 $(durable 1)
 a=$addr
-start 2 -b "$a"
+# shellcheck disable=SC2046
+start r2 -b "$a" $(durable 2)
 b=$addr
-start 3 -b "$a"
+# shellcheck disable=SC2046
+start r3 -b "$a" $(durable 3)
 c=$addr
 group=$a,$b,$c
 # Wait until both newcomers have joined.
-for _ in $(seq 100); do
-    if "$bin" status --json -r "$c" 2>/dev/null | grep -q '"role":"follower"'; then break; fi
-    sleep 0.05
-done
+wait_for_follower "$c"
 
 echo "3 replicas${DURABLE:+ (durable, data in $work)}: $group; $secs s per load"
 run() {

@@ -11,49 +11,19 @@
 # Needs perf (apt-get install linux-perf).
 set -uo pipefail
 
-root=$(cd "$(dirname "$0")/.." && pwd)
-bin=${CONCOORD:-$root/target/release/concoord}
 command -v perf >/dev/null || { echo "needs perf (apt-get install linux-perf)" >&2; exit 2; }
-if [[ ! -x $bin ]]; then
-    (cd "$root" && cargo build --release --bin concoord) || exit 1
-fi
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-    wait 2>/dev/null
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-start() {
-    local log=$work/$1.log
-    shift
-    # shellcheck disable=SC2086
-    "$bin" replica -o Counter -p 0 "$@" >"$log" 2>&1 &
-    pids+=($!)
-    for _ in $(seq 100); do
-        addr=$(sed -n 's/^listening on //p' "$log" 2>/dev/null)
-        [[ -n $addr ]] && return
-        sleep 0.05
-    done
-    echo "replica did not start:" >&2
-    cat "$log" >&2
-    exit 1
-}
+# shellcheck source=scripts/group.sh
+source "$(dirname "$0")/group.sh"
 # shellcheck disable=SC2086
 start leader ${LEADER_ARGS:-}
-leader=${pids[-1]}
+leader=$pid
 a=$addr
 # shellcheck disable=SC2086
 start f1 -b "$a" ${FOLLOWER_ARGS:-}
-follower=${pids[-1]}
+follower=$pid
 # shellcheck disable=SC2086
 start f2 -b "$a" ${FOLLOWER_ARGS:-}
-for _ in $(seq 100); do
-    "$bin" status --json -r "$addr" 2>/dev/null | grep -q '"role":"follower"' && break
-    sleep 0.05
-done
+wait_for_follower "$addr"
 
 "$bin" bench -r "$a" --duration 8 --json "$@" >"$work/bench.json" 2>/dev/null &
 bench=$!

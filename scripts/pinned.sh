@@ -10,53 +10,22 @@
 set -uo pipefail
 
 rounds=${ROUNDS:-3}
-root=$(cd "$(dirname "$0")/.." && pwd)
-peers=${PEERS:-$root/../shared/peers}
-bin=${CONCOORD:-$root/target/release/concoord}
-if [[ ! -x $bin ]]; then
-    (cd "$root" && cargo build --release --bin concoord) || exit 1
-fi
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-    wait 2>/dev/null
-    rm -rf "$work"
-}
-trap cleanup EXIT
+peers=${PEERS:-$(dirname "$0")/../../shared/peers}
+# shellcheck source=scripts/group.sh
+source "$(dirname "$0")/group.sh"
+PIN="taskset -c 0"
 gcc -O2 -o "$work/pingpong" "$peers/pingpong.c" || exit 1
-
-start() {
-    local log=$work/$1.log
-    shift
-    # shellcheck disable=SC2086
-    taskset -c 0 "$bin" replica -o Counter -p 0 ${REPLICA_ARGS:-} "$@" >"$log" 2>&1 &
-    pids+=($!)
-    for _ in $(seq 100); do
-        addr=$(sed -n 's/^listening on //p' "$log" 2>/dev/null)
-        [[ -n $addr ]] && return
-        sleep 0.05
-    done
-    echo "replica did not start:" >&2
-    cat "$log" >&2
-    exit 1
-}
 
 for round in $(seq "$rounds"); do
     rt=$(taskset -c 0 "$work/pingpong")
-    pids=()
     start r1
     a=$addr
     start r2 -b "$a"
     start r3 -b "$a"
-    for _ in $(seq 100); do
-        "$bin" status --json -r "$addr" 2>/dev/null | grep -q '"role":"follower"' && break
-        sleep 0.05
-    done
+    wait_for_follower "$addr"
     taskset -c 0 "$bin" bench -r "$a" --duration 4 --json --clients 1 2>/dev/null | python3 -c "
 import json, sys
 d = json.load(sys.stdin); rt = float(sys.argv[2]); p50 = d['latency_us']['p50']
 print(f'round {sys.argv[1]}: ping-pong {rt:.1f} µs a round trip; concoord pinned 1 client {d[\"ops_per_sec\"]:,.0f} ops/s, p50 {p50} µs = {p50 / (2 * rt):.1f}x two round trips')" "$round" "$rt"
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-    wait 2>/dev/null
+    stop_all
 done

@@ -16,44 +16,20 @@ set -uo pipefail
 
 secs=${SECS:-5}
 rounds=${ROUNDS:-2}
-root=$(cd "$(dirname "$0")/.." && pwd)
-peers=${PEERS:-$root/../shared/peers}
-bin=${CONCOORD:-$root/target/release/concoord}
+peers=${PEERS:-$(dirname "$0")/../../shared/peers}
 eb=${ETCD_BENCH:-/tmp/etcd-bench-target/release/etcd-bench}
 ep=127.0.0.1:23791,127.0.0.1:23792,127.0.0.1:23793
 if [[ ! -x $eb ]]; then
     echo "no etcd-bench at $eb: build it as $peers/README.md says, or set ETCD_BENCH" >&2
     exit 2
 fi
-if [[ ! -x $bin ]]; then
-    (cd "$root" && cargo build --release --bin concoord) || exit 1
-fi
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-    wait 2>/dev/null
-    rm -rf "$work"
+# shellcheck source=scripts/group.sh
+source "$(dirname "$0")/group.sh"
+on_exit() {
     "$peers/etcd-cluster.sh" stop >/dev/null 2>&1
 }
-trap cleanup EXIT
 "$peers/etcd-cluster.sh" start --tmpfs || exit 1
 
-# Starts a replica (extra flags after the log name); sets $addr once it listens.
-start() {
-    local log=$work/$1.log
-    shift
-    "$bin" replica -o Counter -p 0 "$@" >"$log" 2>&1 &
-    pids+=($!)
-    for _ in $(seq 100); do
-        addr=$(sed -n 's/^listening on //p' "$log" 2>/dev/null)
-        [[ -n $addr ]] && return
-        sleep 0.05
-    done
-    echo "replica did not start:" >&2
-    cat "$log" >&2
-    exit 1
-}
 start r1
 a=$addr
 start r2 -b "$a"
@@ -61,10 +37,7 @@ b=$addr
 start r3 -b "$a"
 c=$addr
 group=$a,$b,$c
-for _ in $(seq 100); do
-    "$bin" status --json -r "$c" 2>/dev/null | grep -q '"role":"follower"' && break
-    sleep 0.05
-done
+wait_for_follower "$c"
 
 cc() {
     local label=$1
