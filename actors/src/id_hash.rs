@@ -3,10 +3,9 @@
 //! Every call passes through a few of these tables on the leader (which
 //! connection waits for it, when it arrived); std's SipHash was about 5% of
 //! the leader's CPU under pipelined load. A command id is two `u64`s, so one
-//! multiply per word does. Each table starts from a
-//! random seed, so ids chosen to collide in one process do not collide in
-//! another. Never used for replicated state: its iteration order differs per
-//! process.
+//! multiply per word does. Each table starts from a random seed, so ids
+//! chosen to collide in one process do not collide in another. Never used
+//! for replicated state: its iteration order differs per process.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};

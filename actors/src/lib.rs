@@ -9,7 +9,7 @@ pub use concoord_proto::{
 };
 
 pub mod acceptor;
-pub mod id_hash;
+mod id_hash;
 pub mod leader;
 pub mod memnet;
 pub mod metrics;
