@@ -311,7 +311,7 @@ impl NodeHandle {
             // a client that reconnected may have two.
             let mut reply = Some(reply);
             while let Some(key) = connections.take_waiter(id) {
-                let more = connections.waiters(id).next().is_some();
+                let more = connections.is_waited_for(id);
                 let reply = if more { reply.clone() } else { reply.take() };
                 out.entry(key).or_default().push(ConnectionReply {
                     id,

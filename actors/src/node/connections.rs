@@ -1,7 +1,7 @@
 //! The client connections open on a node and the commands each waits for.
 
 use super::*;
-use std::collections::hash_map::Entry;
+use std::collections::hash_map::{Entry, OccupiedEntry};
 
 /// Where outcomes go: open connections, and which commands each waits for.
 #[derive(Default)]
@@ -13,16 +13,27 @@ pub(super) struct Connections {
     pub(super) waiting: crate::id_hash::IdMap<CommandId, ConnectionKey>,
     /// Further connections waiting for a command already in `waiting`: a
     /// client that reconnected and resent it. Rare.
-    also_waiting: std::collections::BTreeSet<(CommandId, ConnectionKey)>,
+    also_waiting: OtherWaiters,
+}
+
+type OtherWaiters = std::collections::BTreeSet<(CommandId, ConnectionKey)>;
+
+fn others_of(
+    also_waiting: &OtherWaiters,
+    id: CommandId,
+) -> std::collections::btree_set::Range<'_, (CommandId, ConnectionKey)> {
+    also_waiting.range((id, ConnectionKey(0))..=(id, ConnectionKey(u64::MAX)))
 }
 
 impl Connections {
     pub(super) fn waiters(&self, id: CommandId) -> impl Iterator<Item = ConnectionKey> + '_ {
-        let more = self
-            .also_waiting
-            .range((id, ConnectionKey(0))..=(id, ConnectionKey(u64::MAX)))
-            .map(|(_, key)| *key);
+        let more = others_of(&self.also_waiting, id).map(|(_, key)| *key);
         self.waiting.get(&id).copied().into_iter().chain(more)
+    }
+
+    /// Whether any connection waits for `id` (the first is always in `waiting`).
+    pub(super) fn is_waited_for(&self, id: CommandId) -> bool {
+        self.waiting.contains_key(&id)
     }
 
     pub(super) fn add_waiter(&mut self, id: CommandId, key: ConnectionKey) {
@@ -40,21 +51,7 @@ impl Connections {
     pub(super) fn remove_waiter(&mut self, id: CommandId, key: ConnectionKey) {
         match self.waiting.entry(id) {
             Entry::Occupied(first) if *first.get() == key => {
-                // One of the others, if any, takes its place.
-                let next = self
-                    .also_waiting
-                    .range((id, ConnectionKey(0))..=(id, ConnectionKey(u64::MAX)))
-                    .next()
-                    .copied();
-                match next {
-                    Some(next) => {
-                        self.also_waiting.remove(&next);
-                        *first.into_mut() = next.1;
-                    }
-                    None => {
-                        first.remove();
-                    }
-                }
+                Self::promote_next(&mut self.also_waiting, first);
             }
             _ => {
                 self.also_waiting.remove(&(id, key));
@@ -64,9 +61,31 @@ impl Connections {
 
     /// Removes and returns one connection waiting for `id`.
     pub(super) fn take_waiter(&mut self, id: CommandId) -> Option<ConnectionKey> {
-        let key = *self.waiting.get(&id)?;
-        self.remove_waiter(id, key);
+        let Entry::Occupied(first) = self.waiting.entry(id) else {
+            return None;
+        };
+        let key = *first.get();
+        Self::promote_next(&mut self.also_waiting, first);
         Some(key)
+    }
+
+    /// The first waiter of a command goes: one of the others, if any, takes
+    /// its place.
+    fn promote_next(
+        also_waiting: &mut OtherWaiters,
+        first: OccupiedEntry<'_, CommandId, ConnectionKey>,
+    ) {
+        let id = *first.key();
+        let next = others_of(also_waiting, id).next().copied();
+        match next {
+            Some(next) => {
+                also_waiting.remove(&next);
+                *first.into_mut() = next.1;
+            }
+            None => {
+                first.remove();
+            }
+        }
     }
 
     pub(super) fn forget_connection(&mut self, key: ConnectionKey) {
@@ -103,7 +122,9 @@ mod tests {
         c.add_waiter(id(2), b);
         assert_eq!(c.waiters(id(1)).collect::<Vec<_>>(), vec![a, b]);
         assert_eq!(c.take_waiter(id(1)), Some(a));
+        assert!(c.is_waited_for(id(1)), "b still waits");
         assert_eq!(c.take_waiter(id(1)), Some(b));
+        assert!(!c.is_waited_for(id(1)));
         assert_eq!(c.take_waiter(id(1)), None);
         assert_eq!(c.waiters(id(2)).collect::<Vec<_>>(), vec![b]);
     }
