@@ -23,3 +23,5 @@ mod membership;
 mod reads;
 #[path = "sim_paxos/sessions.rs"]
 mod sessions;
+#[path = "sim_paxos/thrifty.rs"]
+mod thrifty;

@@ -6,8 +6,8 @@
 
 use crate::config::{is_majority, ConfigHistory, Member, MemberRef, WINDOW_SLOTS};
 use crate::message::{
-    Accept, Accepted, Batch, Command, Commit, Decision, Effects, Heartbeat, HeartbeatAck, PeerMsg,
-    PreVote, PreVoteReply, Prepare, Progress, Promise, ReadAt, ReadIndex, ReadIndexAck,
+    Accept, Accepted, Batch, CatchUp, Command, Commit, Decision, Effects, Heartbeat, HeartbeatAck,
+    PeerMsg, PreVote, PreVoteReply, Prepare, Progress, Promise, ReadAt, ReadIndex, ReadIndexAck,
 };
 use crate::{Ballot, NodeId, Slot};
 use concoord_objects::ClientId;
@@ -38,6 +38,15 @@ pub struct LeaderConfig {
     /// A follower serves linearizable reads of the clients connected to it,
     /// with a read index it asks the leader for, instead of sending them on.
     pub follower_reads: bool,
+    /// Accepts go to a bare majority: this node and the followers that
+    /// answered first lately. The other members learn each decided batch
+    /// later, several at once (at the next tick), so a call wakes one
+    /// process fewer. An Accept unanswered for `retry_ms` goes to every
+    /// member again, and the next decided slot picks the quorum afresh.
+    /// Off by default: each slot then waits for one particular follower,
+    /// not the first of them to answer, which costs throughput where
+    /// followers share CPUs with busy processes (see `--thrifty`).
+    pub thrifty: bool,
 }
 
 impl Default for LeaderConfig {
@@ -52,6 +61,7 @@ impl Default for LeaderConfig {
             max_pending_commands: 100_000,
             check_quorum: true,
             follower_reads: true,
+            thrifty: false,
         }
     }
 }
@@ -98,6 +108,8 @@ pub struct LeaderStats {
     /// Reads it took as a follower, to serve with a read index it asked
     /// the leader for.
     pub follower_reads: u64,
+    /// Slots it proposed to a bare majority only (`thrifty`).
+    pub thrifty_slots: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -105,6 +117,8 @@ struct Inflight {
     batch: Batch,
     acks: BTreeSet<NodeId>,
     sent_ms: u64,
+    /// Members not sent the Accept (`thrifty`): they learn the decision later.
+    lazy: Vec<NodeId>,
 }
 
 /// A leader: candidate, active, or following whoever sends heartbeats.
@@ -134,6 +148,13 @@ pub struct Leader {
     /// Per follower, decided slots it accepted and has not been told of yet.
     /// They ride on the next message to it (or the next tick).
     commit_queue: BTreeMap<NodeId, Vec<Slot>>,
+    /// `thrifty`: the followers that, with this node, make the majority
+    /// each Accept goes to (empty: every member gets it).
+    accept_quorum: Vec<NodeId>,
+    /// Per member left out of phase 2, decided batches it has not been sent
+    /// yet; they go together at the next tick, or once there are
+    /// [`LAZY_FLUSH_SLOTS`].
+    lazy_decisions: BTreeMap<NodeId, Vec<(Slot, Batch)>>,
     next_slot: Slot,
     pending: VecDeque<Command>,
     executed: Slot,
@@ -216,6 +237,10 @@ fn majority_value<T: Ord + Copy>(members: &[Member], value: impl Fn(NodeId) -> T
 /// How often an active leader looks for sessions past their TTL.
 const SESSION_CHECK_MS: u64 = 100;
 
+/// A member left out of phase 2 is sent its decided batches at the latest
+/// once this many wait (a tick's worth at most, otherwise).
+const LAZY_FLUSH_SLOTS: usize = 64;
+
 impl Leader {
     pub fn new(me: NodeId, configs: ConfigHistory, config: LeaderConfig, seed: u64) -> Self {
         let mut leader = Leader {
@@ -233,6 +258,8 @@ impl Leader {
             inflight: BTreeMap::new(),
             decided_unacked: BTreeMap::new(),
             commit_queue: BTreeMap::new(),
+            accept_quorum: Vec::new(),
+            lazy_decisions: BTreeMap::new(),
             next_slot: 0,
             pending: VecDeque::new(),
             executed: 0,
@@ -350,6 +377,12 @@ impl Leader {
             .iter()
             .map(|(s, f)| (*s, f.acks.len()))
             .collect()
+    }
+
+    /// With `thrifty`, the followers each Accept goes to beside this node
+    /// (empty: every member is asked).
+    pub fn accept_quorum(&self) -> &[NodeId] {
+        &self.accept_quorum
     }
 
     /// Counters since start, for metrics.
@@ -498,7 +531,7 @@ impl Leader {
                 if self.now_ms >= self.last_heartbeat_ms + self.config.heartbeat_interval_ms {
                     self.send_heartbeats(fx);
                 }
-                self.flush_commits(fx);
+                self.flush_decided(fx);
                 self.resend_unacked_decisions(fx);
                 self.retry_accepts(fx);
                 if !self.read_rounds.is_empty()
@@ -572,3 +605,5 @@ use reads::{ReadAsk, WaitingRead};
 mod follower_read_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod thrifty_tests;

@@ -9,7 +9,7 @@ use concoord_actors::sim::{Sim, SimConfig};
 use concoord_objects::ObjectError;
 use std::collections::BTreeSet;
 
-fn leader_crash(seed: u64, nodes: usize) -> Result<(), String> {
+pub(crate) fn leader_crash(seed: u64, nodes: usize) -> Result<(), String> {
     leader_crash_run(config(seed, nodes)).map(drop)
 }
 
@@ -55,7 +55,7 @@ pub(crate) fn leader_deaf(seed: u64, nodes: usize, check_quorum: bool) -> Result
     finish_and_check(&mut sim)
 }
 
-fn minority_partitioned(seed: u64, nodes: usize) -> Result<(), String> {
+pub(crate) fn minority_partitioned(seed: u64, nodes: usize) -> Result<(), String> {
     let mut cfg = config(seed, nodes);
     cfg.clients = 5;
     let mut sim = Sim::new(cfg);
@@ -136,7 +136,7 @@ fn followers_isolated_then_healed(seed: u64, nodes: usize) -> Result<(), String>
     Ok(())
 }
 
-fn lossy_network(seed: u64, nodes: usize) -> Result<(), String> {
+pub(crate) fn lossy_network(seed: u64, nodes: usize) -> Result<(), String> {
     let mut sim = lossy_run(config(seed, nodes));
     let healed_at = sim.now_ms;
     finish_and_check(&mut sim)?;

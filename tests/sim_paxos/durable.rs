@@ -16,7 +16,11 @@ fn durable_config(seed: u64, nodes: usize, durability: SimDurability) -> SimConf
 /// Durable nodes crash one at a time (the leader in some rounds), losing
 /// or tearing what was not synced, and restart from their disks; no node
 /// may forget what it acknowledged, and every check holds.
-fn durable_restarts(seed: u64, nodes: usize, durability: SimDurability) -> Result<(), String> {
+pub(crate) fn durable_restarts(
+    seed: u64,
+    nodes: usize,
+    durability: SimDurability,
+) -> Result<(), String> {
     let mut sim = Sim::new(durable_config(seed, nodes, durability));
     sim.run_until(400);
     elect(&mut sim)?;

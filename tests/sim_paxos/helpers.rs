@@ -46,15 +46,32 @@ pub(crate) fn for_seeds(name: &str, default: u64, scenario: impl Fn(u64) -> Resu
     );
 }
 
+thread_local! {
+    /// Set by [`with_thrifty_leaders`]: every config made on this thread
+    /// (each test runs on a thread of its own) has thrifty leaders.
+    static THRIFTY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `scenario` with thrifty leaders (Accepts to a bare majority) in
+/// every config [`config`] and the configs built on it make meanwhile.
+pub(crate) fn with_thrifty_leaders<T>(scenario: impl FnOnce() -> T) -> T {
+    THRIFTY.with(|t| t.set(true));
+    let result = scenario();
+    THRIFTY.with(|t| t.set(false));
+    result
+}
+
 pub(crate) fn config(seed: u64, nodes: usize) -> SimConfig {
-    SimConfig {
+    let mut cfg = SimConfig {
         seed,
         nodes,
         clients: 4,
         ops_per_client: 12,
         read_percent: 25,
         ..SimConfig::default()
-    }
+    };
+    cfg.leader.thrifty = THRIFTY.with(|t| t.get());
+    cfg
 }
 
 pub(crate) fn counter_value(sim: &Sim, node: usize) -> Result<i64, String> {
@@ -309,6 +326,16 @@ pub(crate) fn lossy_run(mut cfg: SimConfig) -> Sim {
     sim.net.drop_percent = 0;
     sim.net.duplicate_percent = 0;
     sim
+}
+
+/// The followers `leader` sends its Accepts to (thrifty), as node indexes.
+pub(crate) fn counted_on(sim: &Sim, leader: usize) -> Vec<usize> {
+    sim.nodes[leader]
+        .leader
+        .accept_quorum()
+        .iter()
+        .filter_map(|id| sim.nodes.iter().position(|n| n.id == *id))
+        .collect()
 }
 
 pub(crate) fn elect(sim: &mut Sim) -> Result<usize, String> {

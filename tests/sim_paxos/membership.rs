@@ -83,7 +83,7 @@ fn check_membership(sim: &Sim) -> Result<(), String> {
 /// Once it has, another original node crashes, so the group's majority
 /// needs the rejoined one; it comes back empty too. Counters and Lock and
 /// Semaphore sessions run throughout.
-fn restart_empty(seed: u64, nodes: usize) -> Result<(), String> {
+pub(crate) fn restart_empty(seed: u64, nodes: usize) -> Result<(), String> {
     let mut sim = Sim::new(session_config(seed, nodes));
     sim.run_until(400);
     let leader = elect(&mut sim)?;
@@ -156,7 +156,7 @@ fn wait_removed(sim: &mut Sim, node: usize) -> Result<(), String> {
 /// crashes while the removal is under way (a crashed node comes back
 /// empty). The removed member must stop taking part, the group must go on
 /// without it, and every check holds.
-fn membership_changes(seed: u64, nodes: usize) -> Result<(), String> {
+pub(crate) fn membership_changes(seed: u64, nodes: usize) -> Result<(), String> {
     let mut sim = Sim::new(session_config(seed, nodes));
     sim.run_until(400);
     let leader = elect(&mut sim)?;

@@ -330,7 +330,7 @@ impl Leader {
             );
         }
         // Commits first: a follower that hears of progress it has not seen asks to catch up.
-        self.flush_commits(fx);
+        self.flush_decided(fx);
         for id in self.configs.members_from(self.executed) {
             if id != self.me {
                 fx.send(

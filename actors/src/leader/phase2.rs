@@ -28,11 +28,26 @@ impl Leader {
         self.stats.slots_decided += 1;
         self.stats.commands_decided += flight.batch.len() as u64;
         self.stats.last_batch_commands = flight.batch.len() as u64;
+        if self.config.thrifty && self.accept_quorum.is_empty() {
+            // Those that answered first: they make the majority from now on.
+            self.accept_quorum = flight
+                .acks
+                .iter()
+                .copied()
+                .filter(|id| *id != self.me)
+                .collect();
+        }
         let mut awaiting = false;
         for id in self.configs.members_from(slot.min(self.executed)) {
             let asked = self.configs.at(slot).iter().any(|m| m.id == id);
             if id != self.me && flight.acks.contains(&id) {
                 self.commit_queue.entry(id).or_default().push(slot);
+            } else if flight.lazy.contains(&id) {
+                let waiting = self.lazy_decisions.entry(id).or_default();
+                waiting.push((slot, flight.batch.clone()));
+                if waiting.len() >= LAZY_FLUSH_SLOTS {
+                    self.flush_decided_to(id, fx);
+                }
             } else if id != self.me && asked {
                 // Its Accept is on the way or lost: wait for its Accepted.
                 awaiting = true;
@@ -73,16 +88,24 @@ impl Leader {
         }
     }
 
-    /// Sends the held-back commits of follower `id` (before anything else to it).
-    pub(super) fn flush_commits_to(&mut self, id: NodeId, fx: &mut Effects) {
+    /// Sends what member `id` has not been told is decided (before anything
+    /// else to it): commits of what it accepted, and whole batches it was
+    /// left out of.
+    pub(super) fn flush_decided_to(&mut self, id: NodeId, fx: &mut Effects) {
         if let Some(slots) = self.commit_queue.remove(&id) {
             fx.send(id, self.commit(slots));
         }
+        if let Some(decisions) = self.lazy_decisions.remove(&id) {
+            fx.send(id, PeerMsg::CatchUp(CatchUp { decisions }));
+        }
     }
 
-    pub(super) fn flush_commits(&mut self, fx: &mut Effects) {
+    pub(super) fn flush_decided(&mut self, fx: &mut Effects) {
         for (id, slots) in std::mem::take(&mut self.commit_queue) {
             fx.send(id, self.commit(slots));
+        }
+        for (id, decisions) in std::mem::take(&mut self.lazy_decisions) {
+            fx.send(id, PeerMsg::CatchUp(CatchUp { decisions }));
         }
     }
 
@@ -124,6 +147,8 @@ impl Leader {
     pub(super) fn forget_decided(&mut self) {
         self.decided_unacked.clear();
         self.commit_queue.clear();
+        self.lazy_decisions.clear();
+        self.accept_quorum.clear();
     }
 
     pub(super) fn on_progress(&mut self, progress: Progress, fx: &mut Effects) {
@@ -213,10 +238,17 @@ impl Leader {
 
     pub(super) fn propose(&mut self, slot: Slot, batch: Batch, fx: &mut Effects) {
         self.next_slot = self.next_slot.max(slot + 1);
+        let lazy = self.left_out_of(slot);
+        if !lazy.is_empty() {
+            self.stats.thrifty_slots += 1;
+        }
         for i in 0..self.configs.at(slot).len() {
             let id = self.configs.at(slot)[i].id;
+            if lazy.contains(&id) {
+                continue;
+            }
             if id != self.me {
-                self.flush_commits_to(id, fx);
+                self.flush_decided_to(id, fx);
             }
             fx.send(
                 id,
@@ -233,8 +265,39 @@ impl Leader {
                 batch,
                 acks: BTreeSet::new(),
                 sent_ms: self.now_ms,
+                lazy,
             },
         );
+    }
+
+    /// The members of `slot`'s membership its Accept need not go to: with
+    /// `thrifty`, all but this node and enough of the accept quorum to make
+    /// a majority. None while there is no such quorum (this node is no
+    /// member, or the quorum is not picked yet or left the membership).
+    fn left_out_of(&self, slot: Slot) -> Vec<NodeId> {
+        let members = self.configs.at(slot);
+        if !self.config.thrifty
+            || self.accept_quorum.is_empty()
+            || !members.iter().any(|m| m.id == self.me)
+        {
+            return Vec::new();
+        }
+        let needed = members.len() / 2;
+        let chosen: Vec<NodeId> = self
+            .accept_quorum
+            .iter()
+            .copied()
+            .filter(|id| members.iter().any(|m| m.id == *id) && self.promised_by.contains(id))
+            .take(needed)
+            .collect();
+        if chosen.len() < needed {
+            return Vec::new();
+        }
+        members
+            .iter()
+            .map(|m| m.id)
+            .filter(|id| *id != self.me && !chosen.contains(id))
+            .collect()
     }
 
     pub(super) fn retry_accepts(&mut self, fx: &mut Effects) {
@@ -245,6 +308,10 @@ impl Leader {
                 continue;
             }
             flight.sent_ms = now;
+            // Someone it counted on is slow or gone: every member is asked
+            // now, and the next decided slot picks the quorum afresh.
+            flight.lazy.clear();
+            self.accept_quorum.clear();
             for member in self.configs.at(*slot) {
                 if !flight.acks.contains(&member.id) {
                     fx.send(

@@ -300,7 +300,7 @@ impl Leader {
                 WaitingRead::Asked { by, ask } => {
                     // The decisions below the index first: the follower
                     // would otherwise wait a tick for them.
-                    self.flush_commits_to(by, fx);
+                    self.flush_decided_to(by, fx);
                     fx.send(by, PeerMsg::ReadIndexAnswer { ask, index })
                 }
             }

@@ -27,12 +27,11 @@ pub(super) fn members(ids: std::ops::RangeInclusive<NodeId>) -> Vec<Member> {
 /// Node `me` of a group of 1, 2, 3 that heard no leader for long:
 /// it asks for pre-votes (at time 20 000).
 pub(super) fn pre_candidate(me: NodeId) -> (Leader, Effects) {
-    let mut leader = Leader::new(
-        me,
-        ConfigHistory::genesis(members(1..=3)),
-        LeaderConfig::default(),
-        1,
-    );
+    pre_candidate_with(me, LeaderConfig::default())
+}
+
+pub(super) fn pre_candidate_with(me: NodeId, config: LeaderConfig) -> (Leader, Effects) {
+    let mut leader = Leader::new(me, ConfigHistory::genesis(members(1..=3)), config, 1);
     let mut fx = Effects::default();
     leader.tick(10_000, &mut fx);
     leader.tick(20_000, &mut fx);
@@ -58,7 +57,11 @@ pub(super) fn pre_vote_reply(leader: &Leader, fx: &Effects, granted: bool) -> Pe
 
 /// Node 1 leading a group of 1, 2, 3 (all promised).
 pub(super) fn active_leader() -> Leader {
-    let (mut leader, fx) = pre_candidate(1);
+    active_leader_with(LeaderConfig::default())
+}
+
+pub(super) fn active_leader_with(config: LeaderConfig) -> Leader {
+    let (mut leader, fx) = pre_candidate_with(1, config);
     let granted = pre_vote_reply(&leader, &fx, true);
     let mut fx = Effects::default();
     leader.handle(2, granted, &mut fx);
@@ -75,7 +78,7 @@ pub(super) fn active_leader() -> Leader {
     leader
 }
 
-fn accepted(leader: &Leader, slot: Slot) -> Accepted {
+pub(super) fn accepted(leader: &Leader, slot: Slot) -> Accepted {
     Accepted {
         ballot: leader.ballot(),
         slot,
@@ -83,7 +86,7 @@ fn accepted(leader: &Leader, slot: Slot) -> Accepted {
 }
 
 /// Proposes one call and delivers Accepted from `acks`; returns its slot.
-fn propose_and_ack(leader: &mut Leader, acks: &[NodeId], fx: &mut Effects) -> Slot {
+pub(super) fn propose_and_ack(leader: &mut Leader, acks: &[NodeId], fx: &mut Effects) -> Slot {
     leader.on_request(call(1), &mut Effects::default()).unwrap();
     let slot = leader.next_slot() - 1;
     for &from in acks {
