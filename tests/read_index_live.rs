@@ -1,7 +1,8 @@
 //! Reads without a log write on the real binary: a deposed leader (paused
 //! with SIGSTOP while the others elect a new one and count on) that wakes up
 //! still believing it leads answers no stale read; `--stale` on the command
-//! line; `bench --read-ratio`; a follower serving linearizable reads itself.
+//! line; `bench --read-ratio`; a follower serving linearizable reads itself,
+//! with thrifty leaders too.
 
 mod support;
 
@@ -233,4 +234,40 @@ fn stale_reads_on_the_command_line_and_in_bench() {
     // A quarter of 800 calls were increments.
     let total: i64 = client.call("getvalue", ()).expect("a read");
     assert_eq!(total, 2 + 200);
+}
+
+/// Thrifty leaders (`--thrifty`): one follower gets no Accepts, only the
+/// decided batches a tick later. Both followers still serve linearizable
+/// reads that see every acknowledged count, and losing a follower (perhaps
+/// the one the leader counts on) fails no call.
+#[test]
+fn thrifty_leaders_keep_follower_reads_linearizable_and_survive_a_follower_loss() {
+    let mut cluster = Cluster::start_flags(3, &["--thrifty"]);
+    let client = cluster.client();
+    let leader = cluster.leader();
+    let followers: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+    let mut raws: Vec<TcpStream> = followers.iter().map(|f| raw_client(&cluster, *f)).collect();
+    for seq in 1..=20u64 {
+        client
+            .call::<_, ()>("increment", ())
+            .expect("an increment at the leader");
+        let raw = &mut raws[seq as usize % 2];
+        send(raw, &read_frame(seq, false));
+        match receive(raw) {
+            Some(Frame::Reply { id, reply: Ok(v) }) => {
+                assert_eq!(id.seq, seq);
+                assert_eq!(value_of(&v), seq as i64, "read {seq} at a follower");
+            }
+            other => panic!("the follower answers read {seq} itself; got {other:?}"),
+        }
+    }
+    cluster.kill9(followers[0]);
+    for n in 21..=40i64 {
+        client
+            .call::<_, ()>("increment", ())
+            .expect("an increment with a follower down");
+        let value: i64 = client.call("getvalue", ()).expect("a read");
+        assert_eq!(value, n);
+    }
+    cluster.wait_converged();
 }

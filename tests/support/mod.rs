@@ -252,6 +252,26 @@ impl Cluster {
         cluster
     }
 
+    /// `n` Counter replicas, each also given `extra` flags.
+    pub fn start_flags(n: usize, extra: &[&str]) -> Cluster {
+        let mut cluster = Cluster {
+            procs: Vec::new(),
+            token: String::new(),
+            object: "Counter".into(),
+            rt: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a tokio runtime"),
+            hosts: Vec::new(),
+            uids: Vec::new(),
+            data_root: None,
+            extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            tls: None,
+        };
+        cluster.form(n);
+        cluster
+    }
+
     /// `n` Counter replicas, each also given `extra` flags (the TLS ones:
     /// every link is TLS), the harness trusting them by `tls`.
     pub fn start_tls(n: usize, extra: &[String], tls: concoord::client::ClientTls) -> Cluster {
