@@ -78,7 +78,8 @@
 //! `CONCOORD_NEMESIS_SECS` (total load time, default 18), `_RUN_SECS`
 //! (longest single run; longer totals are split into runs, each on fresh
 //! groups and checked on its own; default 60), `_REPLICAS` (3), `_CLIENTS`
-//! (Counter clients, 10; the Lock gets half as many, at least 2), `_SEED`.
+//! (Counter clients, 10; the Lock gets half as many, at least 2), `_SEED`;
+//! `CONCOORD_TEST_REPLICA_ARGS` gives every replica more flags (`--thrifty`).
 
 #[path = "nemesis/faults.rs"]
 mod faults;

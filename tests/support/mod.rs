@@ -107,6 +107,15 @@ pub fn spawn_replica(args: &[String]) -> Result<Proc, StartFailure> {
     spawn_replica_as(args, None)
 }
 
+/// Flags every replica these tests start gets besides its own, from
+/// `CONCOORD_TEST_REPLICA_ARGS` (split at whitespace): e.g. `--thrifty`
+/// runs the multi-process tests and the nemesis with thrifty leaders.
+fn replica_args_from_env() -> Vec<String> {
+    std::env::var("CONCOORD_TEST_REPLICA_ARGS")
+        .map(|args| args.split_whitespace().map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
 /// [`spawn_replica`], running the replica as user (and group) `uid` when
 /// given (the caller must be allowed to switch, i.e. root): lets iptables
 /// `-m owner --uid-owner` tell one replica's packets from another's.
@@ -115,6 +124,7 @@ pub fn spawn_replica_as(args: &[String], uid: Option<u32>) -> Result<Proc, Start
     command
         .arg("replica")
         .args(args)
+        .args(replica_args_from_env())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
