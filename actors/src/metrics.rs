@@ -21,6 +21,7 @@ pub struct NodeMetrics {
     pub leader_changes: Counter,
     pub leader_step_downs: Counter,
     pub follower_reads: Counter,
+    pub thrifty_slots: Counter,
     pub ballot_round: Gauge,
     pub is_leader: Gauge,
     pub parked_commands: Gauge,
@@ -32,6 +33,7 @@ pub struct NodeMetrics {
     last_changes: AtomicU64,
     last_step_downs: AtomicU64,
     last_follower_reads: AtomicU64,
+    last_thrifty_slots: AtomicU64,
 }
 
 impl Default for NodeMetrics {
@@ -45,6 +47,7 @@ impl Default for NodeMetrics {
             leader_changes: Counter::default(),
             leader_step_downs: Counter::default(),
             follower_reads: Counter::default(),
+            thrifty_slots: Counter::default(),
             ballot_round: Gauge::default(),
             is_leader: Gauge::default(),
             parked_commands: Gauge::default(),
@@ -56,6 +59,7 @@ impl Default for NodeMetrics {
             last_changes: AtomicU64::new(0),
             last_step_downs: AtomicU64::new(0),
             last_follower_reads: AtomicU64::new(0),
+            last_thrifty_slots: AtomicU64::new(0),
         };
         {
             let mut r = m.registry.lock().expect("registry lock");
@@ -93,6 +97,11 @@ impl Default for NodeMetrics {
                 "follower_reads",
                 "Linearizable reads this node took as a follower, to serve with a read index from the leader",
                 m.follower_reads.clone(),
+            );
+            r.register(
+                "thrifty_slots",
+                "Slots this node proposed to a bare majority only (--thrifty)",
+                m.thrifty_slots.clone(),
             );
             r.register(
                 "ballot_round",
@@ -152,6 +161,11 @@ impl NodeMetrics {
             .swap(stats.follower_reads, Ordering::Relaxed);
         self.follower_reads
             .inc_by(stats.follower_reads.saturating_sub(before));
+        let before = self
+            .last_thrifty_slots
+            .swap(stats.thrifty_slots, Ordering::Relaxed);
+        self.thrifty_slots
+            .inc_by(stats.thrifty_slots.saturating_sub(before));
     }
 
     /// The Prometheus text exposition.
