@@ -108,8 +108,9 @@ pub fn spawn_replica(args: &[String]) -> Result<Proc, StartFailure> {
 }
 
 /// Flags every replica these tests start gets besides its own, from
-/// `CONCOORD_TEST_REPLICA_ARGS` (split at whitespace): e.g. `--thrifty`
-/// runs the multi-process tests and the nemesis with thrifty leaders.
+/// `CONCOORD_TEST_REPLICA_ARGS` (split at whitespace; one it already has
+/// is not given twice): e.g. `--thrifty` runs the multi-process tests and
+/// the nemesis with thrifty leaders.
 fn replica_args_from_env() -> Vec<String> {
     std::env::var("CONCOORD_TEST_REPLICA_ARGS")
         .map(|args| args.split_whitespace().map(str::to_string).collect())
@@ -124,7 +125,11 @@ pub fn spawn_replica_as(args: &[String], uid: Option<u32>) -> Result<Proc, Start
     command
         .arg("replica")
         .args(args)
-        .args(replica_args_from_env())
+        .args(
+            replica_args_from_env()
+                .into_iter()
+                .filter(|f| !args.contains(f)),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
