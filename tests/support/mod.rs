@@ -248,41 +248,18 @@ impl Cluster {
         assert!(n >= 1);
         assert!(hosts.is_empty() || hosts.len() == n, "one host per replica");
         assert!(uids.is_empty() || uids.len() == n, "one uid per replica");
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("a tokio runtime");
-        let mut cluster = Cluster {
-            procs: Vec::new(),
-            token: token.to_string(),
-            object: object.to_string(),
-            rt,
-            hosts,
-            uids,
-            data_root: None,
-            extra_args: Vec::new(),
-            tls: None,
-        };
+        let mut cluster = Cluster::unformed(object);
+        cluster.token = token.to_string();
+        cluster.hosts = hosts;
+        cluster.uids = uids;
         cluster.form(n);
         cluster
     }
 
     /// `n` Counter replicas, each also given `extra` flags.
     pub fn start_flags(n: usize, extra: &[&str]) -> Cluster {
-        let mut cluster = Cluster {
-            procs: Vec::new(),
-            token: String::new(),
-            object: "Counter".into(),
-            rt: tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a tokio runtime"),
-            hosts: Vec::new(),
-            uids: Vec::new(),
-            data_root: None,
-            extra_args: extra.iter().map(|s| s.to_string()).collect(),
-            tls: None,
-        };
+        let mut cluster = Cluster::unformed("Counter");
+        cluster.extra_args = extra.iter().map(|s| s.to_string()).collect();
         cluster.form(n);
         cluster
     }
@@ -290,20 +267,9 @@ impl Cluster {
     /// `n` Counter replicas, each also given `extra` flags (the TLS ones:
     /// every link is TLS), the harness trusting them by `tls`.
     pub fn start_tls(n: usize, extra: &[String], tls: concoord::client::ClientTls) -> Cluster {
-        let mut cluster = Cluster {
-            procs: Vec::new(),
-            token: String::new(),
-            object: "Counter".into(),
-            rt: tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("a tokio runtime"),
-            hosts: Vec::new(),
-            uids: Vec::new(),
-            data_root: None,
-            extra_args: extra.to_vec(),
-            tls: Some(tls),
-        };
+        let mut cluster = Cluster::unformed("Counter");
+        cluster.extra_args = extra.to_vec();
+        cluster.tls = Some(tls);
         cluster.form(n);
         cluster
     }
@@ -316,7 +282,16 @@ impl Cluster {
         root: &std::path::Path,
         extra: &[&str],
     ) -> Cluster {
-        let mut cluster = Cluster {
+        let mut cluster = Cluster::unformed(object);
+        cluster.data_root = Some(root.to_path_buf());
+        cluster.extra_args = extra.iter().map(|a| a.to_string()).collect();
+        cluster.form(n);
+        cluster
+    }
+
+    /// No replicas yet: plain TCP, no token, on 127.0.0.1 as our own user.
+    fn unformed(object: &str) -> Cluster {
+        Cluster {
             procs: Vec::new(),
             token: String::new(),
             object: object.to_string(),
@@ -326,12 +301,10 @@ impl Cluster {
                 .expect("a tokio runtime"),
             hosts: Vec::new(),
             uids: Vec::new(),
-            data_root: Some(root.to_path_buf()),
-            extra_args: extra.iter().map(|a| a.to_string()).collect(),
+            data_root: None,
+            extra_args: Vec::new(),
             tls: None,
-        };
-        cluster.form(n);
-        cluster
+        }
     }
 
     /// The data dir of replica `i` (durable clusters only).
