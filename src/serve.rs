@@ -20,7 +20,6 @@
 use crate::json::{encode_args, parse_each};
 use crate::objects::{Limits, ReplicatedObject, StateMachine, Types};
 use crate::ReplicaOptions;
-use concoord_actors::leader::LeaderConfig;
 use concoord_actors::node::NodeOptions;
 use std::ffi::OsString;
 use std::io::Write;
@@ -368,17 +367,13 @@ pub fn run_replica_of(
     let (leave, token) = (args.leave, args.token.clone());
     let system = actix::System::new();
     let result = system.block_on(async move {
-        let options = ReplicaOptions {
+        let mut options = ReplicaOptions {
             listen,
             advertise: args.advertise,
             bootstrap,
             token: args.token,
             node: NodeOptions {
                 spin: std::time::Duration::from_micros(args.spin_us),
-                leader: LeaderConfig {
-                    thrifty: args.thrifty,
-                    ..NodeOptions::default().leader
-                },
                 types,
                 limits: Limits {
                     max_objects: args.max_objects,
@@ -390,6 +385,7 @@ pub fn run_replica_of(
             },
             durable,
         };
+        options.node.leader.thrifty = args.thrifty;
         let leave_tls = tls.as_ref().map(|tls| tls.peer_client().clone());
         let replica = match tls {
             Some(tls) => concoord_actors::tcp::start_tls_replica(object, options, tls).await?,

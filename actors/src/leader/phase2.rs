@@ -101,11 +101,14 @@ impl Leader {
     }
 
     pub(super) fn flush_decided(&mut self, fx: &mut Effects) {
-        for (id, slots) in std::mem::take(&mut self.commit_queue) {
-            fx.send(id, self.commit(slots));
-        }
-        for (id, decisions) in std::mem::take(&mut self.lazy_decisions) {
-            fx.send(id, PeerMsg::CatchUp(CatchUp { decisions }));
+        let owed: BTreeSet<NodeId> = self
+            .commit_queue
+            .keys()
+            .chain(self.lazy_decisions.keys())
+            .copied()
+            .collect();
+        for id in owed {
+            self.flush_decided_to(id, fx);
         }
     }
 

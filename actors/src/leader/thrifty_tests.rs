@@ -160,10 +160,13 @@ fn a_read_index_answer_to_the_member_left_out_follows_its_decided_batches() {
 }
 
 #[test]
-fn a_new_leadership_asks_everyone_until_a_slot_picks_its_quorum() {
+fn a_deposed_leader_drops_its_quorum_and_the_batches_it_owed() {
     let mut leader = leader_with_quorum_of_node_2();
     let mut fx = Effects::default();
-    propose_and_ack(&mut leader, &[1, 2], &mut fx);
+    let slot = propose_and_ack(&mut leader, &[1, 2], &mut fx);
+    assert_eq!(leader.accept_quorum(), &[2]);
+    let owed: Vec<Slot> = leader.lazy_decisions[&3].iter().map(|(s, _)| *s).collect();
+    assert_eq!(owed, vec![slot]);
     // Deposed before its tick: what node 3 was owed is dropped with the
     // quorum (those slots were chosen; the next leader finds them).
     leader.preempted(Ballot {
