@@ -3,15 +3,18 @@
 //! disconnect, cancels a parked call at its deadline, and gives up only at
 //! the caller's deadline.
 
-use crate::tls::{LinkError, LinkRead, LinkWrite};
+use crate::tls::{LinkRead, LinkWrite};
 use crate::{ClientError, ClientOptions, SessionState};
 use concoord_objects::{ClientId, CommandId, Reply, Target};
-use concoord_proto::wire::{Frame, FrameCodec, HelloRole, StatusInfo, WireError, PROTOCOL_VERSION};
+use concoord_proto::wire::{Frame, FrameCodec, StatusInfo};
 use futures::{FutureExt, SinkExt, StreamExt};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::{FramedRead, FramedWrite};
+
+mod dial;
+mod session;
 
 pub(crate) enum Op {
     Call {
@@ -228,57 +231,6 @@ impl Core {
         }
     }
 
-    /// The TTL of a session the group may still hold (opening or open).
-    fn session_alive_ttl(&self) -> Option<Duration> {
-        let alive = matches!(
-            *self.session.borrow(),
-            SessionState::Opening | SessionState::Open
-        );
-        self.options.session_ttl.filter(|_| alive)
-    }
-
-    /// Whether an open session needs a keep-alive now.
-    fn keep_alive_due(&self) -> bool {
-        match self.session_alive_ttl() {
-            Some(ttl) => self.last_write.elapsed() >= ttl / 3,
-            None => false,
-        }
-    }
-
-    fn set_session(&self, state: SessionState) {
-        self.session.send_if_modified(|now| {
-            // An ended session stays ended.
-            let changed = *now != state && *now != SessionState::Expired;
-            if changed {
-                *now = state;
-            }
-            changed
-        });
-    }
-
-    /// Queues `concoord_open_session(ttl_ms)` ahead of the first call.
-    fn open_session(&mut self) {
-        let Some(ttl) = self.options.session_ttl else {
-            return;
-        };
-        self.session_requested = true;
-        self.session_seq = Some(self.next_seq);
-        self.set_session(SessionState::Opening);
-        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-        let args = crate::encode_positional(&(ttl_ms,)).expect("an integer encodes");
-        // Nobody waits for its reply: `on_frame` reads it into the session state.
-        let (done, _) = oneshot::channel();
-        self.queue(Op::Call {
-            target: Target::default(),
-            method: concoord_proto::message::OPEN_SESSION_METHOD.to_string(),
-            args,
-            deadline: Instant::now() + self.options.deadline,
-            cancel_at_deadline: false,
-            stale: false,
-            done,
-        });
-    }
-
     fn take(&mut self, op: Op) {
         let refused = match &*self.session.borrow() {
             SessionState::Refused(why) => Some(why.clone()),
@@ -442,57 +394,6 @@ impl Core {
         }
     }
 
-    /// What a reply says about the session: its opening call's outcome, or
-    /// an error that says it ended.
-    fn learn_session(&mut self, seq: u64, reply: &Reply) {
-        let expired = |e: &concoord_objects::ObjectError| {
-            e.kind == concoord_proto::message::SESSION_EXPIRED_KIND
-        };
-        match reply {
-            Err(e) if expired(e) => self.set_session(SessionState::Expired),
-            Ok(_) if Some(seq) == self.session_seq => self.set_session(SessionState::Open),
-            Err(e) if Some(seq) == self.session_seq => {
-                log::warn!("client: the group refused the session: {}", e.message);
-                self.set_session(SessionState::Refused(e.message.clone()));
-                let error = ClientError::Refused(format!(
-                    "the group refused this client's session: {}",
-                    e.message
-                ));
-                for (_, p) in std::mem::take(&mut self.pending) {
-                    let _ = p.done.send(Err(error.clone()));
-                }
-            }
-            _ => {}
-        }
-    }
-
-    /// Adds the addresses the seed names resolve to now; a name that
-    /// resolved is replaced by its addresses.
-    async fn resolve_seeds(&mut self) {
-        if self
-            .seeds
-            .iter()
-            .all(|s| s.parse::<std::net::SocketAddr>().is_ok())
-        {
-            return;
-        }
-        let resolved = crate::resolve_members(&self.seeds).await;
-        self.addrs
-            .retain(|a| resolved.contains(a) || !self.seeds.contains(a));
-        self.learn(&resolved);
-        if self.addrs.is_empty() {
-            self.addrs = self.seeds.clone();
-        }
-    }
-
-    fn learn(&mut self, members: &[String]) {
-        for m in members {
-            if !self.addrs.contains(m) {
-                self.addrs.push(m.clone());
-            }
-        }
-    }
-
     fn expire(&mut self) {
         let now = Instant::now();
         let expired: Vec<u64> = self
@@ -526,102 +427,6 @@ impl Core {
         for w in self.status_waiters.drain(..) {
             let _ = w.send(Err(error.clone()));
         }
-    }
-
-    /// Connects to the preferred replica or the next one; a refusal is fatal.
-    async fn connect(&mut self) -> Result<(Reader, Writer, String), ClientError> {
-        let mut attempts = 0;
-        if !self.seeds_resolved {
-            self.seeds_resolved = true;
-            self.resolve_seeds().await;
-        }
-        loop {
-            let addr = match self.preferred.take() {
-                Some(a) => a,
-                None => {
-                    let a = self.addrs[self.next_addr % self.addrs.len()].clone();
-                    self.next_addr += 1;
-                    a
-                }
-            };
-            match self.try_connect(&addr).await {
-                Ok((reader, writer, members)) => {
-                    self.learn(&members);
-                    return Ok((reader, writer, addr));
-                }
-                Err(ConnectError::Refused(why)) => return Err(ClientError::Refused(why)),
-                Err(ConnectError::Failed(why)) => {
-                    log::debug!("client: cannot reach {addr}: {why}");
-                    attempts += 1;
-                    self.expire();
-                    if self.pending.is_empty() && self.status_waiters.is_empty() {
-                        return Err(ClientError::Unavailable("nothing to do".into()));
-                    }
-                    if attempts % self.addrs.len() == 0 {
-                        // Every known member failed: the names may stand
-                        // for other addresses now (pods rescheduled).
-                        self.resolve_seeds().await;
-                        if !self.status_waiters.is_empty() {
-                            let e = ClientError::Unavailable(format!("cannot reach {addr}: {why}"));
-                            for w in self.status_waiters.drain(..) {
-                                let _ = w.send(Err(e.clone()));
-                            }
-                        }
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                }
-            }
-        }
-    }
-
-    async fn try_connect(&self, addr: &str) -> Result<(Reader, Writer, Vec<String>), ConnectError> {
-        let (read, write) = crate::tls::connect(
-            addr,
-            self.options.tls.as_ref(),
-            self.options.connect_timeout,
-        )
-        .await
-        .map_err(|e| match e {
-            LinkError::Tls(why) => ConnectError::Refused(why),
-            LinkError::Unreachable(why) => ConnectError::Failed(why),
-        })?;
-        let mut reader = FramedRead::new(read, FrameCodec::default());
-        let mut writer = FramedWrite::new(write, FrameCodec::default());
-        writer
-            .send(Frame::Hello {
-                version: PROTOCOL_VERSION,
-                role: HelloRole::Client(self.id),
-                token: self.options.token.clone(),
-            })
-            .await
-            .map_err(|e| wire_failure(addr, e))?;
-        match tokio::time::timeout(self.options.connect_timeout, reader.next()).await {
-            Ok(Some(Ok(Frame::Welcome { members, .. }))) => Ok((reader, writer, members)),
-            Ok(Some(Ok(Frame::Refused { kind, message }))) => {
-                Err(ConnectError::Refused(format!("{kind}: {message}")))
-            }
-            Ok(Some(Ok(other))) => Err(ConnectError::Failed(format!("unexpected {other:?}"))),
-            Ok(Some(Err(e))) => Err(wire_failure(addr, e)),
-            Ok(None) => Err(ConnectError::Failed("closed during hello".into())),
-            Err(_) => Err(ConnectError::Failed("no welcome".into())),
-        }
-    }
-}
-
-enum ConnectError {
-    Refused(String),
-    Failed(String),
-}
-
-/// A link that failed during the hello: refused for good when TLS itself
-/// failed (e.g. the replica wants a client certificate).
-fn wire_failure(addr: &str, e: WireError) -> ConnectError {
-    match &e {
-        WireError::Io(io) => match crate::tls::tls_failure(addr, io) {
-            Some(why) => ConnectError::Refused(why),
-            None => ConnectError::Failed(e.to_string()),
-        },
-        _ => ConnectError::Failed(e.to_string()),
     }
 }
 
