@@ -227,6 +227,11 @@ impl NodeHandle {
         self.deliver_to(*last, from, msg);
     }
 
+    /// `peer`'s link to this node closed.
+    pub fn peer_lost(&self, peer: NodeId) {
+        self.leader.do_send(PeerLost(peer));
+    }
+
     fn deliver_to(&self, role: Role, from: NodeId, msg: PeerMsg) {
         match role {
             Role::Acceptor => self.acceptor.do_send(Deliver { from, msg }),

@@ -9,15 +9,23 @@ use std::collections::BTreeSet;
 /// workload whose whole order is replayed).
 pub(crate) const DEFAULT_RESTART_SEEDS: u64 = 25;
 
-/// Runs until `node` has the group's state and the newest membership its
-/// replica knows names it; fails after 10 s.
+/// Runs until `node` has the group's state and is a member of the
+/// membership in force where its replica is (not just of one decided and
+/// pending: until the window after it is decided, the old membership still
+/// decides, and losing another of its members would stall the group for
+/// good); fails after 10 s.
 fn wait_joined(sim: &mut Sim, node: usize) -> Result<(), String> {
     let deadline = sim.now_ms + 10_000;
     while sim.now_ms < deadline {
         let n = &sim.nodes[node];
+        let configs = n.replica.configs();
         if n.alive
             && n.replica.has_state()
-            && n.replica.configs().latest().iter().any(|m| m.id == n.id)
+            && configs.latest().iter().any(|m| m.id == n.id)
+            && configs
+                .at(n.replica.executed())
+                .iter()
+                .any(|m| m.id == n.id)
         {
             return Ok(());
         }

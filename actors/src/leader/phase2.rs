@@ -303,6 +303,31 @@ impl Leader {
             .collect()
     }
 
+    /// The transport saw `peer`'s link close (its process died or it
+    /// restarts). If the accept quorum counted on it, the slots in flight
+    /// go at once to the members they left out, rather than after
+    /// `retry_ms`, and the next decided slot picks the quorum afresh.
+    pub fn peer_lost(&mut self, peer: NodeId, fx: &mut Effects) {
+        if !self.accept_quorum.contains(&peer) {
+            return;
+        }
+        self.accept_quorum.clear();
+        // What they are owed goes first, as before any Accept to them.
+        self.flush_decided(fx);
+        for (slot, flight) in self.inflight.iter_mut() {
+            for member in flight.lazy.drain(..) {
+                fx.send(
+                    member,
+                    PeerMsg::Accept(Accept {
+                        ballot: self.ballot,
+                        slot: *slot,
+                        batch: flight.batch.clone(),
+                    }),
+                );
+            }
+        }
+    }
+
     pub(super) fn retry_accepts(&mut self, fx: &mut Effects) {
         let now = self.now_ms;
         let retry = self.config.retry_ms;

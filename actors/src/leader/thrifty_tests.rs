@@ -188,3 +188,36 @@ fn by_default_every_member_is_asked_every_slot() {
     }
     assert_eq!(leader.stats().thrifty_slots, 0);
 }
+
+#[test]
+fn losing_the_quorum_followers_link_sends_the_slots_in_flight_to_the_others_at_once() {
+    let mut leader = leader_with_quorum_of_node_2();
+    let mut fx = Effects::default();
+    let decided = propose_and_ack(&mut leader, &[1, 2], &mut fx);
+    leader.on_request(call(2), &mut fx).unwrap();
+    let slot = leader.next_slot() - 1;
+    assert!(accepts_to(&fx, 3).is_empty());
+    leader.handle(1, PeerMsg::Accepted(accepted(&leader, slot)), &mut fx);
+
+    // A member outside the quorum going away changes nothing.
+    let mut fx = Effects::default();
+    leader.peer_lost(3, &mut fx);
+    assert!(fx.sends.is_empty(), "{:?}", fx.sends);
+    assert_eq!(leader.accept_quorum(), &[2]);
+
+    // Node 2's link closes: node 3 gets what it is owed, then the Accept,
+    // with no time gone by; its answer decides the slot.
+    let mut fx = Effects::default();
+    leader.peer_lost(2, &mut fx);
+    assert!(leader.accept_quorum().is_empty());
+    assert_eq!(caught_up(&fx, 3), vec![vec![decided]]);
+    let to_3: Vec<&PeerMsg> = sent_to(&fx, 3);
+    assert!(
+        matches!(to_3[..], [PeerMsg::CatchUp(_), PeerMsg::Accept(_)]),
+        "node 3 got {to_3:?}"
+    );
+    assert_eq!(accepts_to(&fx, 3), vec![slot]);
+    assert!(sent_to(&fx, 2).is_empty());
+    leader.handle(3, PeerMsg::Accepted(accepted(&leader, slot)), &mut fx);
+    assert!(leader.inflight_acks().is_empty(), "not decided");
+}

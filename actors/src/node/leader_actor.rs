@@ -73,6 +73,15 @@ impl Handler<Deliver> for LeaderActor {
     }
 }
 
+impl Handler<PeerLost> for LeaderActor {
+    type Result = ();
+    fn handle(&mut self, m: PeerLost, _: &mut Context<Self>) {
+        let mut fx = Effects::default();
+        self.logic.peer_lost(m.0, &mut fx);
+        self.carry_out(fx);
+    }
+}
+
 impl Handler<Touch> for LeaderActor {
     type Result = MessageResult<Touch>;
     fn handle(&mut self, m: Touch, _: &mut Context<Self>) -> Self::Result {

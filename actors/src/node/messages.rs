@@ -44,6 +44,12 @@ pub struct Deliver {
     pub msg: PeerMsg,
 }
 
+/// A peer's link to this node closed: it died or restarts (the leader
+/// stops counting on it for Accepts).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PeerLost(pub NodeId);
+
 /// A client command for the leader; `connection` gets the outcome.
 #[derive(Message)]
 #[rtype(result = "Result<(), NotAccepted>")]

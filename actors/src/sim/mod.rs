@@ -438,6 +438,16 @@ impl Sim {
     /// ([`SimDurability`]).
     pub fn crash(&mut self, node: usize) {
         self.nodes[node].alive = false;
+        // The others' links from it close (unless cut off, or the close is lost).
+        let peer = self.nodes[node].id;
+        for to in 0..self.nodes.len() {
+            if to != node && self.nodes[to].alive {
+                let to_id = self.nodes[to].id;
+                self.transmit(Endpoint::Node(node), Endpoint::Node(to), || {
+                    Event::PeerLost { to, to_id, peer }
+                });
+            }
+        }
         if let (Some(disk), Some(durability)) =
             (self.nodes[node].disk.as_mut(), self.config.durable.as_ref())
         {

@@ -28,6 +28,13 @@ pub(super) enum Event {
         to_id: NodeId,
         msg: PeerMsg,
     },
+    /// A crashed peer's link closed, as a real transport sees it: the
+    /// node's leader stops counting on it (`Leader::peer_lost`).
+    PeerLost {
+        to: usize,
+        to_id: NodeId,
+        peer: NodeId,
+    },
     /// A newcomer asks a node to add it to the group (`-b`).
     Join {
         from: usize,
@@ -183,6 +190,13 @@ impl Sim {
                     }
                 }
                 self.apply_effects(to, fx);
+            }
+            Event::PeerLost { to, to_id, peer } => {
+                if self.nodes[to].alive && self.nodes[to].id == to_id {
+                    let mut fx = Effects::default();
+                    self.nodes[to].leader.peer_lost(peer, &mut fx);
+                    self.leader_effects(to, fx);
+                }
             }
             Event::Request {
                 client,

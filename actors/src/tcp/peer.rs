@@ -25,11 +25,22 @@ const RECONNECT_BACKOFF_MAX: Duration = Duration::from_millis(1_000);
 /// The TCP connect and the TLS handshake of a peer link each take this long at most.
 const PEER_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Hands the frames of a peer that said hello to the node until it closes.
+/// Hands the frames of a peer that said hello to the node until it
+/// closes, then tells the node the peer is gone (a thrifty leader stops
+/// waiting for its Accepted at once).
 pub(super) async fn serve_peer(
-    mut reader: FramedRead<LinkRead, FrameCodec>,
+    reader: FramedRead<LinkRead, FrameCodec>,
     node: NodeHandle,
     member: Member,
+) {
+    deliver_until_closed(reader, &node, &member).await;
+    node.peer_lost(member.id);
+}
+
+async fn deliver_until_closed(
+    mut reader: FramedRead<LinkRead, FrameCodec>,
+    node: &NodeHandle,
+    member: &Member,
 ) {
     while let Some(frame) = reader.next().await {
         crate::spin::note_activity();

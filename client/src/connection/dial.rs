@@ -83,10 +83,7 @@ impl Core {
         }
     }
 
-    async fn try_connect(
-        &self,
-        addr: &str,
-    ) -> Result<(Reader, Writer, Vec<String>), ConnectError> {
+    async fn try_connect(&self, addr: &str) -> Result<(Reader, Writer, Vec<String>), ConnectError> {
         let (read, write) = crate::tls::connect(
             addr,
             self.options.tls.as_ref(),
