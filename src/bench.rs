@@ -295,19 +295,17 @@ pub async fn run_with(
         &mut *latencies.lock().expect("never held across a panic"),
         (new_histogram(), new_histogram()),
     );
-    let mut report = BenchReport {
-        ops: 0,
-        errors: errors_seen,
-        elapsed: Duration::ZERO,
-        latency_us,
-        read_latency_us,
-        first_error: first_error_seen,
-    };
-    report.elapsed = started.elapsed();
+    let elapsed = started.elapsed();
     stop.store(true, Ordering::Relaxed);
     if let Some(p) = progress {
         p.abort();
     }
-    report.ops = report.latency_us.len();
-    Ok(report)
+    Ok(BenchReport {
+        ops: latency_us.len(),
+        errors: errors_seen,
+        elapsed,
+        latency_us,
+        read_latency_us,
+        first_error: first_error_seen,
+    })
 }
